@@ -1,0 +1,40 @@
+# Two commands for a new user:
+#   make demo   set up .venv from nothing and run the default job (jobs/digits-mlp.yaml) on an embedded Ray cluster
+#   make test   set up the dev extras and run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+JOB ?= jobs/digits-mlp.yaml
+OUT ?= reports/digits-mlp
+
+.PHONY: demo test test-fast setup setup-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# The stamp files make a second `make demo` start at once; they are rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "installing the orchestrator with torch and tensorflow into $(VENV) (about 2 minutes the first time)"
+	$(BIN)/pip install --quiet --progress-bar off -e ".[all]"
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet --progress-bar off -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
+
+demo: setup
+	$(BIN)/orchestrator sweep $(JOB) --out $(OUT)
+	@echo "open $(OUT)/report.html"
+
+test: setup-dev
+	$(BIN)/python -m pytest tests
+
+test-fast: setup-dev
+	$(BIN)/python -m pytest tests/unit
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache

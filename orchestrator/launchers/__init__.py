@@ -1,0 +1,43 @@
+"""One launcher module per distribution backend, behind one small interface.
+
+A launcher module exposes two functions:
+
+    describe(plan) -> dict
+        Pure. The Ray Train trainer it would build for ``plan``: class, ScalingConfig, backend config.
+        ``--dry-run`` prints it.
+    make_trainer(plan, train_loop_per_worker, train_loop_config, run_config)
+        Builds that trainer (imports Ray Train lazily).
+
+Adding a backend is one new module and one line in ``_MODULES``. Modules load only when used, so a torch-only
+sweep never imports TensorFlow's launcher.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from orchestrator.errors import UserError
+
+_MODULES = {
+    "ddp": "orchestrator.launchers.torch_ddp",
+    "multi_worker_mirrored": "orchestrator.launchers.tf_distribute",
+    "mirrored": "orchestrator.launchers.tf_distribute",
+}
+
+
+def get(strategy: str) -> ModuleType:
+    try:
+        return importlib.import_module(_MODULES[strategy])
+    except KeyError:
+        raise UserError(f"no launcher for strategy {strategy!r}; known: {', '.join(sorted(_MODULES))}") from None
+
+
+def scaling_config(plan) -> dict:
+    """ScalingConfig arguments shared by every Ray Train launcher."""
+    resources = dict(plan.resources_per_worker)
+    return {
+        "num_workers": plan.ray_workers,
+        "use_gpu": resources.get("GPU", 0) > 0,
+        "resources_per_worker": resources,
+    }

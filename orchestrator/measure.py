@@ -1,0 +1,100 @@
+"""Pure: turn what the workers recorded during one trial into that trial's measurements.
+
+Two kinds of timing, one rule for warm-up:
+
+* Built-in workloads time every step themselves and send the times in their reports (``step_times_s``).
+  Throughput comes from those steps; the first ``warmup_steps`` steps are left out.
+* A user's function is timed between its reports: the stamps come from the worker's own clock when the
+  function calls ``ray.train.report``. The stretch before the first report (imports, set-up) is always
+  left out, and so are the next ``warmup_steps`` report intervals.
+
+Every worker is measured separately; the trial's throughput is the sum of its workers' throughputs.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Optional
+
+
+class MeasurementError(ValueError):
+    """The trial ran but left nothing to measure."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    seconds: float
+    steps: int
+    samples: Optional[float]
+
+
+def intervals(records: list[dict], warmup: int, samples_metric: Optional[str]) -> list[Interval]:
+    """The measured intervals of one worker, warm-up excluded."""
+    if any("step_times_s" in r["metrics"] for r in records):
+        steps: list[Interval] = []
+        for record in records:
+            metrics = record["metrics"]
+            times = metrics.get("step_times_s") or []
+            per_step = metrics.get(samples_metric) / len(times) if samples_metric in metrics and times else None
+            steps += [Interval(t, 1, per_step) for t in times]
+        return steps[warmup:]
+    spans = []
+    for previous, record in zip(records, records[1:]):
+        samples = record["metrics"].get(samples_metric) if samples_metric else None
+        spans.append(Interval(record["t"] - previous["t"], 1, float(samples) if samples is not None else None))
+    return spans[warmup:]
+
+
+def summarize_worker(records: list[dict], warmup: int, samples_metric: Optional[str]) -> dict:
+    measured = intervals(records, warmup, samples_metric)
+    if not measured:
+        raise MeasurementError(
+            f"nothing left to measure: {len(records)} report(s), warm-up {warmup}. "
+            "Lower training.warmup_steps, or report more often"
+        )
+    seconds = sum(i.seconds for i in measured)
+    steps = sum(i.steps for i in measured)
+    durations = [i.seconds / i.steps for i in measured]
+    has_samples = all(i.samples is not None for i in measured)
+    samples = sum(i.samples for i in measured) if has_samples else None
+    return {
+        "measured_steps": steps,
+        "measured_seconds": seconds,
+        "steps_per_sec": steps / seconds,
+        "samples_per_sec": samples / seconds if samples is not None else None,
+        "step_time_mean_s": statistics.fmean(durations),
+        "step_time_std_s": statistics.stdev(durations) if len(durations) > 1 else 0.0,
+        "step_time_p50_s": statistics.median(durations),
+    }
+
+
+def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], launched_wall: float) -> dict:
+    """The trial's measurements from every worker's records (see harness.train_loop_per_worker)."""
+    if not workers:
+        raise MeasurementError("no worker reported back")
+    per_worker = []
+    for worker in workers:
+        summary = summarize_worker(worker["records"], warmup, samples_metric)
+        per_worker.append({"rank": worker["rank"], "node_id": worker["node_id"], "hostname": worker["hostname"], **summary})
+    rank0 = next(w for w in workers if w["rank"] == 0)
+    final = rank0["records"][-1]["metrics"] if rank0["records"] else {}
+    has_samples = all(w["samples_per_sec"] is not None for w in per_worker)
+    first_report = min(
+        (w["started_wall"] + w["records"][0]["t"] for w in workers if w["records"]), default=None
+    )
+    return {
+        "samples_per_sec": sum(w["samples_per_sec"] for w in per_worker) if has_samples else None,
+        # Data-parallel workers step in lockstep, so the trial's step rate is the slowest worker's.
+        "steps_per_sec": min(w["steps_per_sec"] for w in per_worker),
+        "step_time_mean_s": max(w["step_time_mean_s"] for w in per_worker),
+        "step_time_std_s": max(w["step_time_std_s"] for w in per_worker),
+        "measured_steps": min(w["measured_steps"] for w in per_worker),
+        "measured_seconds": max(w["measured_seconds"] for w in per_worker),
+        "startup_s": max(w["started_wall"] for w in workers) - launched_wall,
+        "time_to_first_report_s": first_report - launched_wall if first_report else None,
+        "test_accuracy": final.get("test_accuracy"),
+        "final_loss": final.get("loss"),
+        "nodes": sorted({w["node_id"] for w in per_worker}),
+        "per_worker": per_worker,
+    }

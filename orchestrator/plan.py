@@ -1,0 +1,176 @@
+"""Pure planning: a JobSpec becomes a list of TrialPlans, and a plan is checked against a cluster's resources.
+
+No Ray, no files. ``orchestrator sweep --dry-run`` prints exactly what ``build`` returns, with each
+launcher's description of the Ray Train trainer it would construct.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from orchestrator.errors import ClusterTooSmall
+from orchestrator.spec import JobSpec
+from orchestrator.workloads import ENTRYPOINTS, data
+
+# Strategies whose replicas live in one Ray worker (one process driving several local devices).
+SINGLE_WORKER_STRATEGIES = ("mirrored",)
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """Everything one trial needs, as data."""
+
+    job: str
+    framework: str
+    strategy: str
+    workload: str
+    """``mlp``/``cnn``, or the user's entrypoint."""
+    workers: int
+    """Data-parallel width: the N in efficiency = throughput(N) / (N * throughput(1))."""
+    repeat: int
+    ray_workers: int
+    """Ray Train workers (processes). Equal to ``workers`` except for ``mirrored`` (one worker, N replicas)."""
+    resources_per_worker: dict[str, float]
+    threads_per_worker: int
+    entrypoint: str
+    """The training function every Ray Train worker runs."""
+    train_config: dict
+    """The ``config`` that function receives."""
+    per_worker_batch: Optional[int]
+    global_batch: Optional[int]
+    steps: Optional[int]
+    warmup_steps: int
+    """Built-in workloads: steps left out of throughput. User functions: reports left out."""
+    samples_metric: Optional[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def curve(self) -> str:
+        return f"{self.framework}/{self.strategy}/{self.workload}"
+
+    @property
+    def trial_id(self) -> str:
+        return f"{self.framework}-{self.strategy}-{_slug(self.workload)}-w{self.workers}-r{self.repeat}"
+
+    def to_dict(self) -> dict:
+        return {"trial_id": self.trial_id, **asdict(self)}
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text)
+
+
+def worker_env(threads: int) -> dict[str, str]:
+    """The environment of every worker in every arm: threads pinned alike, legacy Keras for tf.distribute."""
+    return {
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": str(threads),
+        "TF_USE_LEGACY_KERAS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+
+
+def steps_for(spec: JobSpec, workers: int) -> Optional[int]:
+    if spec.training.steps is not None:
+        return spec.training.steps
+    if not spec.workload.is_builtin:
+        return None
+    per_epoch = math.ceil(data.train_size(spec.dataset.name, spec.dataset.num_samples) / spec.global_batch(workers))
+    return spec.training.epochs * per_epoch
+
+
+def build(spec: JobSpec) -> list[TrialPlan]:
+    """Every (arm, worker count, repeat) of the job, in the order they run.
+
+    Repeats are the outer loop and arms the inner one, so a slow drift of the machine spreads over all
+    arms alike instead of landing on one of them, and a partial sweep already holds every curve.
+    """
+    plans = []
+    resources = {"CPU": spec.resources.cpus_per_worker}
+    if spec.resources.gpus_per_worker:
+        resources["GPU"] = spec.resources.gpus_per_worker
+    threads = spec.resources.threads
+    for repeat in range(spec.sweep.repeats):
+        for workers in spec.sweep.workers:
+            for arm in spec.arms:
+                single = arm.strategy in SINGLE_WORKER_STRATEGIES
+                ray_workers = 1 if single else workers
+                per_ray_worker = {k: v * workers for k, v in resources.items()} if single else dict(resources)
+                steps = steps_for(spec, workers)
+                if spec.workload.is_builtin:
+                    per_worker_batch = spec.per_worker_batch(workers)
+                    entrypoint = ENTRYPOINTS[arm.framework]
+                    config = {
+                        "model": spec.workload.model,
+                        "params": dict(spec.workload.params),
+                        "dataset": spec.dataset.name,
+                        "num_samples": spec.dataset.num_samples,
+                        "image_size": 8 if spec.dataset.name == "digits" else spec.dataset.image_size,
+                        "per_worker_batch": per_worker_batch,
+                        "steps": steps,
+                        "report_every": spec.training.report_every,
+                        "learning_rate": spec.training.learning_rate,
+                        "momentum": spec.training.momentum,
+                        "seed": spec.training.seed,
+                        "threads": threads,
+                        "strategy": arm.strategy if arm.framework == "tensorflow" else None,
+                        "replicas": workers if single else 1,
+                    }
+                    workload = spec.workload.model
+                else:
+                    per_worker_batch = None  # the user's function owns its batching
+                    entrypoint = arm.entrypoint or spec.workload.entrypoint
+                    config = dict(spec.workload.config)
+                    workload = entrypoint
+                plans.append(
+                    TrialPlan(
+                        job=spec.name,
+                        framework=arm.framework,
+                        strategy=arm.strategy,
+                        workload=workload,
+                        workers=workers,
+                        repeat=repeat,
+                        ray_workers=ray_workers,
+                        resources_per_worker=per_ray_worker,
+                        threads_per_worker=threads,
+                        entrypoint=entrypoint,
+                        train_config=config,
+                        per_worker_batch=per_worker_batch,
+                        global_batch=per_worker_batch * workers if per_worker_batch else None,
+                        steps=steps,
+                        warmup_steps=spec.training.warmup_steps,
+                        samples_metric="samples" if spec.workload.is_builtin else spec.workload.samples_metric,
+                        env=worker_env(threads),
+                    )
+                )
+    return plans
+
+
+def check_fits(plans: list[TrialPlan], total: dict[str, float], nodes: list[dict[str, float]]) -> None:
+    """Refuse, before anything starts, a trial the cluster cannot hold (Ray would wait for it forever).
+
+    ``total`` is ``ray.cluster_resources()``; ``nodes`` the resources of each live node.
+    """
+    for plan in plans:
+        need = {k: v * plan.ray_workers for k, v in plan.resources_per_worker.items()}
+        short = {k: v for k, v in need.items() if total.get(k, 0.0) + 1e-9 < v}
+        fits_a_node = any(
+            all(node.get(k, 0.0) + 1e-9 >= v for k, v in plan.resources_per_worker.items()) for node in nodes
+        )
+        if short or not fits_a_node:
+            asked = f"{plan.ray_workers} x {_fmt(plan.resources_per_worker)} = {_fmt(need)}"
+            if not short:
+                asked = f"one worker of {_fmt(plan.resources_per_worker)}, more than any single node has"
+            have = _fmt({k: total.get(k, 0.0) for k in need})
+            raise ClusterTooSmall(
+                f"trial {plan.trial_id} asks for {asked}; the cluster has {have} "
+                f"on {len(nodes)} node(s). Lower sweep.workers or resources per worker, or add nodes."
+            )
+
+
+def _fmt(resources: dict[str, float]) -> str:
+    return "{" + ", ".join(f"{k}: {v:g}" for k, v in sorted(resources.items())) + "}"

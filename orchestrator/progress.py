@@ -1,0 +1,58 @@
+"""The sweep's progress display (rich): a bar while on a terminal, one line per trial everywhere."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from orchestrator.scheduler import Progress as ProgressProtocol
+
+
+class RichProgress(ProgressProtocol):
+    def __init__(self):
+        self.console = Console(file=sys.stdout, highlight=False)
+        self._bar = None
+        self._task = None
+
+    def start(self, total: int) -> None:
+        if self.console.is_terminal:
+            self._bar = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), console=self.console, transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("starting", total=total)
+
+    def trial_started(self, plan, index: int) -> None:
+        text = f"{plan.framework} {plan.strategy} · {plan.workers} worker(s) · repeat {plan.repeat + 1}"
+        if self._bar:
+            self._bar.update(self._task, description=text)
+        else:
+            self.console.print(f"→ {text}")
+
+    def trial_skipped(self, plan) -> None:
+        self.console.print(f"[dim]↷ {plan.trial_id}: already in results.jsonl[/]")
+        if self._bar:
+            self._bar.advance(self._task)
+
+    def trial_ended(self, plan, record: dict) -> None:
+        if record["status"] == "ok":
+            rate = record["samples_per_sec"]
+            shown = f"{rate:,.0f} samples/s" if rate is not None else f"{record['steps_per_sec']:.3g} steps/s"
+            accuracy = record.get("test_accuracy")
+            extra = f", test accuracy {accuracy:.3f}" if accuracy is not None else ""
+            self.console.print(
+                f"[green]✓[/] {plan.trial_id}: {shown}, step {1000 * record['step_time_mean_s']:.2f} ms{extra} "
+                f"[dim]({record['wall_time_s']:.0f} s)[/]"
+            )
+        else:
+            self.console.print(f"[red]✗[/] {plan.trial_id}: {escape(record['error'])}")
+        if self._bar:
+            self._bar.advance(self._task)
+
+    def stop(self) -> None:
+        if self._bar:
+            self._bar.stop()

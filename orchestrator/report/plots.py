@@ -1,0 +1,89 @@
+"""Scaling plots as inline SVG text (matplotlib, Agg-free SVG backend), deterministic byte for byte."""
+
+from __future__ import annotations
+
+import io
+
+COLORS = {"torch": ("#d62728", "#ff7f0e", "#8c564b"), "tensorflow": ("#1f77b4", "#17becf", "#2ca02c")}
+MARKERS = ("o", "s", "^", "D")
+
+
+def _style(curves: list[dict]) -> dict[int, tuple[str, str]]:
+    counts: dict[str, int] = {}
+    styles = {}
+    for index, curve in enumerate(curves):
+        palette = COLORS.get(curve["framework"], ("#7f7f7f", "#bcbd22", "#e377c2"))
+        k = counts.get(curve["framework"], 0)
+        counts[curve["framework"]] = k + 1
+        styles[index] = (palette[k % len(palette)], MARKERS[k % len(MARKERS)])
+    return styles
+
+
+def _svg(figure) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    plt.close(figure)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prolog and doctype for inlining
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("svg", force=False)
+    matplotlib.rcParams.update({"svg.hashsalt": "orchestrator-report", "svg.fonttype": "none", "font.size": 10})
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(6.4, 4.0))
+
+
+def throughput_svg(curves: list[dict]) -> str:
+    figure, axes = _figure()
+    styles = _style(curves)
+    units = set()
+    for index, curve in enumerate(curves):
+        color, marker = styles[index]
+        xs = [p["workers"] for p in curve["points"]]
+        ys = [p["throughput"] for p in curve["points"]]
+        errs = [p["throughput_std"] or 0.0 for p in curve["points"]]
+        axes.errorbar(xs, ys, yerr=errs, color=color, marker=marker, capsize=3,
+                      label=f"{curve['framework']} {curve['strategy']}")
+        units.add("samples/s" if curve["metric"] == "samples_per_sec" else "steps/s")
+    axes.set_xlabel("workers")
+    axes.set_ylabel(" or ".join(sorted(units)) or "throughput")
+    axes.set_title("Throughput vs workers (mean ± std over repeats)")
+    _integer_ticks(axes, curves)
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _svg(figure)
+
+
+def efficiency_svg(curves: list[dict]) -> str:
+    figure, axes = _figure()
+    styles = _style(curves)
+    all_workers = sorted({p["workers"] for c in curves for p in c["points"]})
+    axes.plot(all_workers, [1.0] * len(all_workers), color="#444444", linestyle="--", label="ideal (linear)")
+    for index, curve in enumerate(curves):
+        color, marker = styles[index]
+        xs = [p["workers"] for p in curve["points"]]
+        ys = [p["efficiency"] for p in curve["points"]]
+        errs = [p["efficiency_std"] or 0.0 for p in curve["points"]]
+        axes.errorbar(xs, ys, yerr=errs, color=color, marker=marker, capsize=3,
+                      label=f"{curve['framework']} {curve['strategy']}")
+    axes.set_xlabel("workers")
+    axes.set_ylabel("efficiency = X(N) / (N · X(1))")
+    axes.set_title("Scaling efficiency vs workers")
+    _integer_ticks(axes, curves)
+    axes.set_ylim(0, max(1.1, max((p["efficiency"] for c in curves for p in c["points"]), default=1) * 1.1))
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _svg(figure)
+
+
+def _integer_ticks(axes, curves):
+    ticks = sorted({p["workers"] for c in curves for p in c["points"]})
+    if ticks:
+        axes.set_xticks(ticks)

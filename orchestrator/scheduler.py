@@ -1,0 +1,172 @@
+"""The sweep: plans -> trials on one Ray cluster -> results.jsonl -> reports.
+
+Every trial of a sweep runs in the same Ray session. Each finished trial (successful or not) is appended
+to results.jsonl at once, so an interrupted sweep resumes where it stopped: trials already in the file
+with the same plan are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Optional
+
+from orchestrator import measure, plan as planning, report, results
+from orchestrator.errors import UserError
+from orchestrator.plan import TrialPlan
+from orchestrator.spec import JobSpec
+
+
+@dataclass
+class SweepOutcome:
+    out_dir: Path
+    ran: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    reports: list[Path] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.ran if r["status"] != "ok"]
+
+
+def plan_hash(plan: TrialPlan) -> str:
+    """What makes two trials the same trial: everything in the plan."""
+    return hashlib.sha256(json.dumps(plan.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def storage_path(spec: JobSpec, out_dir: Path) -> str:
+    if spec.storage_path:
+        return spec.storage_path if "://" in spec.storage_path else str(Path(spec.storage_path).resolve())
+    return str((out_dir / "ray_storage").resolve())
+
+
+def environment(cluster) -> dict:
+    def version(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "python": platform.python_version(),
+        "ray": version("ray"),
+        "torch": version("torch"),
+        "tensorflow": version("tensorflow-cpu") if version("tensorflow-cpu") != "not installed" else version("tensorflow"),
+        "machine": platform.machine(),
+        "cluster_nodes": len(cluster.nodes),
+        "cluster_cpus": cluster.total.get("CPU", 0.0),
+        "cluster_gpus": cluster.total.get("GPU", 0.0),
+        "embedded_cluster": cluster.embedded,
+    }
+
+
+class Progress:
+    """What the sweep tells whoever watches it. The CLI passes a rich-backed one."""
+
+    def start(self, total: int) -> None: ...
+    def trial_started(self, plan: TrialPlan, index: int) -> None: ...
+    def trial_skipped(self, plan: TrialPlan) -> None: ...
+    def trial_ended(self, plan: TrialPlan, record: dict) -> None: ...
+    def stop(self) -> None: ...
+
+
+def check_out_dir(spec: JobSpec, out_dir: Path) -> list[dict]:
+    existing = results.read(out_dir)
+    other = {r.get("job") for r in existing} - {spec.name}
+    if other:
+        raise UserError(
+            f"{out_dir / results.FILENAME} holds results of job {sorted(other)[0]!r}, not {spec.name!r}; "
+            "pass another --out"
+        )
+    return existing
+
+
+def sweep(
+    spec: JobSpec,
+    out_dir: str | Path,
+    address: Optional[str] = None,
+    verbose: bool = False,
+    progress: Optional[Progress] = None,
+    on_cluster: Optional[Callable] = None,
+) -> SweepOutcome:
+    from orchestrator import cluster as ray_cluster
+
+    progress = progress or Progress()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        existing = check_out_dir(spec, out)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    done = results.completed(existing)
+    plans = planning.build(spec)
+
+    cluster = ray_cluster.connect(address, verbose)
+    planning.check_fits(plans, cluster.total, cluster.nodes)
+    storage = storage_path(spec, out)
+    if on_cluster:
+        on_cluster(cluster, storage)
+    env = environment(cluster)
+
+    outcome = SweepOutcome(out_dir=out)
+    progress.start(len(plans))
+    try:
+        for index, plan in enumerate(plans):
+            digest = plan_hash(plan)
+            if plan.trial_id in done and done[plan.trial_id].get("plan_hash") == digest:
+                outcome.skipped.append(plan.trial_id)
+                progress.trial_skipped(plan)
+                continue
+            progress.trial_started(plan, index)
+            record = run_trial(plan, storage, digest, env)
+            results.append(out, record)
+            outcome.ran.append(record)
+            progress.trial_ended(plan, record)
+    finally:
+        progress.stop()
+    outcome.reports = report.render(out)
+    return outcome
+
+
+def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict) -> dict:
+    """Run one trial and return its results.jsonl record; a failure is recorded, not raised."""
+    from orchestrator import trial
+
+    record = {
+        "trial_id": plan.trial_id,
+        "plan_hash": digest,
+        **{k: v for k, v in plan.to_dict().items() if k not in ("trial_id", "train_config", "env")},
+        "environment": env,
+    }
+    started = time.time()
+    try:
+        run = trial.run(plan, storage)
+        summary = measure.summarize(run.workers, plan.warmup_steps, plan.samples_metric, run.launched_wall)
+        record.update(status="ok", error=None, wall_time_s=run.ended_wall - run.launched_wall, **summary)
+    except measure.MeasurementError as err:
+        record.update(status="failed", error=str(err), wall_time_s=time.time() - started)
+    except Exception as err:  # a trial's failure is data for the report, never the end of the sweep
+        record.update(
+            status="failed",
+            error=one_line(err),
+            error_detail="".join(traceback.format_exception(err))[-4000:],
+            wall_time_s=time.time() - started,
+        )
+    record["started_at"] = started
+    return record
+
+
+def one_line(err: BaseException) -> str:
+    """The most specific line of a (possibly remote, nested) error: usually the root cause."""
+    text = str(err).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line.split(":", 1)[0] or "Exception" in line.split(":", 1)[0]:
+            return line[:500]
+    return (lines[-1] if lines else type(err).__name__)[:500]

@@ -1,0 +1,355 @@
+"""The job spec: the only module that reads job files.
+
+A job file is YAML, loaded with ``yaml.safe_load`` and validated once, here. Everything after ``load`` trusts
+the ``JobSpec`` it returns. Errors name the field, the value and what would be valid, in one line.
+
+A minimal job (see ``jobs/digits-mlp.yaml`` for the default one)::
+
+    name: digits-mlp
+    arms:                        # one curve per arm; both frameworks may appear in one file
+      - {framework: torch, strategy: ddp}
+      - {framework: tensorflow, strategy: multi_worker_mirrored}
+    workload: {model: mlp, params: {hidden: [128, 128]}}
+    dataset: {name: digits}
+    batch: {per_worker: 32}      # weak scaling: global batch = 32 * workers
+    training: {steps: 60, warmup_steps: 10}
+    sweep: {workers: [1, 2], repeats: 2}
+    resources: {cpus_per_worker: 1}
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from orchestrator.errors import SpecError
+
+# Which strategies each framework knows. A strategy also needs a launcher (orchestrator/launchers/__init__.py).
+STRATEGIES: dict[str, tuple[str, ...]] = {
+    "torch": ("ddp",),
+    "tensorflow": ("multi_worker_mirrored", "mirrored"),
+}
+BUILTIN_MODELS = ("mlp", "cnn")
+DATASETS = ("digits", "synthetic")
+
+# Upper bounds that catch typos (an extra zero or three) long before they reach a cluster.
+MAX_WORKERS = 4096
+MAX_STEPS = 10_000_000
+MAX_BATCH = 1 << 20
+MAX_REPEATS = 100
+MAX_SPEC_BYTES = 1 << 20
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_ENTRYPOINT = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_entrypoint(value: Optional[str]) -> Optional[str]:
+    if value is not None and not _ENTRYPOINT.match(value):
+        raise ValueError(
+            f"{value!r} is not 'package.module:function' (letters, digits, '_' and '.' only)"
+        )
+    return value
+
+
+class Arm(_Strict):
+    """One curve of the comparison: a framework and its distribution strategy."""
+
+    framework: Literal["torch", "tensorflow"]
+    strategy: str
+    entrypoint: Optional[str] = None
+    """A user training function for this arm only, overriding ``workload.entrypoint``."""
+
+    _entrypoint = field_validator("entrypoint")(_check_entrypoint)
+
+    @model_validator(mode="after")
+    def _strategy_fits_framework(self) -> "Arm":
+        known = STRATEGIES[self.framework]
+        if self.strategy not in known:
+            raise ValueError(
+                f"strategy {self.strategy!r} is not one of {self.framework}'s: {', '.join(known)}"
+            )
+        return self
+
+    @property
+    def key(self) -> str:
+        return f"{self.framework}/{self.strategy}"
+
+
+class Workload(_Strict):
+    """A built-in model (``model``) or a user's own Ray Train function (``entrypoint``), not both."""
+
+    model: Optional[Literal["mlp", "cnn"]] = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Built-in model parameters: ``hidden`` (MLP layer widths), ``channels`` (CNN conv widths)."""
+    entrypoint: Optional[str] = None
+    """``package.module:function``, a Ray Train ``train_loop_per_worker(config)``."""
+    config: dict[str, Any] = Field(default_factory=dict)
+    """Passed unchanged to the user's function as its ``config``."""
+    samples_metric: Optional[str] = None
+    """Metric key in which the user's function reports samples processed by that worker since its last
+    report. With it throughput is samples/s; without it, reports (steps) per second."""
+
+    _entrypoint = field_validator("entrypoint")(_check_entrypoint)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Workload":
+        if (self.model is None) == (self.entrypoint is None):
+            raise ValueError("set exactly one of 'model' (mlp | cnn) or 'entrypoint' ('package.module:function')")
+        if self.model == "mlp":
+            _widths(self.params, "hidden", [128, 128])
+        if self.model == "cnn":
+            _widths(self.params, "channels", [16, 32])
+        if self.model is not None:
+            unknown = set(self.params) - {"hidden", "channels"}
+            if unknown:
+                raise ValueError(f"unknown params {sorted(unknown)}; mlp takes 'hidden', cnn takes 'channels'")
+        return self
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.model is not None
+
+
+def _widths(params: dict, key: str, default: list[int]) -> list[int]:
+    value = params.get(key, default)
+    if not (isinstance(value, list) and value and all(type(v) is int and 1 <= v <= 65536 for v in value)):
+        raise ValueError(f"params.{key} must be a non-empty list of integers in 1..65536, got {value!r}")
+    return value
+
+
+class Dataset(_Strict):
+    name: Literal["digits", "synthetic"] = "digits"
+    """``digits``: scikit-learn's bundled 8x8 digits (real data, reports test accuracy).
+    ``synthetic``: random tensors of the same shape, for throughput only."""
+    num_samples: int = Field(default=4096, ge=16, le=10_000_000)
+    """Synthetic only: samples in the generated training set."""
+    image_size: int = Field(default=8, ge=4, le=512)
+    """Synthetic only: images are ``image_size`` x ``image_size`` with one channel."""
+
+
+class Batch(_Strict):
+    """Per-worker batch (weak scaling), or a global batch with a scaling mode.
+
+    weak:   per-worker batch fixed, global batch = per_worker * N.
+    strong: global batch fixed, per-worker batch = global / N (must divide evenly at every N).
+    ``global`` with ``weak`` means the global batch at the smallest worker count of the sweep.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    per_worker: Optional[int] = Field(default=None, ge=1, le=MAX_BATCH)
+    global_: Optional[int] = Field(default=None, alias="global", ge=1, le=MAX_BATCH)
+    scaling: Literal["weak", "strong"] = "weak"
+
+    @model_validator(mode="after")
+    def _one_size(self) -> "Batch":
+        if (self.per_worker is None) == (self.global_ is None):
+            raise ValueError("set exactly one of 'per_worker' or 'global'")
+        if self.per_worker is not None and self.scaling == "strong":
+            raise ValueError("strong scaling keeps the global batch fixed: use 'global', not 'per_worker'")
+        return self
+
+
+class Training(_Strict):
+    steps: Optional[int] = Field(default=None, ge=1, le=MAX_STEPS)
+    """Optimiser steps per trial (every worker takes the same number)."""
+    epochs: Optional[int] = Field(default=None, ge=1, le=100_000)
+    """Passes over the training set; steps = epochs * ceil(train samples / global batch)."""
+    warmup_steps: int = Field(default=5, ge=0, le=MAX_STEPS)
+    """Steps left out of throughput (graph tracing, allocator warm-up, first collectives)."""
+    report_every: int = Field(default=20, ge=1, le=MAX_STEPS)
+    """Built-in workloads call ``ray.train.report`` every this many steps."""
+    learning_rate: float = Field(default=0.05, gt=0, le=10)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _one_length(self) -> "Training":
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("set exactly one of 'steps' or 'epochs'")
+        if self.steps is not None and self.warmup_steps >= self.steps:
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps}), "
+                "or nothing is left to measure"
+            )
+        return self
+
+
+class Sweep(_Strict):
+    workers: list[int] = Field(min_length=1, max_length=64)
+    """Worker counts to run, e.g. [1, 2, 4]. Efficiency is relative to the smallest (ideally 1)."""
+    repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
+    """Independent trials per (arm, worker count); each is kept separately."""
+
+    @field_validator("workers")
+    @classmethod
+    def _counts(cls, value: list[int]) -> list[int]:
+        for count in value:
+            if not 1 <= count <= MAX_WORKERS:
+                raise ValueError(f"worker count {count} is outside 1..{MAX_WORKERS}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"worker counts repeat: {value}")
+        return sorted(value)
+
+
+class Resources(_Strict):
+    cpus_per_worker: float = Field(default=1.0, gt=0, le=1024)
+    gpus_per_worker: float = Field(default=0.0, ge=0, le=64)
+    threads_per_worker: Optional[int] = Field(default=None, ge=1, le=1024)
+    """Intra-op threads in every worker of every arm; default: the CPUs per worker, at least 1."""
+
+    @property
+    def threads(self) -> int:
+        return self.threads_per_worker or max(1, int(self.cpus_per_worker))
+
+
+class JobSpec(_Strict):
+    name: str
+    arms: list[Arm] = Field(min_length=1, max_length=32)
+    workload: Workload
+    dataset: Dataset = Field(default_factory=Dataset)
+    batch: Batch = Field(default_factory=lambda: Batch(per_worker=32))
+    training: Training = Field(default_factory=lambda: Training(steps=100))
+    sweep: Sweep
+    resources: Resources = Field(default_factory=Resources)
+    storage_path: Optional[str] = None
+    """Where Ray Train keeps trial state: a local path, or a URI such as s3://bucket/prefix (default: the
+    sweep's output dir)."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"{value!r} must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("storage_path")
+    @classmethod
+    def _storage(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            path_part = value.split("://", 1)[-1]
+            if ".." in Path(path_part).parts or "\x00" in value:
+                raise ValueError(f"{value!r} must not contain '..' segments")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "JobSpec":
+        keys = [arm.key for arm in self.arms]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"arms repeat: {keys}")
+        if not self.workload.is_builtin:
+            return self
+        if self.batch.global_ is not None and self.batch.scaling == "strong":
+            for count in self.sweep.workers:
+                if self.batch.global_ % count:
+                    raise ValueError(
+                        f"batch.global ({self.batch.global_}) does not divide by {count} workers; "
+                        "strong scaling needs a global batch divisible by every worker count"
+                    )
+        if self.batch.global_ is not None and self.batch.scaling == "weak":
+            if self.batch.global_ % self.sweep.workers[0]:
+                raise ValueError(
+                    f"batch.global ({self.batch.global_}) does not divide by the smallest worker count "
+                    f"({self.sweep.workers[0]})"
+                )
+        return self
+
+    # Arithmetic the rest of the code asks of a spec, written out once.
+    def per_worker_batch(self, workers: int) -> int:
+        if self.batch.per_worker is not None:
+            return self.batch.per_worker
+        if self.batch.scaling == "strong":
+            return self.batch.global_ // workers
+        return self.batch.global_ // self.sweep.workers[0]
+
+    def global_batch(self, workers: int) -> int:
+        return self.per_worker_batch(workers) * workers
+
+
+def load(path: str | Path) -> JobSpec:
+    """Read, parse and validate a job file. Raises ``SpecError`` with a one-line message."""
+    source = str(path)
+    file = Path(path)
+    if not file.is_file():
+        raise SpecError(source, "file", "no such job file; pass a YAML job spec such as jobs/digits-mlp.yaml")
+    if file.stat().st_size > MAX_SPEC_BYTES:
+        raise SpecError(source, "file", f"is larger than {MAX_SPEC_BYTES} bytes; a job spec is a short YAML file")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError(source, "file", "is not UTF-8 text") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise SpecError(source, where, f"malformed YAML: {problem}") from None
+    return parse(data, source)
+
+
+def parse(data: Any, source: str = "<spec>") -> JobSpec:
+    if not isinstance(data, dict):
+        raise SpecError(source, "top level", f"must be a mapping of fields, got {type(data).__name__}")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise SpecError(source, _field_path(first["loc"]) or "top level", _describe(first)) from None
+
+
+def _field_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not str(part).startswith(("function-", "literal[", "list[", "dict[")):
+            path += ("." if path else "") + str(part)
+    return path
+
+
+def _describe(error: dict) -> str:
+    kind, message, value = error["type"], error["msg"], error.get("input")
+    if kind == "extra_forbidden":
+        model = _model_at(error["loc"][:-1])
+        known = ", ".join(model.model_fields) if model else "see the docs"
+        return f"unknown field; known fields here: {known}"
+    if kind == "missing":
+        return "is required"
+    message = message.removeprefix("Value error, ")
+    if kind in ("value_error", "assertion_error"):
+        return message
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{message} (got {shown})"
+
+
+def _model_at(loc: tuple):
+    """The pydantic model a location points into, for listing its known fields."""
+    model = JobSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            field = next((f for f in model.model_fields.values() if f.alias == part), None)
+        if field is None:
+            return None
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        nested = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nested is None:
+            return None
+        model = nested
+    return model

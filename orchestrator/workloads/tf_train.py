@@ -1,0 +1,141 @@
+"""MLP or small CNN on digits (or synthetic images), in TensorFlow with a tf.distribute strategy.
+
+One process:  python -m orchestrator.workloads.tf_train
+Distributed:  the orchestrator runs ``train_loop`` on every worker under Ray Train's TensorflowTrainer,
+              which writes TF_CONFIG; ``strategy`` picks the tf.distribute strategy:
+              multi_worker_mirrored  one replica per worker, collectives across workers (gRPC/ring on CPU);
+              mirrored               one worker, ``replicas`` local devices (GPUs, else logical CPUs).
+
+Batch arithmetic: every replica takes ``per_worker_batch`` samples a step, so the global batch is
+per_worker_batch * num_replicas_in_sync, and the loss is averaged over that global batch, which is what
+DDP's gradient averaging computes in torch_train.py.
+
+Keras: TensorFlow 2.21 ships Keras 3, whose optimisers fail under MultiWorkerMirroredStrategy; the legacy
+tf-keras package (TF_USE_LEGACY_KERAS=1, set before TensorFlow is imported) is used instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from orchestrator.workloads import data  # noqa: E402
+from orchestrator.workloads.reporting import default_config, reporter  # noqa: E402
+
+
+def make_strategy(name: str | None, replicas: int) -> tf.distribute.Strategy:
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(min(replicas, len(gpus)))])
+        # No GPU: split the CPU into logical devices so that the strategy really runs `replicas` replicas.
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
+    return tf.distribute.get_strategy()
+
+
+def build_model(model: str, params: dict, image_size: int, seed: int) -> tf.keras.Model:
+    """The model with the shared NumPy initial weights (the same numbers torch_train.py loads)."""
+    layers = tf.keras.layers
+    if model == "mlp":
+        hidden = params.get("hidden", [128, 128])
+        stack = [layers.Flatten()] + [layers.Dense(w, activation="relu") for w in hidden]
+        weights = data.mlp_weights(image_size * image_size, hidden, seed)
+    else:
+        channels = params.get("channels", [16, 32])
+        stack = [layers.Reshape((image_size, image_size, 1))]
+        stack += [layers.Conv2D(c, 3, padding="same", activation="relu") for c in channels]
+        stack += [layers.MaxPool2D(2), layers.Flatten()]
+        weights = data.cnn_weights(image_size, channels, seed)
+    net = tf.keras.Sequential([tf.keras.Input((image_size, image_size)), *stack, layers.Dense(data.NUM_CLASSES)])
+    net.set_weights(data.tf_layout(model, weights, image_size))
+    return net
+
+
+def _task() -> tuple[int, int]:
+    """(rank, workers) from TF_CONFIG, which Ray Train's TensorflowTrainer writes; (0, 1) without it."""
+    config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    if not config:
+        return 0, 1
+    return config["task"]["index"], len(config["cluster"]["worker"])
+
+
+def train_loop(config: dict) -> None:
+    tf.config.threading.set_intra_op_parallelism_threads(config["threads"])
+    tf.config.threading.set_inter_op_parallelism_threads(config["threads"])
+    strategy = make_strategy(config.get("strategy"), config.get("replicas", 1))
+    _, workers = _task()
+    per_replica = config["per_worker_batch"]
+    global_batch = per_replica * strategy.num_replicas_in_sync
+
+    x_train, y_train, x_test, y_test = data.load(
+        config["dataset"], config["num_samples"], config["image_size"], config["seed"]
+    )
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        mine = data.shard(len(x_train), context.input_pipeline_id, context.num_input_pipelines)
+        local = tf.data.Dataset.from_tensor_slices((x_train[mine], y_train[mine]))
+        local = local.shuffle(len(mine), seed=config["seed"] + context.input_pipeline_id).repeat()
+        return local.batch(context.get_per_replica_batch_size(global_batch), drop_remainder=True).prefetch(2)
+
+    options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
+    stream = iter(strategy.distribute_datasets_from_function(dataset_fn, options))
+
+    with strategy.scope():
+        model = build_model(config["model"], config["params"], config["image_size"], config["seed"])
+        optimizer = tf.keras.optimizers.SGD(config["learning_rate"], momentum=config["momentum"])
+
+    def replica_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            per_sample = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            loss = tf.nn.compute_average_loss(per_sample, global_batch_size=global_batch)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def train_step(iterator):
+        images, labels = next(iterator)
+        losses = strategy.run(replica_step, args=(images, labels))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    report = reporter()
+    step_times: list[float] = []
+    for step in range(1, config["steps"] + 1):
+        start = time.perf_counter()
+        loss_value = float(train_step(stream))  # .numpy() waits for the step, so the time is the step's
+        step_times.append(time.perf_counter() - start)
+
+        last = step == config["steps"]
+        if step % config["report_every"] == 0 or last:
+            metrics = {
+                "step": step,
+                "loss": loss_value,
+                # Samples this worker processed: its local replicas' share of the global batch.
+                "samples": global_batch // workers * len(step_times),
+                "step_times_s": step_times,
+            }
+            if last and len(x_test):
+                metrics["test_accuracy"] = accuracy(model, x_test, y_test)
+            report(metrics)
+            step_times = []
+
+
+def accuracy(model: tf.keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
+    logits = model(images, training=False).numpy()
+    return float((logits.argmax(1) == labels).mean())
+
+
+if __name__ == "__main__":
+    train_loop(default_config())

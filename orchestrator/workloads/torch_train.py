@@ -1,0 +1,123 @@
+"""MLP or small CNN on digits (or synthetic images), in PyTorch.
+
+One process:  python -m orchestrator.workloads.torch_train
+Distributed:  the orchestrator runs ``train_loop`` on every worker under Ray Train's TorchTrainer, which
+              sets up the process group (gloo on CPU, NCCL on GPU); the model is wrapped in DDP here.
+
+Batch arithmetic: each of the N workers takes ``per_worker_batch`` samples a step, so one optimiser step
+sees N * per_worker_batch samples; DDP averages gradients over workers, which equals the mean loss over
+the global batch. tf_train.py does the same with ``compute_average_loss(global_batch_size=...)``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from orchestrator.workloads import data
+from orchestrator.workloads.reporting import default_config, reporter
+
+
+class MLP(nn.Module):
+    def __init__(self, in_features: int, hidden: list[int]):
+        super().__init__()
+        widths = [in_features, *hidden, data.NUM_CLASSES]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+
+    def forward(self, x):
+        x = x.flatten(1)
+        for layer in self.layers[:-1]:
+            x = F.relu(layer(x))
+        return self.layers[-1](x)
+
+
+class CNN(nn.Module):
+    def __init__(self, image_size: int, channels: list[int]):
+        super().__init__()
+        ins = [1, *channels[:-1]]
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(ins, channels))
+        self.head = nn.Linear(channels[-1] * (image_size // 2) ** 2, data.NUM_CLASSES)
+
+    def forward(self, x):
+        x = x.unsqueeze(1)  # (n, h, w) -> (n, 1, h, w)
+        for conv in self.convs:
+            x = F.relu(conv(x))
+        return self.head(F.max_pool2d(x, 2).flatten(1))
+
+
+def build_model(model: str, params: dict, image_size: int, seed: int) -> nn.Module:
+    """The model with the shared NumPy initial weights (the same numbers tf_train.py loads)."""
+    if model == "mlp":
+        net = MLP(image_size * image_size, params.get("hidden", [128, 128]))
+        weights = data.mlp_weights(image_size * image_size, params.get("hidden", [128, 128]), seed)
+        weights = [w.T if w.ndim == 2 else w for w in weights]  # nn.Linear stores (out, in)
+    else:
+        net = CNN(image_size, params.get("channels", [16, 32]))
+        weights = data.cnn_weights(image_size, params.get("channels", [16, 32]), seed)
+        weights[-2] = weights[-2].T
+    with torch.no_grad():
+        for param, value in zip(net.parameters(), weights, strict=True):
+            param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    return net
+
+
+def train_loop(config: dict) -> None:
+    torch.set_num_threads(config["threads"])
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+    x_train, y_train, x_test, y_test = data.load(
+        config["dataset"], config["num_samples"], config["image_size"], config["seed"]
+    )
+    mine = data.shard(len(x_train), rank, world)
+    stream = data.batches(x_train[mine], y_train[mine], config["per_worker_batch"], config["seed"] + rank)
+
+    model = build_model(config["model"], config["params"], config["image_size"], config["seed"]).to(device)
+    if distributed:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config["learning_rate"], momentum=config["momentum"])
+    report = reporter()
+
+    step_times: list[float] = []
+    for step in range(1, config["steps"] + 1):
+        start = time.perf_counter()
+        images, labels = next(stream)
+        images, labels = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        loss_value = loss.item()  # waits for the step to finish, so the time below is the step's
+        step_times.append(time.perf_counter() - start)
+
+        last = step == config["steps"]
+        if step % config["report_every"] == 0 or last:
+            metrics = {
+                "step": step,
+                "loss": loss_value,
+                "samples": config["per_worker_batch"] * len(step_times),
+                "step_times_s": step_times,
+            }
+            if last and len(x_test):
+                metrics["test_accuracy"] = accuracy(model, x_test, y_test, device)
+            report(metrics)
+            step_times = []
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, device) -> float:
+    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    net.eval()
+    logits = net(torch.from_numpy(images).to(device))
+    net.train()
+    return float((logits.argmax(1).cpu().numpy() == labels).mean())
+
+
+if __name__ == "__main__":
+    train_loop(default_config())
