@@ -13,7 +13,7 @@ from orchestrator.scheduler import Progress as ProgressProtocol
 
 class RichProgress(ProgressProtocol):
     def __init__(self):
-        self.console = Console(file=sys.stdout, highlight=False)
+        self.console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
         self._bar = None
         self._task = None
 

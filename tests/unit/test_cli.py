@@ -1,0 +1,66 @@
+"""The CLI's handling of bad input (no cluster is started) and of --dry-run."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from orchestrator.cli import main
+
+
+def write(tmp_path, text, name="job.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+GOOD = """
+name: tiny
+arms: [{framework: torch, strategy: ddp}]
+workload: {model: mlp}
+training: {steps: 10, warmup_steps: 2}
+sweep: {workers: [1, 2]}
+"""
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("name: x\narms: [\n", "malformed YAML"),
+        (GOOD.replace("framework: torch", "framework: mxnet"), "arms[0].framework"),
+        (GOOD + "colour: blue\n", "colour: unknown field"),
+        ("- just\n- a list\n", "must be a mapping"),
+    ],
+)
+def test_bad_spec_exits_2_with_one_line(tmp_path, capsys, text, words):
+    assert main(["sweep", write(tmp_path, text), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path, capsys):
+    assert main(["sweep", write(tmp_path, GOOD), "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [t["workers"] for t in plan["trials"]] == [1, 2]
+    assert plan["trials"][1]["ray_train"]["scaling_config"]["num_workers"] == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_with_traversal_is_refused(tmp_path, capsys):
+    assert main(["sweep", write(tmp_path, GOOD), "--out", "a/../../b", "--dry-run"]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_report_on_missing_dir(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "none")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+
+
+def test_unknown_command_and_flag_exit_2():
+    for argv in (["frobnicate"], ["sweep", "x.yaml", "--workers", "3"]):
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "orchestrator", *argv], capture_output=True, text=True)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert time.monotonic() - started < 30

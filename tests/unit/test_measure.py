@@ -1,0 +1,50 @@
+"""Warm-up exclusion and per-worker throughput, from recorded reports."""
+
+import pytest
+
+from orchestrator import measure
+
+
+def builtin_records(step_times, per_step_samples=10, every=2):
+    records, t = [], 0.0
+    for i in range(0, len(step_times), every):
+        chunk = step_times[i : i + every]
+        t += sum(chunk)
+        records.append({"t": t, "metrics": {"samples": per_step_samples * len(chunk), "step_times_s": chunk}})
+    return records
+
+
+def test_builtin_warmup_steps_are_left_out():
+    # Two slow warm-up steps, then four steps of 0.1 s with 10 samples each: 40 samples / 0.4 s.
+    summary = measure.summarize_worker(builtin_records([5.0, 3.0, 0.1, 0.1, 0.1, 0.1]), 2, "samples")
+    assert summary["measured_steps"] == 4
+    assert summary["samples_per_sec"] == pytest.approx(100.0)
+    assert summary["steps_per_sec"] == pytest.approx(10.0)
+
+
+def test_user_function_is_timed_between_reports():
+    # Reports at 10 s (after set-up), 12, 14, 17: intervals 2, 2, 3; warm-up 1 report drops the first.
+    records = [{"t": t, "metrics": {"n": 100}} for t in (10.0, 12.0, 14.0, 17.0)]
+    summary = measure.summarize_worker(records, 1, "n")
+    assert summary["measured_steps"] == 2
+    assert summary["samples_per_sec"] == pytest.approx(200 / 5)
+    no_samples = measure.summarize_worker(records, 0, None)
+    assert no_samples["samples_per_sec"] is None and no_samples["steps_per_sec"] == pytest.approx(3 / 7)
+
+
+def test_nothing_left_to_measure_is_an_error():
+    with pytest.raises(measure.MeasurementError, match="nothing left to measure"):
+        measure.summarize_worker([{"t": 1.0, "metrics": {}}], 0, None)
+
+
+def test_trial_sums_workers_and_takes_the_slowest_step():
+    workers = [
+        {"rank": r, "node_id": "n", "hostname": "h", "started_wall": 100.0 + r,
+         "records": builtin_records([0.1, 0.1, 0.1, 0.2 if r else 0.1])}
+        for r in (0, 1)
+    ]
+    summary = measure.summarize(workers, 0, "samples", launched_wall=90.0)
+    assert summary["samples_per_sec"] == pytest.approx(40 / 0.4 + 40 / 0.5)
+    assert summary["steps_per_sec"] == pytest.approx(4 / 0.5)
+    assert summary["startup_s"] == pytest.approx(11.0)
+    assert [w["rank"] for w in summary["per_worker"]] == [0, 1]

@@ -1,0 +1,94 @@
+"""Plans as data: what each trial would run, and refusal of trials the cluster cannot hold."""
+
+import pytest
+
+from orchestrator import launchers, plan, spec
+from orchestrator.errors import ClusterTooSmall, UserError
+
+JOB = {
+    "name": "p",
+    "arms": [{"framework": "torch", "strategy": "ddp"}, {"framework": "tensorflow", "strategy": "mirrored"}],
+    "workload": {"model": "cnn"},
+    "batch": {"global": 64, "scaling": "strong"},
+    "training": {"epochs": 2, "warmup_steps": 1},
+    "sweep": {"workers": [1, 2, 4], "repeats": 2},
+    "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
+}
+
+
+@pytest.fixture
+def plans():
+    return plan.build(spec.parse(JOB))
+
+
+def test_every_arm_count_and_repeat_once_repeats_outermost(plans):
+    assert len(plans) == 2 * 3 * 2
+    assert [(p.repeat, p.workers, p.framework) for p in plans[:3]] == [(0, 1, "torch"), (0, 1, "tensorflow"), (0, 2, "torch")]
+    assert len({p.trial_id for p in plans}) == len(plans)
+
+
+def test_strong_scaling_and_epoch_arithmetic(plans):
+    at4 = next(p for p in plans if p.workers == 4 and p.framework == "torch")
+    assert at4.per_worker_batch == 16 and at4.global_batch == 64
+    # 1437 digits training samples / global batch 64 = 22.5 -> 23 steps an epoch, 2 epochs.
+    assert at4.steps == 46
+    assert at4.train_config["per_worker_batch"] == 16
+
+
+def test_mirrored_is_one_ray_worker_holding_every_replica(plans):
+    mirrored = next(p for p in plans if p.strategy == "mirrored" and p.workers == 4)
+    assert mirrored.ray_workers == 1
+    assert mirrored.resources_per_worker == {"CPU": 2.0}
+    assert mirrored.train_config["replicas"] == 4
+    described = launchers.get("mirrored").describe(mirrored)
+    assert described["scaling_config"]["num_workers"] == 1 and described["replicas_per_worker"] == 4
+
+
+def test_threads_pinned_alike_in_every_arm(plans):
+    assert {p.env["OMP_NUM_THREADS"] for p in plans} == {"1"}
+    assert {p.train_config["threads"] for p in plans} == {1}
+    assert all(p.env["TF_USE_LEGACY_KERAS"] == "1" for p in plans)
+
+
+def test_ddp_backend_follows_the_device():
+    cpu = plan.build(spec.parse({**JOB, "sweep": {"workers": [2]}}))[0]
+    assert launchers.get("ddp").describe(cpu)["torch_config"] == {"backend": "gloo"}
+    gpu_job = {**JOB, "sweep": {"workers": [2]}, "resources": {"cpus_per_worker": 1, "gpus_per_worker": 1}}
+    gpu = plan.build(spec.parse(gpu_job))[0]
+    described = launchers.get("ddp").describe(gpu)
+    assert described["torch_config"] == {"backend": "nccl"} and described["scaling_config"]["use_gpu"] is True
+
+
+def test_unknown_strategy_lists_known_launchers():
+    with pytest.raises(UserError, match="known: ddp, mirrored, multi_worker_mirrored"):
+        launchers.get("horovod")
+
+
+def test_cluster_too_small_names_asked_and_available(plans):
+    with pytest.raises(ClusterTooSmall) as caught:
+        plan.check_fits(plans, total={"CPU": 1.0}, nodes=[{"CPU": 1.0}])
+    message = str(caught.value)
+    assert "asks for 4 x {CPU: 0.5} = {CPU: 2}" in message
+    assert "the cluster has {CPU: 1}" in message
+
+
+def test_worker_larger_than_any_node_is_refused():
+    big = plan.build(spec.parse({**JOB, "sweep": {"workers": [2]}, "resources": {"cpus_per_worker": 2}}))
+    with pytest.raises(ClusterTooSmall, match="more than any single node"):
+        plan.check_fits(big[:1], total={"CPU": 4.0}, nodes=[{"CPU": 1.5}, {"CPU": 1.5}, {"CPU": 1.0}])
+
+
+def test_plans_that_fit(plans):
+    plan.check_fits(plans, total={"CPU": 2.0}, nodes=[{"CPU": 2.0}])
+
+
+def test_user_function_plan_passes_config_unchanged():
+    job = spec.parse({
+        "name": "u", "arms": [{"framework": "torch", "strategy": "ddp", "entrypoint": "jobs.examples.torch_user:train_func"}],
+        "workload": {"entrypoint": "pkg.mod:fallback", "config": {"lr": 0.1, "epochs": 3}, "samples_metric": "num_samples"},
+        "training": {"steps": 5, "warmup_steps": 1}, "sweep": {"workers": [1]},
+    })
+    (p,) = plan.build(job)
+    assert p.entrypoint == "jobs.examples.torch_user:train_func"
+    assert p.train_config == {"lr": 0.1, "epochs": 3}
+    assert p.samples_metric == "num_samples" and p.per_worker_batch is None

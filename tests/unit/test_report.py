@@ -1,0 +1,85 @@
+"""Reports: rendered from results.jsonl alone, consistent with it, deterministic, and escaping user text."""
+
+import csv
+import json
+
+import pytest
+
+from orchestrator import report, results
+from orchestrator.errors import UserError
+
+
+def record(framework, strategy, workers, repeat, rate, job="demo", workload="mlp", status="ok"):
+    return {
+        "trial_id": f"{framework}-{strategy}-{workload}-w{workers}-r{repeat}", "job": job, "framework": framework,
+        "strategy": strategy, "workload": workload, "workers": workers, "repeat": repeat, "ray_workers": workers,
+        "status": status, "error": None if status == "ok" else "RuntimeError: boom <b>",
+        "samples_per_sec": rate, "steps_per_sec": rate / 64, "step_time_mean_s": 64 / rate if rate else None,
+        "test_accuracy": 0.95, "per_worker_batch": 64, "global_batch": 64 * workers, "steps": 100,
+        "warmup_steps": 10, "threads_per_worker": 1, "resources_per_worker": {"CPU": 1.0}, "nodes": ["n1"],
+        "environment": {"ray": "2.60.0"},
+    }
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    for r in [record("torch", "ddp", 1, 0, 1000), record("torch", "ddp", 1, 1, 1100), record("torch", "ddp", 2, 0, 1800),
+              record("tensorflow", "multi_worker_mirrored", 1, 0, 800), record("tensorflow", "multi_worker_mirrored", 2, 0, 1500),
+              record("torch", "ddp", 2, 1, 0, status="failed")]:
+        results.append(tmp_path, r)
+    return tmp_path
+
+
+def test_all_four_files_consistent_with_results(sweep_dir):
+    written = report.render(sweep_dir)
+    assert sorted(p.name for p in written) == sorted(report.FILES)
+    data = json.loads((sweep_dir / "report.json").read_text())
+    assert data["trials"] == {"ok": 5, "failed": 1}
+    torch = next(c for c in data["curves"] if c["framework"] == "torch")
+    assert {"framework", "strategy", "workload", "points"} <= set(torch)
+    p1, p2 = torch["points"]
+    assert p1["samples_per_sec"] == pytest.approx(1050) and p1["repeats"] == 2
+    assert p2["samples_per_sec"] == pytest.approx(1800) and p2["efficiency"] == pytest.approx(1800 / 2100)
+    for key in ("workers", "samples_per_sec_std", "speedup", "efficiency"):
+        assert key in p2
+    rows = list(csv.DictReader((sweep_dir / "report.csv").open()))
+    assert len(rows) == 4 and float(rows[-1]["efficiency"]) == pytest.approx(1800 / 2100, rel=1e-5)
+    md = (sweep_dir / "report.md").read_text()
+    assert "| torch | ddp | mlp | 2 |" in md and "Failed trials" in md
+
+
+def test_html_is_self_contained_with_plots_and_table(sweep_dir):
+    report.render(sweep_dir)
+    page = (sweep_dir / "report.html").read_text()
+    assert page.count("<svg") == 2 and "<table>" in page
+    assert "ideal (linear)" in page and "torch ddp" in page and "tensorflow multi_worker_mirrored" in page
+    assert "src=\"http" not in page and "<script" not in page and "<link" not in page
+
+
+def test_rerender_is_byte_for_byte(sweep_dir):
+    report.render(sweep_dir)
+    first = {name: (sweep_dir / name).read_bytes() for name in report.FILES}
+    report.render(sweep_dir)
+    assert first == {name: (sweep_dir / name).read_bytes() for name in report.FILES}
+
+
+def test_user_strings_are_escaped(tmp_path):
+    results.append(tmp_path, record("torch", "ddp", 1, 0, 100, job="<script>alert(1)</script>", workload="<img src=x>"))
+    results.append(tmp_path, record("torch", "ddp", 2, 0, 0, status="failed", workload="<img src=x>"))
+    report.render(tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert "<script>" not in page and "<img src=x>" not in page
+    assert "&lt;script&gt;" in page and "&lt;b&gt;" in page
+
+
+def test_empty_dir_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no trial results"):
+        report.render(tmp_path)
+
+
+def test_atomic_append_keeps_earlier_lines(tmp_path):
+    results.append(tmp_path, {"trial_id": "a", "status": "ok"})
+    results.append(tmp_path, {"trial_id": "b", "status": "failed"})
+    assert [r["trial_id"] for r in results.read(tmp_path)] == ["a", "b"]
+    assert list(results.completed(results.read(tmp_path))) == ["a"]
+    assert not list(tmp_path.glob(".*.tmp"))
