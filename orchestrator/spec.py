@@ -161,11 +161,13 @@ class Batch(_Strict):
 
 class Training(_Strict):
     steps: Optional[int] = Field(default=None, ge=1, le=MAX_STEPS)
-    """Optimiser steps per trial (every worker takes the same number)."""
+    """Optimiser steps per trial (every worker takes the same number). Built-in workloads need ``steps``
+    or ``epochs``; a user's function decides its own length."""
     epochs: Optional[int] = Field(default=None, ge=1, le=100_000)
     """Passes over the training set; steps = epochs * ceil(train samples / global batch)."""
     warmup_steps: int = Field(default=5, ge=0, le=MAX_STEPS)
-    """Steps left out of throughput (graph tracing, allocator warm-up, first collectives)."""
+    """Steps left out of throughput (graph tracing, allocator warm-up, first collectives). For a user's
+    function: report intervals left out, after the stretch before its first report (always left out)."""
     report_every: int = Field(default=20, ge=1, le=MAX_STEPS)
     """Built-in workloads call ``ray.train.report`` every this many steps."""
     learning_rate: float = Field(default=0.05, gt=0, le=10)
@@ -174,7 +176,7 @@ class Training(_Strict):
 
     @model_validator(mode="after")
     def _one_length(self) -> "Training":
-        if (self.steps is None) == (self.epochs is None):
+        if self.steps is not None and self.epochs is not None:
             raise ValueError("set exactly one of 'steps' or 'epochs'")
         if self.steps is not None and self.warmup_steps >= self.steps:
             raise ValueError(
@@ -218,7 +220,7 @@ class JobSpec(_Strict):
     workload: Workload
     dataset: Dataset = Field(default_factory=Dataset)
     batch: Batch = Field(default_factory=lambda: Batch(per_worker=32))
-    training: Training = Field(default_factory=lambda: Training(steps=100))
+    training: Training = Field(default_factory=Training)
     sweep: Sweep
     resources: Resources = Field(default_factory=Resources)
     storage_path: Optional[str] = None
@@ -250,6 +252,8 @@ class JobSpec(_Strict):
             raise ValueError(f"arms repeat: {keys}")
         if not self.workload.is_builtin:
             return self
+        if self.training.steps is None and self.training.epochs is None:
+            raise ValueError("training: set 'steps' or 'epochs' for a built-in workload")
         if self.batch.global_ is not None and self.batch.scaling == "strong":
             for count in self.sweep.workers:
                 if self.batch.global_ % count:

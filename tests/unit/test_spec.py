@@ -62,6 +62,7 @@ def test_good_spec_parses_and_sorts_workers():
         (with_("batch", {}), "batch", "exactly one of 'per_worker' or 'global'"),
         (with_("training", {"steps": 10, "warmup_steps": 10}), "training", "must be below steps"),
         (with_("training", {"steps": 10, "epochs": 2}), "training", "exactly one of 'steps' or 'epochs'"),
+        (with_("training", {"warmup_steps": 2}), "top level", "set 'steps' or 'epochs' for a built-in workload"),
         (with_("training.steps", 10**12), "training.steps", "less than or equal to"),
         (with_("workload", {"model": "mlp", "entrypoint": "a.b:c"}), "workload", "exactly one"),
         (with_("workload", {"model": "resnet"}), "workload.model", "'mlp' or 'cnn'"),
