@@ -52,7 +52,10 @@ def write_atomic(path: str | Path, content: bytes | str) -> None:
     data = content.encode("utf-8") if isinstance(content, str) else content
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; reports are for sharing
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
