@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -51,34 +52,39 @@ def main(argv: list[str] | None = None) -> int:
     except OrchestratorError as err:
         print(f"orchestrator: {err}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:  # e.g. `orchestrator sweep --dry-run ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("orchestrator: interrupted; finished trials are kept in results.jsonl, rerun to resume", file=sys.stderr)
         return 130
 
 
-def _out_dir(path: str | None, job_name: str) -> Path:
-    out = Path(path) if path else Path("reports") / job_name
-    if "\x00" in str(out) or ".." in out.parts:
-        raise UserError(f"--out {str(out)!r}: must not contain '..' segments")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a directory")
-    return out
+def _check_address(address: str | None) -> None:
+    if address and address.startswith(("http://", "https://")):
+        raise UserError(
+            f"--address {address}: that is the dashboard (Jobs API) address; run the sweep through "
+            "'ray job submit --address ... -- orchestrator sweep ...', or pass the cluster's GCS address (HOST:6379)"
+        )
 
 
 def _sweep(args) -> int:
     from orchestrator import plan, spec
 
+    from orchestrator.output import Output
+    from orchestrator.scheduler import storage_path
+
     job = spec.load(args.job)
-    out = _out_dir(args.out, job.name)
+    _check_address(args.address)
+    out = Output(args.out or str(Path("reports") / job.name))
     plans = plan.build(job)
     if args.dry_run:
         from orchestrator import launchers
-        from orchestrator.scheduler import storage_path
 
         document = {
             "job": job.name,
-            "out": str(out),
-            "cluster": args.address or "RAY_ADDRESS if set, else an embedded local cluster",
+            "out": out.location,
+            "cluster": args.address or os.environ.get("RAY_ADDRESS") or "an embedded local Ray cluster (no RAY_ADDRESS)",
             "storage_path": storage_path(job, out),
             "trials": [{**p.to_dict(), "ray_train": launchers.get(p.strategy).describe(p)} for p in plans],
         }
@@ -96,14 +102,14 @@ def _sweep(args) -> int:
             f"[bold]{job.name}[/]: {len(plans)} trial(s) on the {where} "
             f"({cluster.total.get('CPU', 0):g} CPU, {cluster.total.get('GPU', 0):g} GPU, {len(cluster.nodes)} node(s))"
         )
-        progress.console.print(f"results and reports: {out.resolve()}   Ray Train storage: {storage}")
+        progress.console.print(f"results and reports: {out.location}   Ray Train storage: {storage}")
 
     outcome = scheduler.sweep(job, out, address=args.address, verbose=args.verbose, progress=progress, on_cluster=announce)
     console = progress.console
     if outcome.skipped:
         console.print(f"resumed: skipped {len(outcome.skipped)} trial(s) already in results.jsonl")
     for path in outcome.reports:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {out.location}/{path.name}")
     if outcome.failed:
         console.print(f"[red]{len(outcome.failed)} trial(s) failed[/]; see report.md and results.jsonl")
         return 1
@@ -112,12 +118,14 @@ def _sweep(args) -> int:
 
 def _report(args) -> int:
     from orchestrator import report
+    from orchestrator.output import Output, is_uri
 
-    directory = Path(args.dir)
-    if not directory.is_dir():
-        raise UserError(f"{directory}: no such directory; pass the --out directory of a sweep")
-    for path in report.render(directory):
-        print(f"wrote {path}")
+    if not is_uri(args.dir) and not Path(args.dir).is_dir():
+        raise UserError(f"{args.dir}: no such directory; pass the --out directory of a sweep")
+    out = Output(args.dir).open()
+    for path in report.render(out.local):
+        print(f"wrote {out.location}/{path.name}")
+    out.sync()
     return 0
 
 

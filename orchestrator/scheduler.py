@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 from orchestrator import measure, plan as planning, report, results
 from orchestrator.errors import UserError
+from orchestrator.output import Output
 from orchestrator.plan import TrialPlan
 from orchestrator.spec import JobSpec
 
@@ -40,10 +41,11 @@ def plan_hash(plan: TrialPlan) -> str:
     return hashlib.sha256(json.dumps(plan.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def storage_path(spec: JobSpec, out_dir: Path) -> str:
+def storage_path(spec: JobSpec, out: Output) -> str:
+    """Ray Train's storage_path: the spec's (a local path or a URI), else beside the results."""
     if spec.storage_path:
         return spec.storage_path if "://" in spec.storage_path else str(Path(spec.storage_path).resolve())
-    return str((out_dir / "ray_storage").resolve())
+    return out.storage_default()
 
 
 def environment(cluster) -> dict:
@@ -89,7 +91,7 @@ def check_out_dir(spec: JobSpec, out_dir: Path) -> list[dict]:
 
 def sweep(
     spec: JobSpec,
-    out_dir: str | Path,
+    out_dir: str | Path | Output,
     address: Optional[str] = None,
     verbose: bool = False,
     progress: Optional[Progress] = None,
@@ -98,7 +100,8 @@ def sweep(
     from orchestrator import cluster as ray_cluster
 
     progress = progress or Progress()
-    out = Path(out_dir)
+    output = (out_dir if isinstance(out_dir, Output) else Output(str(out_dir))).open()
+    out = output.local
     out.mkdir(parents=True, exist_ok=True)
     try:
         existing = check_out_dir(spec, out)
@@ -109,7 +112,7 @@ def sweep(
 
     cluster = ray_cluster.connect(address, verbose)
     planning.check_fits(plans, cluster.total, cluster.nodes)
-    storage = storage_path(spec, out)
+    storage = storage_path(spec, output)
     if on_cluster:
         on_cluster(cluster, storage)
     env = environment(cluster)
@@ -126,11 +129,13 @@ def sweep(
             progress.trial_started(plan, index)
             record = run_trial(plan, storage, digest, env)
             results.append(out, record)
+            output.sync()
             outcome.ran.append(record)
             progress.trial_ended(plan, record)
     finally:
         progress.stop()
     outcome.reports = report.render(out)
+    output.sync()
     return outcome
 
 

@@ -1,0 +1,130 @@
+"""A real Ray cluster for tests: `ray start --head` on free ports, its own temp dir, token auth on, and
+optionally more nodes on the same machine. Stops only the processes it started, even when a test fails."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import closing
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _node_ports() -> list[str]:
+    low = free_port()
+    # A private range of worker ports per node, away from the ephemeral ports other nodes pick.
+    base = 20000 + (low % 20) * 1000
+    return [
+        "--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
+        "--dashboard-agent-grpc-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
+        "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
+        "--min-worker-port", str(base), "--max-worker-port", str(base + 999),
+    ]
+
+
+class RayTestCluster:
+    def __init__(self, head_cpus: int = 1):
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # short: Ray puts unix sockets here
+        token_file = self.temp_dir / "auth_token"
+        token_file.write_text(secrets.token_hex(32))
+        token_file.chmod(0o600)
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(token_file),
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        self.gcs_port, self.dashboard_port = free_port(), free_port()
+        self.gcs_address = f"127.0.0.1:{self.gcs_port}"
+        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
+        self._nodes: list[subprocess.Popen] = []
+        self._start(["--head", "--port", str(self.gcs_port), "--dashboard-host", "127.0.0.1",
+                     "--dashboard-port", str(self.dashboard_port), "--ray-client-server-port", str(free_port()),
+                     "--num-cpus", str(head_cpus), "--include-dashboard", "true"])
+        self._wait_for_dashboard()
+
+    def add_node(self, cpus: int = 1) -> None:
+        self._start(["--address", self.gcs_address, "--num-cpus", str(cpus)])
+
+    def _start(self, args: list[str]) -> None:
+        log = open(self.temp_dir / f"node{len(self._nodes)}.log", "w")
+        command = [str(BIN / "ray"), "start", "--block", "--temp-dir", str(self.temp_dir), *_node_ports(), *args]
+        # Its own session: the node's processes (gcs, raylet, dashboard, workers) share its process group.
+        self._nodes.append(subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True))
+
+    def _wait_for_dashboard(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(node.poll() is not None for node in self._nodes):
+                raise RuntimeError(f"ray start exited early; see {self.temp_dir}/node0.log")
+            try:
+                urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2)
+                return
+            except OSError:
+                time.sleep(1)
+        raise RuntimeError(f"Ray dashboard did not come up in {timeout} s; see {self.temp_dir}")
+
+    def wait_for_nodes(self, count: int, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        script = "import ray; ray.init(); print(sum(n['Alive'] for n in ray.nodes()))"
+        while time.monotonic() < deadline:
+            done = subprocess.run([sys.executable, "-c", script], env={**self.env, "RAY_ADDRESS": self.gcs_address},
+                                  capture_output=True, text=True, timeout=60)
+            if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(count)]:
+                return
+            time.sleep(2)
+        raise RuntimeError(f"{count} Ray nodes did not come up in {timeout} s")
+
+    def stop(self) -> None:
+        for node in reversed(self._nodes):
+            _signal_group(node, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for node in self._nodes:
+            try:
+                node.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for node in self._nodes:
+            _signal_group(node, signal.SIGKILL)
+        # Anything of ours that left its process group still names our temp dir on its command line.
+        for pid in _pids_mentioning(str(self.temp_dir)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
