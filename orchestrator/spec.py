@@ -19,6 +19,7 @@ A minimal job (see ``jobs/digits-mlp.yaml`` for the default one)::
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -307,7 +308,9 @@ def parse(data: Any, source: str = "<spec>") -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
+        # A misspelt field shows up twice: as unknown, and as the real one missing. Name the typo.
+        errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        first = errors[0]
         raise SpecError(source, _field_path(first["loc"]) or "top level", _describe(first)) from None
 
 
@@ -325,8 +328,12 @@ def _describe(error: dict) -> str:
     kind, message, value = error["type"], error["msg"], error.get("input")
     if kind == "extra_forbidden":
         model = _model_at(error["loc"][:-1])
-        known = ", ".join(model.model_fields) if model else "see the docs"
-        return f"unknown field; known fields here: {known}"
+        if model is None:
+            return "unknown field"
+        known = [field.alias or name for name, field in model.model_fields.items()]
+        close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown field; {hint}known fields here: {', '.join(known)}"
     if kind == "missing":
         return "is required"
     message = message.removeprefix("Value error, ")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from contextlib import closing
 from pathlib import Path
@@ -25,10 +26,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _node_ports() -> list[str]:
-    low = free_port()
-    # A private range of worker ports per node, away from the ephemeral ports other nodes pick.
-    base = 20000 + (low % 20) * 1000
+def _node_ports(worker_port_base: int) -> list[str]:
+    base = worker_port_base
     return [
         "--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
         "--dashboard-agent-grpc-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
@@ -53,6 +52,14 @@ class RayTestCluster:
         self.gcs_address = f"127.0.0.1:{self.gcs_port}"
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         self._nodes: list[subprocess.Popen] = []
+        self._port_block = 12000 + 2000 * secrets.randbelow(8)
+        try:
+            self._start_head(head_cpus)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_head(self, head_cpus: int) -> None:
         self._start(["--head", "--port", str(self.gcs_port), "--dashboard-host", "127.0.0.1",
                      "--dashboard-port", str(self.dashboard_port), "--ray-client-server-port", str(free_port()),
                      "--num-cpus", str(head_cpus), "--include-dashboard", "true"])
@@ -62,8 +69,14 @@ class RayTestCluster:
         self._start(["--address", self.gcs_address, "--num-cpus", str(cpus)])
 
     def _start(self, args: list[str]) -> None:
-        log = open(self.temp_dir / f"node{len(self._nodes)}.log", "w")
-        command = [str(BIN / "ray"), "start", "--block", "--temp-dir", str(self.temp_dir), *_node_ports(), *args]
+        index = len(self._nodes)
+        # Each node its own temp dir: nodes sharing one garbage-collect each other's runtime_env packages.
+        node_dir = self.temp_dir / f"n{index}"
+        node_dir.mkdir()
+        log = open(self.temp_dir / f"node{index}.log", "w")
+        # Worker ports below the kernel's ephemeral range (where free_port() finds the others), a block per node.
+        ports = _node_ports(self._port_block + 1000 * index)
+        command = [str(BIN / "ray"), "start", "--block", "--temp-dir", str(node_dir), *ports, *args]
         # Its own session: the node's processes (gcs, raylet, dashboard, workers) share its process group.
         self._nodes.append(subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True))
@@ -72,9 +85,12 @@ class RayTestCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if any(node.poll() is not None for node in self._nodes):
-                raise RuntimeError(f"ray start exited early; see {self.temp_dir}/node0.log")
+                tail = (self.temp_dir / "node0.log").read_text()[-2000:]
+                raise RuntimeError(f"ray start exited early:\n{tail}")
             try:
                 urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2)
+                return
+            except urllib.error.HTTPError:  # any HTTP answer (401 without a token) means it is serving
                 return
             except OSError:
                 time.sleep(1)
@@ -103,11 +119,14 @@ class RayTestCluster:
         for node in self._nodes:
             _signal_group(node, signal.SIGKILL)
         # Anything of ours that left its process group still names our temp dir on its command line.
-        for pid in _pids_mentioning(str(self.temp_dir)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        deadline = time.monotonic() + 15
+        while (pids := _pids_mentioning(str(self.temp_dir))) and time.monotonic() < deadline:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.5)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 

@@ -43,9 +43,9 @@ def test_sweep_submitted_as_a_ray_job_attaches_and_spreads_over_two_nodes(cluste
     submission, done = submit(cluster, "orchestrator", "sweep", "jobs/smoke.yaml", "--out", str(out))
     logs = done.stdout + done.stderr
     assert done.returncode == 0, logs
-    assert "SUCCEEDED" in job_cli(cluster, "status", submission).stdout
+    assert "succeeded" in job_cli(cluster, "status", submission).stdout.lower()
     # it attached to this cluster instead of starting its own, and said where the results are
-    assert f"Ray cluster at 127.0.0.1:{cluster.gcs_port}" in logs and "2 node(s)" in logs
+    assert f":{cluster.gcs_port} (" in logs and "2 node(s)" in logs, logs[-3000:]
     assert f"results and reports: {out}" in logs
     assert (cluster.temp_dir / "auth_token").read_text() not in logs
 
@@ -65,6 +65,6 @@ def test_bad_spec_fails_the_job_with_the_spec_error_in_its_logs(cluster, tmp_pat
     submission, done = submit(cluster, "python", "-m", "orchestrator", "sweep", str(bad), "--out", str(tmp_path / "o"),
                               timeout=180)
     assert done.returncode != 0
-    assert "FAILED" in job_cli(cluster, "status", submission).stdout
+    assert "failed" in job_cli(cluster, "status", submission).stdout.lower()
     logs = job_cli(cluster, "logs", submission).stdout
     assert "sweeep: unknown field" in logs and "Traceback" not in logs

@@ -49,7 +49,7 @@ def test_good_spec_parses_and_sorts_workers():
         (with_("arms.0.strategy", "multi_worker_mirrored"), "arms[0]", "not one of torch's: ddp"),
         (with_("arms.1.strategy", "ddp"), "arms[1]", "tensorflow's"),
         (with_("arms.0.colour", "red"), "arms[0].colour", "unknown field; known fields here: framework, strategy"),
-        (with_("trainig", {"steps": 3}), "trainig", "unknown field"),
+        (with_("trainig", {"steps": 3}), "trainig", "unknown field; did you mean 'training'?"),
         (with_("sweep.workers", [1, -2]), "sweep.workers", "outside 1..4096"),
         (with_("sweep.workers", [1, 10**9]), "sweep.workers", "outside 1..4096"),
         (with_("sweep.workers", []), "sweep.workers", "at least 1"),
