@@ -37,6 +37,23 @@ def parser() -> argparse.ArgumentParser:
 
     rep = commands.add_parser("report", help="re-render the reports of DIR from its results.jsonl")
     rep.add_argument("dir", help="a sweep's output directory")
+
+    k8s = commands.add_parser("k8s", help="KubeRay manifests: render them for a job, validate them offline")
+    k8s_commands = k8s.add_subparsers(dest="k8s_command", required=True, parser_class=_Parser)
+    render = k8s_commands.add_parser("render", help="write the KubeRay manifests that run JOB's sweep at a scale")
+    render.add_argument("job", help="job spec, e.g. jobs/digits-mlp.yaml")
+    render.add_argument("--workers", type=int, required=True, help="Ray worker pods (TPU: a multiple of the hosts per slice)")
+    render.add_argument("--max-workers", type=int, help="let the Ray autoscaler grow to this many worker pods")
+    render.add_argument("--accelerator", default="cpu", help="cpu | gpu | tpu-v5e | tpu-v6e (default: cpu)")
+    render.add_argument("--topology", help="TPU slice topology, e.g. 2x2, 4x4")
+    render.add_argument("--image", help="container image (default: the project's release image)")
+    render.add_argument("--in-image", action="store_true",
+                        help="run the job file shipped in the image at the same path, instead of a ConfigMap copy")
+    render.add_argument("-o", "--output", help="write to this file instead of stdout")
+    check = k8s_commands.add_parser("validate", help="check manifests against Kubernetes and KubeRay schemas and security rules")
+    check.add_argument("paths", nargs="+", help="YAML files (multi-document)")
+    check.add_argument("--no-security", action="store_true", help="schemas only: skip the pod-security and secret checks")
+    check.add_argument("--crd-dir", help="KubeRay CRD YAML files to validate against (default: the copy shipped in the package)")
     return top
 
 
@@ -45,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "k8s":
+            return _k8s_render(args) if args.k8s_command == "render" else _k8s_validate(args)
         return _report(args)
     except UserError as err:
         print(f"orchestrator: error: {err}", file=sys.stderr)
@@ -126,6 +145,41 @@ def _report(args) -> int:
     for path in report.render(out.local):
         print(f"wrote {out.location}/{path.name}")
     out.sync()
+    return 0
+
+
+def _k8s_render(args) -> int:
+    from orchestrator import spec
+    from orchestrator.kube import manifests
+
+    job = spec.load(args.job)
+    scale = manifests.worker_scale(job, args.workers, args.accelerator, args.topology, args.max_workers)
+    docs = manifests.build(
+        job, scale, image=args.image or manifests.DEFAULT_IMAGE,
+        job_file=args.job if args.in_image else None,
+        job_text=None if args.in_image else Path(args.job).read_text(encoding="utf-8"),
+    )
+    text = manifests.to_yaml(docs)
+    if args.output:
+        from orchestrator.results import write_atomic
+
+        write_atomic(args.output, text)
+        print(f"wrote {args.output}: {len(docs)} resources, {scale.replicas} x {scale.num_of_hosts} worker pod(s)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _k8s_validate(args) -> int:
+    from orchestrator.kube import validate
+
+    problems = validate.validate_paths(args.paths, security=not args.no_security, crd_dir=args.crd_dir)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"ok: {', '.join(args.paths)}", file=sys.stderr)
     return 0
 
 

@@ -224,6 +224,21 @@ def ray_job(name: str, cluster: str, entrypoint: str) -> dict:
     }
 
 
+def namespace(name: str) -> dict:
+    """A namespace that admits only pods meeting the Pod Security Standard "restricted"."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "v1.32",
+            },
+        },
+    }
+
+
 def rbac() -> list[dict]:
     """What the in-tree Ray autoscaler in the head pod needs, and nothing else (no wildcards)."""
     return [
@@ -317,5 +332,12 @@ def build(
     return docs
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """No &anchors/*aliases for repeated dicts: every manifest reads on its own."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
 def to_yaml(docs: list[dict]) -> str:
-    return "---\n".join(yaml.safe_dump(d, sort_keys=False, default_flow_style=False) for d in docs)
+    return "---\n".join(yaml.dump(d, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False) for d in docs)
