@@ -38,11 +38,23 @@ def parser() -> argparse.ArgumentParser:
     rep = commands.add_parser("report", help="re-render the reports of DIR from its results.jsonl")
     rep.add_argument("dir", help="a sweep's output directory")
 
+    advise = commands.add_parser("recommend", help="fit the curves of DIR, recommend worker counts, update its reports")
+    advise.add_argument("dir", help="a sweep's output directory")
+    advise.add_argument("--threshold", type=float, default=0.8, help="lowest acceptable predicted efficiency (default 0.8)")
+    advise.add_argument("--max-workers", type=int, help="largest worker count to consider (default: 4x the largest measured, at least 16)")
+    advise.add_argument("--emit", help="write the recommendation as Ray ScalingConfigs and Kubernetes replicas (YAML) to this file")
+
+    share = commands.add_parser("share", help="plan a shared cluster: how many workers each swept job gets")
+    share.add_argument("dirs", nargs="+", help="sweep output directories, one per job")
+    share.add_argument("--cpus", type=float, required=True, help="the cluster's CPUs to share")
+
     k8s = commands.add_parser("k8s", help="KubeRay manifests: render them for a job, validate them offline")
     k8s_commands = k8s.add_subparsers(dest="k8s_command", required=True, parser_class=_Parser)
     render = k8s_commands.add_parser("render", help="write the KubeRay manifests that run JOB's sweep at a scale")
     render.add_argument("job", help="job spec, e.g. jobs/digits-mlp.yaml")
-    render.add_argument("--workers", type=int, required=True, help="Ray worker pods (TPU: a multiple of the hosts per slice)")
+    render.add_argument("--workers", type=int, help="Ray worker pods (TPU: a multiple of the hosts per slice)")
+    render.add_argument("--from-report", metavar="DIR", help="take --workers/--max-workers from `orchestrator recommend DIR`")
+    render.add_argument("--curve", help="with --from-report: which curve, e.g. torch/ddp (default: the best one)")
     render.add_argument("--max-workers", type=int, help="let the Ray autoscaler grow to this many worker pods")
     render.add_argument("--accelerator", default="cpu", help="cpu | gpu | tpu-v5e | tpu-v6e (default: cpu)")
     render.add_argument("--topology", help="TPU slice topology, e.g. 2x2, 4x4")
@@ -62,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "recommend":
+            return _recommend(args)
+        if args.command == "share":
+            return _share(args)
         if args.command == "k8s":
             return _k8s_render(args) if args.k8s_command == "render" else _k8s_validate(args)
         return _report(args)
@@ -127,6 +143,11 @@ def _sweep(args) -> int:
     console = progress.console
     if outcome.skipped:
         console.print(f"resumed: skipped {len(outcome.skipped)} trial(s) already in results.jsonl")
+    for decision in outcome.decisions:
+        console.print(f"adaptive: {decision}")
+    if job.sweep.adaptive:
+        measured = len(outcome.ran) + len(outcome.skipped)
+        console.print(f"adaptive: {measured} of {len(plans)} planned trials measured, {len(plans) - measured} saved")
     for path in outcome.reports:
         console.print(f"wrote {out.location}/{path.name}")
     if outcome.failed:
@@ -153,7 +174,14 @@ def _k8s_render(args) -> int:
     from orchestrator.kube import manifests
 
     job = spec.load(args.job)
-    scale = manifests.worker_scale(job, args.workers, args.accelerator, args.topology, args.max_workers)
+    workers, max_workers = args.workers, args.max_workers
+    if args.from_report:
+        from orchestrator.recommend import scale_from_report
+
+        workers, max_workers = scale_from_report(args.from_report, args.curve)
+    if workers is None:
+        raise UserError("k8s render: pass --workers N, or --from-report DIR")
+    scale = manifests.worker_scale(job, workers, args.accelerator, args.topology, max_workers)
     docs = manifests.build(
         job, scale, image=args.image or manifests.DEFAULT_IMAGE,
         job_file=args.job if args.in_image else None,
@@ -167,6 +195,44 @@ def _k8s_render(args) -> int:
         print(f"wrote {args.output}: {len(docs)} resources, {scale.replicas} x {scale.num_of_hosts} worker pod(s)", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _recommend(args) -> int:
+    from orchestrator import recommend
+
+    if not Path(args.dir).is_dir():
+        raise UserError(f"{args.dir}: no such directory; pass the --out directory of a sweep")
+    if not 0 < args.threshold <= 1:
+        raise UserError(f"--threshold {args.threshold}: must be in (0, 1]")
+    if args.max_workers is not None and not 1 <= args.max_workers <= 4096:
+        raise UserError(f"--max-workers {args.max_workers}: must be between 1 and 4096")
+    for line in recommend.run(args.dir, args.threshold, args.max_workers, args.emit):
+        print(line)
+    return 0
+
+
+def _share(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from orchestrator import recommend
+
+    if not 0 < args.cpus <= 1_000_000:
+        raise UserError(f"--cpus {args.cpus}: must be a positive number of CPUs")
+    for directory in args.dirs:
+        if not Path(directory).is_dir():
+            raise UserError(f"{directory}: no such directory; pass the --out directories of sweeps")
+    plan = recommend.share(args.dirs, args.cpus)
+    table = Table(title=f"Sharing {args.cpus:g} CPUs: most total throughput relative to each job's 1 worker")
+    for column in ("job", "runs", "CPUs/worker", "workers", "CPUs", "throughput vs 1 worker", "efficiency"):
+        table.add_column(column, justify="left" if column in ("job", "runs") else "right")
+    for row in plan:
+        table.add_row(row["job"], row["curve"], f"{row['cpus_per_worker']:g}", str(row["workers"]), f"{row['cpus']:g}",
+                      f"{row['relative_throughput']:.2f}x", f"{100 * row['efficiency']:.0f}%")
+    total = sum(row["relative_throughput"] for row in plan)
+    table.add_row("total", "", "", str(sum(r["workers"] for r in plan)), f"{sum(r['cpus'] for r in plan):g}", f"{total:.2f}", "")
+    Console(soft_wrap=True).print(table)
     return 0
 
 

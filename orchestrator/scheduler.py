@@ -30,6 +30,7 @@ class SweepOutcome:
     ran: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     reports: list[Path] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[dict]:
@@ -118,25 +119,72 @@ def sweep(
     env = environment(cluster)
 
     outcome = SweepOutcome(out_dir=out)
+    extra = {"adaptive": {"candidates": spec.sweep.workers, "repeats": spec.sweep.repeats}} if spec.sweep.adaptive else {}
+
+    def run(plan: TrialPlan, index: int) -> dict:
+        digest = plan_hash(plan)
+        if plan.trial_id in done and done[plan.trial_id].get("plan_hash") == digest:
+            outcome.skipped.append(plan.trial_id)
+            progress.trial_skipped(plan)
+            return done[plan.trial_id]
+        progress.trial_started(plan, index)
+        record = {**run_trial(plan, storage, digest, env), **extra}
+        results.append(out, record)
+        output.sync()
+        outcome.ran.append(record)
+        progress.trial_ended(plan, record)
+        return record
+
     progress.start(len(plans))
     try:
-        for index, plan in enumerate(plans):
-            digest = plan_hash(plan)
-            if plan.trial_id in done and done[plan.trial_id].get("plan_hash") == digest:
-                outcome.skipped.append(plan.trial_id)
-                progress.trial_skipped(plan)
-                continue
-            progress.trial_started(plan, index)
-            record = run_trial(plan, storage, digest, env)
-            results.append(out, record)
-            output.sync()
-            outcome.ran.append(record)
-            progress.trial_ended(plan, record)
+        if spec.sweep.adaptive:
+            outcome.decisions = _adaptive_sweep(spec, plans, run, progress)
+        else:
+            for index, plan in enumerate(plans):
+                run(plan, index)
     finally:
         progress.stop()
     outcome.reports = report.render(out)
     output.sync()
     return outcome
+
+
+def _adaptive_sweep(spec: JobSpec, plans: list[TrialPlan], run: Callable, progress: Progress) -> list[str]:
+    """Per arm, measure worker counts in the order orchestrator.adaptive chooses, all repeats of a count at a
+    time, until its recommendation is stable. Arms take turns, so they see the same machine."""
+    from orchestrator import adaptive
+
+    arms: dict[tuple, dict[int, list[TrialPlan]]] = {}
+    for plan in plans:
+        arms.setdefault((plan.framework, plan.strategy), {}).setdefault(plan.workers, []).append(plan)
+    history = {arm: [] for arm in arms}
+    measured = {arm: {} for arm in arms}
+    failed = {arm: set() for arm in arms}
+    open_arms = list(arms)
+    decisions, index = [], 0
+    while open_arms:
+        for arm in list(open_arms):
+            candidates = [n for n in spec.sweep.workers if n not in failed[arm]]
+            decision = adaptive.decide(candidates, measured[arm], spec.sweep.threshold, history[arm])
+            if decision.recommended is not None:
+                history[arm].append(decision.recommended)
+            label = f"{arm[0]} {arm[1]}"
+            if decision.next_workers is None:
+                open_arms.remove(arm)
+                decisions.append(f"{label}: stopped, {decision.reason}")
+                continue
+            decisions.append(f"{label}: {decision.reason}")
+            rates = []
+            for plan in arms[arm][decision.next_workers]:
+                record = run(plan, index)
+                index += 1
+                if record.get("status") == "ok":
+                    rates.append(record["samples_per_sec"] or record["steps_per_sec"])
+            if rates:
+                measured[arm][decision.next_workers] = rates
+            else:
+                failed[arm].add(decision.next_workers)
+    return decisions
 
 
 def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict) -> dict:

@@ -192,6 +192,11 @@ class Sweep(_Strict):
     """Worker counts to run, e.g. [1, 2, 4]. Efficiency is relative to the smallest (ideally 1)."""
     repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
     """Independent trials per (arm, worker count); each is kept separately."""
+    adaptive: bool = False
+    """Measure only as many of ``workers`` as it takes: start with the two smallest, fit, measure next the
+    count whose prediction is least certain, stop once the recommended count is stable."""
+    threshold: float = Field(default=0.8, gt=0, le=1)
+    """Efficiency the recommendation keeps above (adaptive sweeps stop on it)."""
 
     @field_validator("workers")
     @classmethod
@@ -202,6 +207,12 @@ class Sweep(_Strict):
         if len(set(value)) != len(value):
             raise ValueError(f"worker counts repeat: {value}")
         return sorted(value)
+
+    @model_validator(mode="after")
+    def _adaptive_needs_choices(self) -> "Sweep":
+        if self.adaptive and len(self.workers) < 3:
+            raise ValueError(f"adaptive sweeps choose among worker counts; give at least 3, got {self.workers}")
+        return self
 
 
 class Resources(_Strict):

@@ -8,13 +8,13 @@ from __future__ import annotations
 from html import escape
 
 from orchestrator.report import plots
-from orchestrator.report.tables import comparison_sentences, fmt, rows
+from orchestrator.report.tables import comparison_sentences, fmt, recommendation_lines, rows
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#222;padding:0 1rem}
 h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;font-size:.9rem} th,td{border:1px solid #ccc;padding:.3rem .6rem}
-th{background:#f3f3f3} td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .plots{display:flex;flex-wrap:wrap;gap:1rem} .plots figure{margin:0} .plots svg{max-width:100%;height:auto}
 .note{color:#555;font-size:.9rem} code{background:#f3f3f3;padding:0 .2rem}
 """
@@ -39,9 +39,15 @@ def page(data: dict) -> str:
         parts.append("</ul>")
     if curves:
         parts.append('<div class=plots>')
-        parts.append(f"<figure>{plots.throughput_svg(curves)}</figure>")
-        parts.append(f"<figure>{plots.efficiency_svg(curves)}</figure>")
+        parts.append(f"<figure>{plots.throughput_svg(curves, data['fits'])}</figure>")
+        parts.append(f"<figure>{plots.efficiency_svg(curves, data['fits'])}</figure>")
         parts.append("</div>")
+    advice = recommendation_lines(data)
+    if advice:
+        parts.append("<h2>How many workers is it worth?</h2><ul>")
+        parts += [f"<li>{escape(line)}</li>" for line in advice]
+        parts.append("</ul><p class=note>Dashed lines are the fitted model, the shaded band the 10th–90th "
+                     "percentile of a bootstrap over repeats; beyond the measured counts they extrapolate.</p>")
     parts.append("<h2>Scaling table</h2>")
     parts.append(_table(
         ["framework", "strategy", "workload", "workers", "repeats", "throughput", "±", "unit", "speedup",
@@ -55,12 +61,16 @@ def page(data: dict) -> str:
         parts.append("<h2>What ran</h2>")
         parts.append(_table(
             ["framework", "strategy", "workers", "Ray workers", "batch / worker", "global batch", "steps",
-             "warm-up", "threads / worker", "resources / worker", "nodes"],
+             "warm-up", "threads / worker", "resources / worker", "nodes", "shares cores"],
             [[s["framework"], s["strategy"], s["workers"], s["ray_workers"], s["per_worker_batch"],
               s["global_batch"], s["steps"], s["warmup_steps"], s["threads_per_worker"],
-              ", ".join(f"{k}: {v:g}" for k, v in sorted((s["resources_per_worker"] or {}).items())), s["nodes"]]
+              ", ".join(f"{k}: {v:g}" for k, v in sorted((s["resources_per_worker"] or {}).items())), s["nodes"],
+              "yes" if s["shares_cores"] else "no"]
              for s in data["settings"]],
         ))
+        if any(s["shares_cores"] for s in data["settings"]):
+            parts.append("<p class=note>Where workers share cores (fractional CPUs, or more threads than the "
+                         "cluster has CPUs), throughput measures contention as much as scaling.</p>")
     if data["failed_trials"]:
         parts.append("<h2>Failed trials</h2><ul>")
         parts += [f"<li><code>{escape(f['trial_id'])}</code>: {escape(f['error'])}</li>" for f in data["failed_trials"]]

@@ -39,12 +39,23 @@ def _figure():
     return plt.subplots(figsize=(6.4, 4.0))
 
 
-def throughput_svg(curves: list[dict]) -> str:
+def _fit_for(curve: dict, fits: list[dict]):
+    return next((f for f in fits if all(f[k] == curve[k] for k in ("framework", "strategy", "workload"))), None)
+
+
+def throughput_svg(curves: list[dict], fits: list[dict] = ()) -> str:
     figure, axes = _figure()
     styles = _style(curves)
     units = set()
     for index, curve in enumerate(curves):
         color, marker = styles[index]
+        fitted = _fit_for(curve, fits)
+        if fitted:
+            shown = [p for p in fitted["predicted"] if p["workers"] <= _horizon(curves)]
+            xs = [p["workers"] for p in shown]
+            axes.plot(xs, [p["throughput"] for p in shown], color=color, linestyle="--", linewidth=1,
+                      label=f"{curve['framework']} {curve['strategy']} ({fitted['model']} fit)")
+            axes.fill_between(xs, [p["low"] for p in shown], [p["high"] for p in shown], color=color, alpha=0.12, linewidth=0)
         xs = [p["workers"] for p in curve["points"]]
         ys = [p["throughput"] for p in curve["points"]]
         errs = [p["throughput_std"] or 0.0 for p in curve["points"]]
@@ -61,13 +72,19 @@ def throughput_svg(curves: list[dict]) -> str:
     return _svg(figure)
 
 
-def efficiency_svg(curves: list[dict]) -> str:
+def efficiency_svg(curves: list[dict], fits: list[dict] = ()) -> str:
     figure, axes = _figure()
     styles = _style(curves)
     all_workers = sorted({p["workers"] for c in curves for p in c["points"]})
-    axes.plot(all_workers, [1.0] * len(all_workers), color="#444444", linestyle="--", label="ideal (linear)")
+    span = [1, _horizon(curves)] if fits else all_workers
+    axes.plot(span, [1.0] * len(span), color="#444444", linestyle=":", label="ideal (linear)")
     for index, curve in enumerate(curves):
         color, marker = styles[index]
+        fitted = _fit_for(curve, fits)
+        if fitted:
+            shown = [p for p in fitted["predicted"] if p["workers"] <= _horizon(curves)]
+            axes.plot([p["workers"] for p in shown], [p["efficiency"] for p in shown], color=color,
+                      linestyle="--", linewidth=1)
         xs = [p["workers"] for p in curve["points"]]
         ys = [p["efficiency"] for p in curve["points"]]
         errs = [p["efficiency_std"] or 0.0 for p in curve["points"]]
@@ -83,7 +100,12 @@ def efficiency_svg(curves: list[dict]) -> str:
     return _svg(figure)
 
 
+def _horizon(curves: list[dict]) -> int:
+    """Predictions are drawn to twice the largest measured count (at least 8)."""
+    return max(8, 2 * max(p["workers"] for c in curves for p in c["points"]))
+
+
 def _integer_ticks(axes, curves):
     ticks = sorted({p["workers"] for c in curves for p in c["points"]})
     if ticks:
-        axes.set_xticks(ticks)
+        axes.set_xticks(sorted(set(ticks) | {_horizon(curves)}))

@@ -74,9 +74,49 @@ def markdown(data: dict) -> str:
             f"| {fmt(r['throughput'])} {unit} | {fmt(r['throughput_std'])} | {r['speedup']:.2f} "
             f"| {fmt(r['efficiency'], pct=True)} | {fmt(r['test_accuracy'])} |"
         )
+    shared = sorted({f"{s['framework']} {s['strategy']} at {s['workers']}" for s in data["settings"] if s["shares_cores"]})
+    if shared:
+        lines += ["", f"Workers share cores in: {_md('; '.join(shared))}. There, throughput measures contention "
+                  "as much as scaling."]
+    lines += recommendation_markdown(data)
     if data["failed_trials"]:
         lines += ["", "## Failed trials", ""]
         lines += [f"- `{_md(f['trial_id'])}`: {_md(f['error'])}" for f in data["failed_trials"]]
     lines += ["", "Efficiency = throughput(N) / (N × throughput(1)); rendered from results.jsonl by "
               "`orchestrator report`.", ""]
     return "\n".join(lines)
+
+
+def recommendation_lines(data: dict) -> list[str]:
+    threshold = data["recommend_settings"]["threshold"]
+    out = []
+    for rec, fitted in zip(data["recommendations"], data["fits"]):
+        out.append(
+            f"{rec['framework']} {rec['strategy']}: {rec['workers']} worker(s) keep predicted efficiency "
+            f"≥ {100 * threshold:.0f}% ({100 * rec['predicted_efficiency']:.0f}%, about {fmt(rec['predicted_throughput'])}/s, "
+            f"band {fmt(rec['band'][0])}–{fmt(rec['band'][1])}); knee at {rec['knee']}, peak at {rec['peak']}. "
+            f"Model {fitted['model']}, fit R² {fitted['r2']:.3f}"
+            + (f", leave-one-out error {100 * fitted['loo_error']:.1f}%" if fitted["loo_error"] is not None else "")
+            + f"; measured at {', '.join(map(str, fitted['measured_workers']))}."
+        )
+    for arm in data.get("adaptive") or []:
+        out.append(
+            f"Adaptive sweep, {arm['framework']} {arm['strategy']}: measured {', '.join(map(str, arm['workers_measured']))} "
+            f"worker(s) in {arm['trials_run']} of {arm['planned_trials']} planned trials ({arm['trials_saved']} saved)."
+        )
+    verdict = data.get("verdict")
+    if verdict:
+        out.append(
+            f"Best: {verdict['best']} at {verdict['workers']} worker(s), {verdict['throughput_ratio']:.2f}x the "
+            f"predicted throughput of {verdict['versus']} at its own {verdict['versus_workers']}."
+        )
+    return out
+
+
+def recommendation_markdown(data: dict) -> list[str]:
+    lines = recommendation_lines(data)
+    if not lines:
+        return []
+    return ["", "## How many workers is it worth?", "", *[f"- {_md(line)}" for line in lines],
+            "", "Predictions beyond the measured counts are extrapolations of the fitted model; "
+            "the band is the 10th–90th percentile of a bootstrap over repeats."]
