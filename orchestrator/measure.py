@@ -69,10 +69,46 @@ def summarize_worker(records: list[dict], warmup: int, samples_metric: Optional[
     }
 
 
+def attempts(workers: list[dict]) -> list[list[dict]]:
+    """Split worker processes into attempts: a rank seen again starts the next one (Ray Train restarted
+    the whole worker group after a failure)."""
+    groups: list[list[dict]] = []
+    for worker in sorted(workers, key=lambda w: w["started_wall"]):
+        if not groups or any(w["rank"] == worker["rank"] for w in groups[-1]):
+            groups.append([])
+        groups[-1].append(worker)
+    return groups
+
+
+def failures(groups: list[list[dict]]) -> dict:
+    """What the restarts cost: how long from the last report before each failure to the first report
+    after it, and how many steps were done twice (at most the checkpoint interval)."""
+    events = []
+    for before, after in zip(groups, groups[1:]):
+        last = max((r for w in before for r in w["records"]), key=lambda r: r["wall"], default=None)
+        first = min((r for w in after for r in w["records"]), key=lambda r: r["wall"], default=None)
+        event = {"recovery_s": first["wall"] - last["wall"] if last and first else None}
+        last_step = max((r["metrics"].get("step", 0) for w in before for r in w["records"]), default=0)
+        resumed = [r["metrics"]["step"] - len(r["metrics"].get("step_times_s", [])) for w in after
+                   for r in w["records"][:1] if "step" in r["metrics"]]
+        if resumed:
+            event["resumed_after_step"] = min(resumed)
+            event["steps_redone_at_least"] = max(0, last_step - min(resumed))
+        event["last_reported_step"] = last_step
+        events.append(event)
+    return {"failures": len(events), "failure_events": events}
+
+
 def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], launched_wall: float) -> dict:
-    """The trial's measurements from every worker's records (see harness.train_loop_per_worker)."""
+    """The trial's measurements from every worker's records (see harness.train_loop_per_worker).
+
+    After a failure only the last attempt is measured (its own warm-up excluded): the disturbed interval
+    never enters throughput. The restarts are reported separately."""
     if not workers:
         raise MeasurementError("no worker reported back")
+    groups = attempts(workers)
+    restarts = failures(groups)
+    workers = groups[-1]
     per_worker = []
     for worker in workers:
         summary = summarize_worker(worker["records"], warmup, samples_metric)
@@ -96,5 +132,7 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
         "test_accuracy": final.get("test_accuracy"),
         "final_loss": final.get("loss"),
         "nodes": sorted({w["node_id"] for w in per_worker}),
+        "final_step": final.get("step"),
+        **restarts,
         "per_worker": per_worker,
     }

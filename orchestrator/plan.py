@@ -45,6 +45,8 @@ class TrialPlan:
     """Built-in workloads: steps left out of throughput. User functions: reports left out."""
     samples_metric: Optional[str]
     env: dict[str, str] = field(default_factory=dict)
+    max_failures: int = 0
+    collective_timeout_s: int = 600
 
     @property
     def curve(self) -> str:
@@ -113,6 +115,8 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         "per_worker_batch": per_worker_batch,
                         "steps": steps,
                         "report_every": spec.training.report_every,
+                        "checkpoint_every": spec.training.checkpoint_every,
+                        "collective_timeout_s": spec.reliability.collective_timeout_s,
                         "learning_rate": spec.training.learning_rate,
                         "momentum": spec.training.momentum,
                         "seed": spec.training.seed,
@@ -145,6 +149,8 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         warmup_steps=spec.training.warmup_steps,
                         samples_metric="samples" if spec.workload.is_builtin else spec.workload.samples_metric,
                         env=worker_env(threads),
+                        max_failures=spec.reliability.max_failures,
+                        collective_timeout_s=spec.reliability.collective_timeout_s,
                     )
                 )
     return plans

@@ -171,6 +171,9 @@ class Training(_Strict):
     function: report intervals left out, after the stretch before its first report (always left out)."""
     report_every: int = Field(default=20, ge=1, le=MAX_STEPS)
     """Built-in workloads call ``ray.train.report`` every this many steps."""
+    checkpoint_every: int = Field(default=0, ge=0, le=MAX_STEPS)
+    """Built-in workloads checkpoint every this many steps through ray.train.report (0: never). After a
+    failure a trial resumes from the latest checkpoint, so at most this many steps are redone."""
     learning_rate: float = Field(default=0.05, gt=0, le=10)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
@@ -185,6 +188,13 @@ class Training(_Strict):
                 "or nothing is left to measure"
             )
         return self
+
+
+class Reliability(_Strict):
+    max_failures: int = Field(default=0, ge=0, le=100)
+    """Restarts of a trial's worker group after a worker dies (Ray Train FailureConfig.max_failures)."""
+    collective_timeout_s: int = Field(default=600, ge=10, le=86400)
+    """A collective (all-reduce, barrier) that waits longer than this fails the trial instead of hanging."""
 
 
 class Sweep(_Strict):
@@ -235,6 +245,7 @@ class JobSpec(_Strict):
     training: Training = Field(default_factory=Training)
     sweep: Sweep
     resources: Resources = Field(default_factory=Resources)
+    reliability: Reliability = Field(default_factory=Reliability)
     storage_path: Optional[str] = None
     """Where Ray Train keeps trial state: a local path, or a URI such as s3://bucket/prefix (default: the
     sweep's output dir)."""

@@ -17,7 +17,8 @@ class TrialRun:
     launched_wall: float
     ended_wall: float
     workers: list[dict]
-    """One dict per worker, from harness.train_loop_per_worker: rank, node, and its stamped reports."""
+    """One dict per worker process, from harness.train_loop_per_worker: rank, node, its stamped reports;
+    every attempt's workers when the worker group was restarted after a failure."""
 
 
 def _recorder_class():
@@ -26,13 +27,19 @@ def _recorder_class():
     @ray.remote(num_cpus=0)
     class Recorder:
         def __init__(self):
-            self.workers = []
+            self.workers: dict[str, dict] = {}
 
-        def add(self, worker: dict) -> None:
-            self.workers.append(worker)
+        def start(self, key: str, worker: dict) -> None:
+            self.workers[key] = {**worker, "records": [], "finished_wall": None}
+
+        def add(self, key: str, record: dict) -> None:
+            self.workers[key]["records"].append(record)
+
+        def finish(self, key: str, wall: float) -> None:
+            self.workers[key]["finished_wall"] = wall
 
         def get(self) -> list[dict]:
-            return sorted(self.workers, key=lambda w: w["rank"])
+            return sorted(self.workers.values(), key=lambda w: (w["started_wall"], w["rank"]))
 
     return Recorder
 
@@ -47,7 +54,7 @@ def run(plan: TrialPlan, storage_path: str) -> TrialRun:
         name=f"{plan.job}-{plan.trial_id}-{uuid.uuid4().hex[:8]}",
         storage_path=storage_path,
         worker_runtime_env={"env_vars": dict(plan.env)},
-        failure_config=FailureConfig(max_failures=0),
+        failure_config=FailureConfig(max_failures=plan.max_failures),
     )
     loop_config = {
         "harness": {"entrypoint": plan.entrypoint, "sys_path": [os.getcwd()], "recorder": recorder},

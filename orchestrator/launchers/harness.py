@@ -3,7 +3,8 @@
 The function is named by a string and imported here, in the worker, after the worker's environment is in
 place (TensorFlow reads TF_USE_LEGACY_KERAS when it is first imported). ``ray.train.report`` is wrapped for
 the duration of the call so that each report is stamped with this worker's clock; the function itself is
-unchanged. The stamps go to a small recorder actor that the driver reads when the trial ends.
+unchanged. The stamps go, as they happen, to a small recorder actor that the driver reads when the trial
+ends; after a restart the recorder holds every attempt's workers.
 """
 
 from __future__ import annotations
@@ -28,23 +29,26 @@ def train_loop_per_worker(config: dict) -> None:
 
     started_wall = time.time()
     started = time.perf_counter()
-    records: list[dict] = []
     original = ray.train.report
-
-    def timed_report(metrics, *args, **kwargs):
-        records.append({"t": time.perf_counter() - started, "metrics": _plain(metrics)})
-        return original(metrics, *args, **kwargs)
-
-    ray.train.report = timed_report
+    recorder = harness["recorder"]
     context = ray.train.get_context()
-    worker = {
+    key = f"{started_wall:.6f}-{context.get_world_rank()}-{os.getpid()}"
+    ray.get(recorder.start.remote(key, {
         "rank": context.get_world_rank(),
         "node_id": ray.get_runtime_context().get_node_id(),
         "hostname": socket.gethostname(),
         "pid": os.getpid(),
         "started_wall": started_wall,
-        "records": records,
-    }
+    }))
+
+    def timed_report(metrics, *args, **kwargs):
+        record = {"t": time.perf_counter() - started, "wall": time.time(), "metrics": _plain(metrics)}
+        # Sent as it happens (actor calls from one worker arrive in order): a worker killed later keeps
+        # what it had reported, which is how the sweep times a failure and the recovery from it.
+        recorder.add.remote(key, record)
+        return original(metrics, *args, **kwargs)
+
+    ray.train.report = timed_report
     try:
         function = resolve(harness["entrypoint"])
         if inspect.signature(function).parameters:
@@ -53,8 +57,7 @@ def train_loop_per_worker(config: dict) -> None:
             function()
     finally:
         ray.train.report = original
-        worker["finished_wall"] = time.time()
-        ray.get(harness["recorder"].add.remote(worker))
+        ray.get(recorder.finish.remote(key, time.time()))
 
 
 def resolve(entrypoint: str):

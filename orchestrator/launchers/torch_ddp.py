@@ -10,7 +10,8 @@ def describe(plan) -> dict:
     return {
         "trainer": "ray.train.torch.TorchTrainer",
         "scaling_config": scaling_config(plan),
-        "torch_config": {"backend": "nccl" if uses_gpu else "gloo"},
+        # timeout_s bounds every collective: a stalled all-reduce fails the trial instead of hanging it.
+        "torch_config": {"backend": "nccl" if uses_gpu else "gloo", "timeout_s": plan.collective_timeout_s},
     }
 
 

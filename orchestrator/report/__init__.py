@@ -82,12 +82,11 @@ def read_settings(out_dir: str | Path) -> dict:
 
 
 def _shares_cores(record: dict) -> bool:
-    """Whether this trial's workers had fewer cores than threads: fractional CPUs, or more threads in all
-    than the cluster has CPUs. Its throughput then measures contention as much as scaling."""
-    cpus = (record.get("resources_per_worker") or {}).get("CPU", 1.0)
+    """Whether this trial's workers ran more threads in all than the cluster has CPUs (fractional-CPU
+    workers make that possible). Its throughput then measures contention as much as scaling."""
     threads = record.get("threads_per_worker") or 1
     cluster = (record.get("environment") or {}).get("cluster_cpus") or 0
-    return cpus < threads or (cluster > 0 and record["workers"] * threads > cluster)
+    return cluster > 0 and record["workers"] * threads > cluster
 
 
 def _adaptive_savings(records: list[dict]) -> list[dict]:

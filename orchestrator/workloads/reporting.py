@@ -1,20 +1,69 @@
-"""How a built-in workload reports: ``ray.train.report`` inside Ray Train, a printed line outside it."""
+"""How a built-in workload reports and checkpoints: through Ray Train inside it, plainly outside it.
+
+Checkpoints are directories of plain tensors (``torch.save`` of state dicts, read back with
+``weights_only=True``; TensorFlow's own checkpoint format), never pickles of arbitrary objects.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Callable
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Optional
 
 
-def reporter() -> Callable[[dict], None]:
+def _in_ray_train() -> bool:
     try:
         import ray.train
 
         ray.train.get_context()
+        return True
     except (ImportError, RuntimeError):
-        return _print_summary
-    # Looked up at call time, so that whatever wraps ray.train.report in this worker sees the call.
-    return lambda metrics: ray.train.report(metrics)
+        return False
+
+
+def reporter() -> Callable[..., None]:
+    """``report(metrics, checkpoint_dir=None)``."""
+    if not _in_ray_train():
+        return lambda metrics, checkpoint_dir=None: _print_summary(metrics)
+    import ray.train
+
+    def report(metrics: dict, checkpoint_dir: Optional[str] = None) -> None:
+        # ray.train.report is looked up at call time, so whatever wraps it in this worker sees the call.
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    return report
+
+
+@contextmanager
+def latest_checkpoint() -> Iterator[Optional[Path]]:
+    """The directory of the latest checkpoint Ray Train restored this run from, or None."""
+    checkpoint = None
+    if _in_ray_train():
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as directory:
+        yield Path(directory)
+
+
+@contextmanager
+def checkpoint_dir() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="orchestrator-ckpt-") as directory:
+        yield directory
+
+
+def write_step(directory: str | Path, step: int) -> None:
+    (Path(directory) / "step.json").write_text(json.dumps({"step": step}))
+
+
+def read_step(directory: str | Path) -> int:
+    return int(json.loads((Path(directory) / "step.json").read_text())["step"])
 
 
 def _print_summary(metrics: dict) -> None:
@@ -29,7 +78,7 @@ def default_config(**overrides) -> dict:
     """The config a single-process run uses: digits, MLP, 200 steps of 32."""
     config = {
         "model": "mlp", "params": {}, "dataset": "digits", "num_samples": 4096, "image_size": 8,
-        "per_worker_batch": 32, "steps": 200, "report_every": 50, "learning_rate": 0.05,
+        "per_worker_batch": 32, "steps": 200, "report_every": 50, "checkpoint_every": 0, "learning_rate": 0.05,
         "momentum": 0.9, "seed": 0, "threads": 1, "strategy": None, "replicas": 1,
     }
     config.update(overrides)

@@ -27,12 +27,21 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from orchestrator.workloads import data  # noqa: E402
-from orchestrator.workloads.reporting import default_config, reporter  # noqa: E402
+from orchestrator.workloads.reporting import (  # noqa: E402
+    checkpoint_dir,
+    default_config,
+    latest_checkpoint,
+    read_step,
+    reporter,
+    write_step,
+)
 
 
-def make_strategy(name: str | None, replicas: int) -> tf.distribute.Strategy:
+def make_strategy(name: str | None, replicas: int, timeout_s: int | None = None) -> tf.distribute.Strategy:
     if name == "multi_worker_mirrored":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # timeout_seconds bounds every collective: a stalled all-reduce fails instead of hanging.
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_s)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "mirrored":
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
@@ -73,8 +82,8 @@ def _task() -> tuple[int, int]:
 def train_loop(config: dict) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(config["threads"])
     tf.config.threading.set_inter_op_parallelism_threads(config["threads"])
-    strategy = make_strategy(config.get("strategy"), config.get("replicas", 1))
-    _, workers = _task()
+    strategy = make_strategy(config.get("strategy"), config.get("replicas", 1), config.get("collective_timeout_s"))
+    rank, workers = _task()
     per_replica = config["per_worker_batch"]
     global_batch = per_replica * strategy.num_replicas_in_sync
 
@@ -111,14 +120,23 @@ def train_loop(config: dict) -> None:
         return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
     report = reporter()
+    state = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    first_step = 1
+    with latest_checkpoint() as restored:
+        if restored is not None:  # a restart after a failure: carry on from the last checkpoint
+            state.read(str(restored / "state")).assert_existing_objects_matched()
+            first_step = read_step(restored) + 1
+
+    every = config.get("checkpoint_every") or 0
     step_times: list[float] = []
-    for step in range(1, config["steps"] + 1):
+    for step in range(first_step, config["steps"] + 1):
         start = time.perf_counter()
         loss_value = float(train_step(stream))  # .numpy() waits for the step, so the time is the step's
         step_times.append(time.perf_counter() - start)
 
         last = step == config["steps"]
-        if step % config["report_every"] == 0 or last:
+        checkpoint_now = every and step % every == 0 and not last
+        if step % config["report_every"] == 0 or last or checkpoint_now:
             metrics = {
                 "step": step,
                 "loss": loss_value,
@@ -128,7 +146,14 @@ def train_loop(config: dict) -> None:
             }
             if last and len(x_test):
                 metrics["test_accuracy"] = accuracy(model, x_test, y_test)
-            report(metrics)
+            if checkpoint_now:
+                with checkpoint_dir() as directory:
+                    # Every worker writes (variables are mirrored); rank 0's copy is the checkpoint.
+                    state.write(f"{directory}/state")
+                    write_step(directory, step)
+                    report({**metrics, "checkpoint_step": step}, directory if rank == 0 else None)
+            else:
+                report(metrics)
             step_times = []
 
 

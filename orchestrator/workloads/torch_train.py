@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from orchestrator.workloads import data
-from orchestrator.workloads.reporting import default_config, reporter
+from orchestrator.workloads.reporting import checkpoint_dir, default_config, latest_checkpoint, reporter
 
 
 class MLP(nn.Module):
@@ -83,9 +83,19 @@ def train_loop(config: dict) -> None:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.SGD(model.parameters(), lr=config["learning_rate"], momentum=config["momentum"])
     report = reporter()
+    net = model.module if distributed else model
 
+    first_step = 1
+    with latest_checkpoint() as restored:
+        if restored is not None:  # a restart after a failure: carry on from the last checkpoint
+            state = torch.load(restored / "state.pt", map_location=device, weights_only=True)
+            net.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            first_step = int(state["step"]) + 1
+
+    every = config.get("checkpoint_every") or 0
     step_times: list[float] = []
-    for step in range(1, config["steps"] + 1):
+    for step in range(first_step, config["steps"] + 1):
         start = time.perf_counter()
         images, labels = next(stream)
         images, labels = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
@@ -97,7 +107,8 @@ def train_loop(config: dict) -> None:
         step_times.append(time.perf_counter() - start)
 
         last = step == config["steps"]
-        if step % config["report_every"] == 0 or last:
+        checkpoint_now = every and step % every == 0 and not last
+        if step % config["report_every"] == 0 or last or checkpoint_now:
             metrics = {
                 "step": step,
                 "loss": loss_value,
@@ -106,7 +117,15 @@ def train_loop(config: dict) -> None:
             }
             if last and len(x_test):
                 metrics["test_accuracy"] = accuracy(model, x_test, y_test, device)
-            report(metrics)
+            if checkpoint_now:
+                with checkpoint_dir() as directory:
+                    # Every rank reports; rank 0's state is the checkpoint (DDP keeps the ranks identical).
+                    if rank == 0:
+                        state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+                        torch.save(state, f"{directory}/state.pt")
+                    report({**metrics, "checkpoint_step": step}, directory if rank == 0 else None)
+            else:
+                report(metrics)
             step_times = []
 
 

@@ -133,3 +133,25 @@ def test_worker_count_beyond_the_cluster_is_refused_before_anything_starts(ray_s
     with pytest.raises(ClusterTooSmall, match=r"asks for 3 x \{CPU: 1\} = \{CPU: 3\}; the cluster has \{CPU: 2\}"):
         scheduler.sweep(spec.parse(job), tmp_path)
     assert results.read(tmp_path) == []
+
+
+def test_adaptive_sweep_chooses_counts_and_reports_the_saving(ray_session, tmp_path):
+    job = {
+        "name": "adaptive-it", "arms": [{"framework": "torch", "strategy": "ddp"}],
+        "workload": {"model": "mlp", "params": {"hidden": [32]}},
+        "dataset": {"name": "synthetic", "num_samples": 1024}, "batch": {"per_worker": 32},
+        "training": {"steps": 40, "warmup_steps": 10, "report_every": 20},
+        "sweep": {"workers": [1, 2, 3, 4], "adaptive": True},
+        "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
+    }
+    outcome = scheduler.sweep(spec.parse(job), tmp_path)
+    records = results.read(tmp_path)
+    measured = [r["workers"] for r in records]
+    assert measured[:2] == [1, 2] and len(measured) == len(set(measured)) <= 4
+    assert outcome.decisions[-1].startswith("torch ddp: stopped")
+    data = json.loads((tmp_path / "report.json").read_text())
+    (arm,) = data["adaptive"]
+    assert arm["planned_trials"] == 4 and arm["trials_run"] == len(records)
+    assert arm["trials_saved"] == 4 - len(records)
+    # fractional CPUs: 3 and 4 half-CPU workers with a thread each share the 2 cores
+    assert any(s["shares_cores"] for s in data["settings"]) or max(measured) <= 2

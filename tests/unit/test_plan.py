@@ -52,11 +52,11 @@ def test_threads_pinned_alike_in_every_arm(plans):
 
 def test_ddp_backend_follows_the_device():
     cpu = plan.build(spec.parse({**JOB, "sweep": {"workers": [2]}}))[0]
-    assert launchers.get("ddp").describe(cpu)["torch_config"] == {"backend": "gloo"}
+    assert launchers.get("ddp").describe(cpu)["torch_config"] == {"backend": "gloo", "timeout_s": 600}
     gpu_job = {**JOB, "sweep": {"workers": [2]}, "resources": {"cpus_per_worker": 1, "gpus_per_worker": 1}}
     gpu = plan.build(spec.parse(gpu_job))[0]
     described = launchers.get("ddp").describe(gpu)
-    assert described["torch_config"] == {"backend": "nccl"} and described["scaling_config"]["use_gpu"] is True
+    assert described["torch_config"]["backend"] == "nccl" and described["scaling_config"]["use_gpu"] is True
 
 
 def test_unknown_strategy_lists_known_launchers():

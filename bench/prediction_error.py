@@ -1,0 +1,78 @@
+"""Prediction error of the scaling models on real sweeps: for every curve of every results file given, fit
+on all measured worker counts but one and predict the one left out (each in turn).
+
+    .venv/bin/python bench/prediction_error.py bench/results/fit-sweep.jsonl [more results.jsonl ...]
+
+Writes bench/results/prediction-error.json and .md. Not a test: it reports numbers, it asserts nothing.
+"""
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestrator import fit  # noqa: E402
+
+
+def held_out_errors(records: list[dict]) -> list[dict]:
+    out = []
+    ok = [r for r in records if r.get("status") == "ok"]
+    for key in sorted({(r["framework"], r["strategy"], r["workload"]) for r in ok}):
+        rows = [r for r in ok if (r["framework"], r["strategy"], r["workload"]) == key]
+        metric = "samples_per_sec" if all(r.get("samples_per_sec") for r in rows) else "steps_per_sec"
+        counts = sorted({r["workers"] for r in rows})
+        for held in counts:
+            train = [r for r in rows if r["workers"] != held]
+            if len({r["workers"] for r in train}) < 2:
+                continue
+            model = fit.fit_points([r["workers"] for r in train], [r[metric] for r in train])
+            measured = float(np.mean([r[metric] for r in rows if r["workers"] == held]))
+            predicted = model.predict(held)
+            low, high = model.band(held)
+            out.append({
+                "framework": key[0], "strategy": key[1], "workload": key[2], "held_out_workers": held,
+                "fitted_on": sorted({r["workers"] for r in train}), "model": model.model,
+                "measured": measured, "predicted": predicted, "relative_error": (predicted - measured) / measured,
+                "inside_band": low <= measured <= high, "extrapolation": held > max(r["workers"] for r in train),
+            })
+    return out
+
+
+def main(paths: list[str]) -> None:
+    rows = []
+    for path in paths:
+        records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        rows += [{"source": path, **row} for row in held_out_errors(records)]
+    errors = [abs(r["relative_error"]) for r in rows]
+    summary = {
+        "machine": {"python": platform.python_version(), "machine": platform.machine(), "cpus": __import__("os").cpu_count()},
+        "points": len(rows),
+        "median_abs_error": float(np.median(errors)) if errors else None,
+        "mean_abs_error": float(np.mean(errors)) if errors else None,
+        "inside_band": sum(r["inside_band"] for r in rows),
+        "rows": rows,
+    }
+    out = ROOT / "bench/results"
+    (out / "prediction-error.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = ["# Scaling-model prediction error (held out one measured count at a time)", "",
+             f"`{' '.join(['bench/prediction_error.py', *paths])}` on {summary['machine']['cpus']} CPUs.", "",
+             "| source | curve | held out | fitted on | model | measured | predicted | error | in band |",
+             "|---|---|---:|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {Path(r['source']).name} | {r['framework']} {r['strategy']} | {r['held_out_workers']} | "
+                     f"{', '.join(map(str, r['fitted_on']))} | {r['model']} | {r['measured']:,.0f} | {r['predicted']:,.0f} | "
+                     f"{100 * r['relative_error']:+.1f}% | {'yes' if r['inside_band'] else 'no'} |")
+    if errors:
+        lines += ["", f"Median absolute error {100 * summary['median_abs_error']:.1f}%, mean {100 * summary['mean_abs_error']:.1f}%, "
+                  f"{summary['inside_band']} of {len(rows)} measured values inside the 10–90% band."]
+    (out / "prediction-error.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or [str(ROOT / "bench/results/fit-sweep.jsonl")])
