@@ -75,4 +75,4 @@ def main(paths: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or [str(ROOT / "bench/results/fit-sweep.jsonl")])
+    main(sys.argv[1:] or ["bench/results/fit-sweep.jsonl"])
