@@ -10,8 +10,9 @@ Models of throughput X(N) (samples/s at N workers), from fewest parameters to mo
 
 A model is only fitted when there are more distinct worker counts than its shape parameters, and among
 those that can be fitted the one with the smallest leave-one-out error is kept (with two counts that is
-Amdahl). The uncertainty band is a bootstrap over repeats (over residuals when there is one repeat):
-the 10th to 90th percentile of the refitted predictions.
+Amdahl). The uncertainty band is a bootstrap over repeats, or, with one repeat, over perturbations as
+large as the fit's residuals or its leave-one-out error, whichever is larger: the 10th to 90th percentile
+of the refitted predictions.
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ def fit_points(workers: list[int], throughputs: list[float], seed: int = 0) -> O
         measured=counts,
         _predict=lambda w, p=params, f=model.fn: f(w, *p),
     )
-    result._bands = _bootstrap(model, n, x, params, seed)
+    # With one repeat a count's noise is unknown: perturb by the larger of the fit's residuals and its
+    # leave-one-out error, which also carries how wrong the model's shape may be.
+    result._bands = _bootstrap(model, n, x, params, seed, floor=max(0.02, loo or 0.0))
     return result
 
 
@@ -146,7 +149,7 @@ def _leave_one_out(model: Model, n, x, counts) -> Optional[float]:
     return float(np.mean(errors))
 
 
-def _bootstrap(model: Model, n, x, params, seed: int, horizon: int = 4096) -> dict:
+def _bootstrap(model: Model, n, x, params, seed: int, floor: float = 0.02, horizon: int = 4096) -> dict:
     """Percentile band of refitted predictions, for the worker counts up to ``horizon`` asked later."""
     rng = np.random.default_rng(seed)
     fitted = model.fn(n, *params)
@@ -160,8 +163,8 @@ def _bootstrap(model: Model, n, x, params, seed: int, horizon: int = 4096) -> di
             index = np.concatenate([rng.choice(v, len(v)) for v in by_count.values()])
             n_b, x_b = n[index], x[index]
         else:
-            # One measurement per count: perturb it by the fit's relative residuals (at least 2%).
-            scale = max(float(np.sqrt((relative**2).mean())), 0.02)
+            # One measurement per count: perturb it by the fit's relative residuals, at least ``floor``.
+            scale = max(float(np.sqrt((relative**2).mean())), floor)
             n_b, x_b = n, x * (1 + rng.normal(0, scale, len(x)))
         try:
             p = _fit_model(model, n_b, np.maximum(x_b, 1e-9))
