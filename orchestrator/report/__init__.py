@@ -33,6 +33,10 @@ def build(records: list[dict], settings: dict | None = None) -> dict:
         "failed_trials": [
             {"trial_id": r["trial_id"], "error": r.get("error", "")} for r in failed
         ],
+        "recovered_trials": [
+            {"trial_id": r["trial_id"], "failures": r["failures"], "events": r.get("failure_events", [])}
+            for r in ok if r.get("failures")
+        ],
         "settings": _settings(ok),
         "adaptive": _adaptive_savings(records),
         "environment": first.get("environment", {}),

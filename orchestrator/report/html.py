@@ -8,7 +8,7 @@ from __future__ import annotations
 from html import escape
 
 from orchestrator.report import plots
-from orchestrator.report.tables import comparison_sentences, fmt, recommendation_lines, rows
+from orchestrator.report.tables import comparison_sentences, fmt, recommendation_lines, recovery_lines, rows
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#222;padding:0 1rem}
@@ -71,6 +71,11 @@ def page(data: dict) -> str:
         if any(s["shares_cores"] for s in data["settings"]):
             parts.append("<p class=note>Where workers share cores (fractional CPUs, or more threads than the "
                          "cluster has CPUs), throughput measures contention as much as scaling.</p>")
+    recoveries = recovery_lines(data)
+    if recoveries:
+        parts.append("<h2>Recovered from failures</h2><ul>")
+        parts += [f"<li>{escape(line)}</li>" for line in recoveries]
+        parts.append("</ul>")
     if data["failed_trials"]:
         parts.append("<h2>Failed trials</h2><ul>")
         parts += [f"<li><code>{escape(f['trial_id'])}</code>: {escape(f['error'])}</li>" for f in data["failed_trials"]]

@@ -79,6 +79,9 @@ def markdown(data: dict) -> str:
         lines += ["", f"Workers share cores in: {_md('; '.join(shared))}. There, throughput measures contention "
                   "as much as scaling."]
     lines += recommendation_markdown(data)
+    recoveries = recovery_lines(data)
+    if recoveries:
+        lines += ["", "## Recovered from failures", "", *[f"- {_md(line)}" for line in recoveries]]
     if data["failed_trials"]:
         lines += ["", "## Failed trials", ""]
         lines += [f"- `{_md(f['trial_id'])}`: {_md(f['error'])}" for f in data["failed_trials"]]
@@ -120,3 +123,17 @@ def recommendation_markdown(data: dict) -> list[str]:
     return ["", "## How many workers is it worth?", "", *[f"- {_md(line)}" for line in lines],
             "", "Predictions beyond the measured counts are extrapolations of the fitted model; "
             "the band is the 10th–90th percentile of a bootstrap over repeats."]
+
+
+def recovery_lines(data: dict) -> list[str]:
+    out = []
+    for trial in data.get("recovered_trials") or []:
+        for event in trial["events"]:
+            recovery = event.get("recovery_s")
+            out.append(
+                f"{trial['trial_id']} lost a worker after step {event.get('last_reported_step')} and resumed from "
+                f"the checkpoint at step {event.get('resumed_after_step', '?')}"
+                + (f" {recovery:.1f} s later" if recovery is not None else "")
+                + "; its throughput counts only the attempt that finished."
+            )
+    return out

@@ -83,3 +83,15 @@ def test_atomic_append_keeps_earlier_lines(tmp_path):
     assert [r["trial_id"] for r in results.read(tmp_path)] == ["a", "b"]
     assert list(results.completed(results.read(tmp_path))) == ["a"]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_recovered_trials_are_reported(tmp_path):
+    survivor = record("torch", "ddp", 2, 0, 1000)
+    survivor.update(failures=1, failure_events=[{"recovery_s": 12.5, "last_reported_step": 75, "resumed_after_step": 50}])
+    results.append(tmp_path, record("torch", "ddp", 1, 0, 600))
+    results.append(tmp_path, survivor)
+    report.render(tmp_path)
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["recovered_trials"][0]["failures"] == 1
+    assert "resumed from the checkpoint at step 50 12.5 s later" in (tmp_path / "report.html").read_text()
+    assert "lost a worker after step 75" in (tmp_path / "report.md").read_text()
