@@ -12,6 +12,7 @@ from typing import Optional
 
 from orchestrator.errors import ClusterTooSmall
 from orchestrator.spec import JobSpec
+from orchestrator.tpu import slices_for, tpu_slice
 from orchestrator.workloads import ENTRYPOINTS, data
 
 # Strategies whose replicas live in one Ray worker (one process driving several local devices).
@@ -47,6 +48,8 @@ class TrialPlan:
     env: dict[str, str] = field(default_factory=dict)
     max_failures: int = 0
     collective_timeout_s: int = 600
+    tpu: Optional[dict] = None
+    """TPU arms: the slice (chips, hosts, chips per host, Ray accelerator type) and how many slices."""
 
     @property
     def curve(self) -> str:
@@ -102,6 +105,12 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                 single = arm.strategy in SINGLE_WORKER_STRATEGIES
                 ray_workers = 1 if single else workers
                 per_ray_worker = {k: v * workers for k, v in resources.items()} if single else dict(resources)
+                tpu_plan = None
+                if arm.tpu is not None:
+                    tpu = tpu_slice(arm.tpu.accelerator, arm.tpu.topology)
+                    # One Ray worker per TPU host, holding that host's chips.
+                    per_ray_worker["TPU"] = float(tpu.chips_per_host)
+                    tpu_plan = {**tpu.to_dict(), "slices": slices_for(workers, tpu), "workers": workers}
                 steps = steps_for(spec, workers)
                 if spec.workload.is_builtin:
                     per_worker_batch = spec.per_worker_batch(workers)
@@ -122,6 +131,7 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         "seed": spec.training.seed,
                         "threads": threads,
                         "strategy": arm.strategy if arm.framework == "tensorflow" else None,
+                        "tpu": tpu_plan,
                         "replicas": workers if single else 1,
                     }
                     workload = spec.workload.model
@@ -151,6 +161,7 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         env=worker_env(threads),
                         max_failures=spec.reliability.max_failures,
                         collective_timeout_s=spec.reliability.collective_timeout_s,
+                        tpu=tpu_plan,
                     )
                 )
     return plans
@@ -163,6 +174,14 @@ def check_fits(plans: list[TrialPlan], total: dict[str, float], nodes: list[dict
     """
     for plan in plans:
         need = {k: v * plan.ray_workers for k, v in plan.resources_per_worker.items()}
+        if plan.tpu and total.get("TPU", 0.0) <= 0:
+            t = plan.tpu
+            raise ClusterTooSmall(
+                f"no TPU found in the cluster ({len(nodes)} node(s), {_fmt(total_shown(total))}): trial {plan.trial_id} "
+                f"plans {t['workers']} worker(s) = {t['slices']} {t['accelerator']} {t['topology']} slice(s) of "
+                f"{t['hosts']} host(s) x {t['chips_per_host']} chips ({t['chips']} chips a slice). Run it on TPU hosts "
+                "(k8s/overlays/tpu on GKE) or drop the tpu arm"
+            )
         short = {k: v for k, v in need.items() if total.get(k, 0.0) + 1e-9 < v}
         fits_a_node = any(
             all(node.get(k, 0.0) + 1e-9 >= v for k, v in plan.resources_per_worker.items()) for node in nodes
@@ -176,6 +195,10 @@ def check_fits(plans: list[TrialPlan], total: dict[str, float], nodes: list[dict
                 f"trial {plan.trial_id} asks for {asked}; the cluster has {have} "
                 f"on {len(nodes)} node(s). Lower sweep.workers or resources per worker, or add nodes."
             )
+
+
+def total_shown(total: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in total.items() if k in ("CPU", "GPU", "TPU")}
 
 
 def _fmt(resources: dict[str, float]) -> str:

@@ -32,7 +32,7 @@ from orchestrator.errors import SpecError
 # Which strategies each framework knows. A strategy also needs a launcher (orchestrator/launchers/__init__.py).
 STRATEGIES: dict[str, tuple[str, ...]] = {
     "torch": ("ddp",),
-    "tensorflow": ("multi_worker_mirrored", "mirrored"),
+    "tensorflow": ("multi_worker_mirrored", "mirrored", "tpu"),
 }
 BUILTIN_MODELS = ("mlp", "cnn")
 DATASETS = ("digits", "synthetic")
@@ -61,6 +61,23 @@ def _check_entrypoint(value: Optional[str]) -> Optional[str]:
     return value
 
 
+class TPU(_Strict):
+    """A Cloud TPU slice: ``accelerator`` v5e or v6e, ``topology`` AxB (see orchestrator/tpu.py)."""
+
+    accelerator: Literal["tpu-v5e", "tpu-v6e"]
+    topology: str
+
+    @model_validator(mode="after")
+    def _known_slice(self) -> "TPU":
+        from orchestrator.tpu import TopologyError, tpu_slice
+
+        try:
+            tpu_slice(self.accelerator, self.topology)
+        except TopologyError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+
 class Arm(_Strict):
     """One curve of the comparison: a framework and its distribution strategy."""
 
@@ -68,6 +85,8 @@ class Arm(_Strict):
     strategy: str
     entrypoint: Optional[str] = None
     """A user training function for this arm only, overriding ``workload.entrypoint``."""
+    tpu: Optional[TPU] = None
+    """For ``strategy: tpu``: the slice every worker group runs on (one Ray worker per TPU host)."""
 
     _entrypoint = field_validator("entrypoint")(_check_entrypoint)
 
@@ -78,6 +97,8 @@ class Arm(_Strict):
             raise ValueError(
                 f"strategy {self.strategy!r} is not one of {self.framework}'s: {', '.join(known)}"
             )
+        if (self.strategy == "tpu") != (self.tpu is not None):
+            raise ValueError("strategy tpu needs tpu: {accelerator: tpu-v5e | tpu-v6e, topology: AxB}, and only it takes one")
         return self
 
     @property
@@ -273,6 +294,16 @@ class JobSpec(_Strict):
         keys = [arm.key for arm in self.arms]
         if len(set(keys)) != len(keys):
             raise ValueError(f"arms repeat: {keys}")
+        from orchestrator.tpu import TopologyError, slices_for, tpu_slice
+
+        for arm in self.arms:
+            if arm.tpu is not None:
+                tpu = tpu_slice(arm.tpu.accelerator, arm.tpu.topology)
+                for count in self.sweep.workers:
+                    try:
+                        slices_for(count, tpu)
+                    except TopologyError as err:
+                        raise ValueError(f"sweep.workers: {err}") from None
         if not self.workload.is_builtin:
             return self
         if self.training.steps is None and self.training.epochs is None:

@@ -23,6 +23,7 @@ _MODULES = {
     "ddp": "orchestrator.launchers.torch_ddp",
     "multi_worker_mirrored": "orchestrator.launchers.tf_distribute",
     "mirrored": "orchestrator.launchers.tf_distribute",
+    "tpu": "orchestrator.launchers.tf_distribute",
 }
 
 
@@ -36,8 +37,13 @@ def get(strategy: str) -> ModuleType:
 def scaling_config(plan) -> dict:
     """ScalingConfig arguments shared by every Ray Train launcher."""
     resources = dict(plan.resources_per_worker)
-    return {
+    config = {
         "num_workers": plan.ray_workers,
         "use_gpu": resources.get("GPU", 0) > 0,
         "resources_per_worker": resources,
     }
+    if plan.tpu:
+        # Ray reserves whole slices: topology and accelerator type pick the hosts (one worker each).
+        config.update(use_tpu=True, topology=plan.tpu["topology"],
+                      accelerator_type=plan.tpu["ray_accelerator_type"].rsplit("-", 1)[0])
+    return config

@@ -4,6 +4,8 @@ multi_worker_mirrored: N Ray workers, each one replica; TensorflowTrainer writes
                        MultiWorkerMirroredStrategy.
 mirrored:              one Ray worker holding all N replicas' resources; MirroredStrategy over its GPUs
                        (or N logical CPU devices on a machine without GPUs).
+tpu:                   one Ray worker per TPU host (ScalingConfig use_tpu, topology, accelerator_type);
+                       TPUStrategy from TPUClusterResolver on each.
 The strategy itself is built by the workload in the worker (orchestrator/workloads/tf_train.py).
 """
 
@@ -19,8 +21,10 @@ def describe(plan) -> dict:
         "tf_strategy": {
             "multi_worker_mirrored": "tf.distribute.MultiWorkerMirroredStrategy",
             "mirrored": "tf.distribute.MirroredStrategy",
+            "tpu": "tf.distribute.TPUStrategy(TPUClusterResolver)",
         }[plan.strategy],
-        "replicas_per_worker": plan.workers // plan.ray_workers,
+        "replicas_per_worker": plan.tpu["chips_per_host"] if plan.tpu else plan.workers // plan.ray_workers,
+        **({"tpu": plan.tpu} if plan.tpu else {}),
     }
 
 

@@ -50,6 +50,14 @@ def make_strategy(name: str | None, replicas: int, timeout_s: int | None = None)
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
         return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
+    if name == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as err:
+            raise RuntimeError(f"no TPU found on this worker ({err}); strategy tpu needs a TPU host") from None
+        return tf.distribute.TPUStrategy(resolver)
     return tf.distribute.get_strategy()
 
 

@@ -58,3 +58,13 @@ def test_worker_count_beyond_the_cluster_exits_2_within_seconds(tmp_path):
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out" / "results.jsonl").exists()
     assert elapsed < 60, elapsed
+
+
+def test_tpu_job_without_tpus_fails_fast_and_clearly(tmp_path):
+    started = time.monotonic()
+    done = run("sweep", "jobs/tpu-mlp.yaml", "--out", str(tmp_path / "tpu"), timeout=120)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no TPU found in the cluster" in done.stderr and "tpu-v6e 4x4" in done.stderr
+    assert not (tmp_path / "tpu" / "results.jsonl").exists()
+    assert elapsed < 30, elapsed  # 15 s on an idle machine; the bound leaves room for a busy CI box

@@ -92,3 +92,37 @@ def test_user_function_plan_passes_config_unchanged():
     assert p.entrypoint == "jobs.examples.torch_user:train_func"
     assert p.train_config == {"lr": 0.1, "epochs": 3}
     assert p.samples_metric == "num_samples" and p.per_worker_batch is None
+
+
+@pytest.mark.parametrize(
+    "accelerator, topology, workers, hosts, chips_per_host, slices, ray_type",
+    [("tpu-v5e", "2x4", 2, 1, 8, 2, "TPU-V5LITEPOD"), ("tpu-v5e", "4x4", 8, 4, 4, 2, "TPU-V5LITEPOD"),
+     ("tpu-v6e", "2x2", 1, 1, 4, 1, "TPU-V6E"), ("tpu-v6e", "8x8", 16, 16, 4, 1, "TPU-V6E")],
+)
+def test_tpu_plans_show_hosts_chips_and_workers(accelerator, topology, workers, hosts, chips_per_host, slices, ray_type):
+    job = spec.parse({**JOB, "arms": [{"framework": "tensorflow", "strategy": "tpu",
+                                       "tpu": {"accelerator": accelerator, "topology": topology}}],
+                      "batch": {"per_worker": 8}, "sweep": {"workers": [workers]}})
+    (p,) = plan.build(job)
+    assert p.ray_workers == workers and p.resources_per_worker["TPU"] == chips_per_host
+    assert (p.tpu["hosts"], p.tpu["chips_per_host"], p.tpu["slices"]) == (hosts, chips_per_host, slices)
+    scaling = launchers.get("tpu").describe(p)["scaling_config"]
+    assert scaling["use_tpu"] is True and scaling["topology"] == topology and scaling["accelerator_type"] == ray_type
+    from ray.train import ScalingConfig  # Ray's own validation of the TPU request agrees
+
+    ScalingConfig(**scaling)
+
+
+def test_tpu_workers_must_fill_whole_slices():
+    with pytest.raises(Exception, match=r"sweep.workers: 6 worker\(s\) is not a multiple of the 4 host"):
+        spec.parse({**JOB, "arms": [{"framework": "tensorflow", "strategy": "tpu",
+                                     "tpu": {"accelerator": "tpu-v6e", "topology": "4x4"}}], "sweep": {"workers": [4, 6]}})
+
+
+def test_tpu_plan_without_tpus_is_refused_saying_what_it_asked_for():
+    plans = plan.build(spec.load("jobs/tpu-mlp.yaml"))
+    with pytest.raises(ClusterTooSmall) as caught:
+        plan.check_fits(plans, total={"CPU": 2.0}, nodes=[{"CPU": 2.0}])
+    message = str(caught.value)
+    assert message.startswith("no TPU found in the cluster")
+    assert "4 worker(s) = 1 tpu-v6e 4x4 slice(s) of 4 host(s) x 4 chips (16 chips a slice)" in message

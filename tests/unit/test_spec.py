@@ -116,7 +116,7 @@ def test_load_missing_file(tmp_path):
         spec.load(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize("path", ["jobs/digits-mlp.yaml", "jobs/digits-cnn.yaml", "jobs/user-functions.yaml", "jobs/smoke.yaml"])
+@pytest.mark.parametrize("path", ["jobs/digits-mlp.yaml", "jobs/digits-cnn.yaml", "jobs/user-functions.yaml", "jobs/smoke.yaml", "jobs/gpu-cnn.yaml", "jobs/tpu-mlp.yaml"])
 def test_shipped_jobs_are_valid(path):
     spec.load(path)
 
