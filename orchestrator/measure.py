@@ -108,7 +108,7 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
         raise MeasurementError("no worker reported back")
     groups = attempts(workers)
     restarts = failures(groups)
-    workers = groups[-1]
+    workers = sorted(groups[-1], key=lambda w: w["rank"])
     per_worker = []
     for worker in workers:
         summary = summarize_worker(worker["records"], warmup, samples_metric)

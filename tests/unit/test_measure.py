@@ -48,3 +48,21 @@ def test_trial_sums_workers_and_takes_the_slowest_step():
     assert summary["steps_per_sec"] == pytest.approx(4 / 0.5)
     assert summary["startup_s"] == pytest.approx(11.0)
     assert [w["rank"] for w in summary["per_worker"]] == [0, 1]
+
+
+def test_restarted_trial_is_measured_on_its_last_attempt_in_rank_order():
+    def worker(rank, started, steps_from, step_time):
+        times = [step_time] * 4
+        return {"rank": rank, "node_id": "n", "hostname": "h", "started_wall": started,
+                "records": [{"t": 1.0, "wall": started + 1.0,
+                             "metrics": {"samples": 40, "step_times_s": times, "step": steps_from + 4}}]}
+
+    first = [worker(1, 100.0, 0, 0.5), worker(0, 100.1, 0, 0.5)]  # the slow, disturbed attempt
+    second = [worker(1, 200.2, 50, 0.1), worker(0, 200.0, 50, 0.1)]
+    summary = measure.summarize(first + second, 0, "samples", launched_wall=99.0)
+    assert [w["rank"] for w in summary["per_worker"]] == [0, 1]
+    assert summary["samples_per_sec"] == pytest.approx(2 * 40 / 0.4)
+    assert summary["failures"] == 1
+    (event,) = summary["failure_events"]
+    assert event["resumed_after_step"] == 50 and event["last_reported_step"] == 4
+    assert event["recovery_s"] == pytest.approx(200.0 + 1.0 - (100.1 + 1.0))
