@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 JOB ?= jobs/digits-mlp.yaml
 OUT ?= reports/digits-mlp
 
-.PHONY: demo test test-fast setup setup-dev clean
+.PHONY: demo test test-fast setup setup-dev horovod clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,14 +23,21 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet --progress-bar off -e ".[dev]"
 	touch $@
 
+# Horovod (legacy, optional): 0.28.1 patched to build against the pinned torch and TF, wheel cached in
+# ~/.cache/orchestrator/wheels (about 5 minutes the first time, seconds after). `make test` needs it.
+$(VENV)/.installed-horovod: $(VENV)/.installed scripts/build_horovod.sh
+	bash scripts/build_horovod.sh $(VENV)
+	touch $@
+
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
+horovod: $(VENV)/.installed-horovod
 
 demo: setup
 	$(BIN)/orchestrator sweep $(JOB) --out $(OUT)
 	@echo "open $(OUT)/report.html"
 
-test: setup-dev
+test: setup-dev horovod
 	$(BIN)/python -m pytest tests
 
 test-fast: setup-dev

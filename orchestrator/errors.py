@@ -4,6 +4,8 @@ Every error a user can cause is a ``UserError``: the CLI prints its one-line mes
 traceback. Anything else that goes wrong while training is a ``TrialError`` and is recorded, not raised.
 """
 
+from __future__ import annotations
+
 
 class OrchestratorError(Exception):
     exit_code = 1
@@ -28,4 +30,8 @@ class ClusterTooSmall(UserError):
 
 
 class TrialError(OrchestratorError):
-    """A trial failed while running; the sweep records it and carries on."""
+    """A trial failed while running, and the orchestrator knows why; the sweep records it and carries on."""
+
+    def __init__(self, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.details = details or {}

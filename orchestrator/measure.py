@@ -99,6 +99,45 @@ def failures(groups: list[list[dict]]) -> dict:
     return {"failures": len(events), "failure_events": events}
 
 
+# How a rank says it gave up waiting for another: gloo and Ray Train time out; TensorFlow's coordination
+# service aborts the collective once a task stops sending heartbeats.
+_GAVE_UP_WORDS = ("timed out", "timeout", "deadline", "collective ops is aborted", "stopped sending heartbeats")
+
+
+def gave_up_line(message: str) -> Optional[str]:
+    """The line of an error message that says the rank gave up waiting in a collective, if any."""
+    for line in message.splitlines():
+        if any(word in line.lower() for word in _GAVE_UP_WORDS):
+            return line.strip()[:300]
+    return None
+
+
+def stall(workers: list[dict]) -> Optional[dict]:
+    """Who stalled a collective, from the last attempt's workers: the ranks that gave up waiting (their
+    error says timed out) and the ranks that neither failed nor finished, i.e. never joined. None when the
+    records do not show that pattern (the failure was something else)."""
+    if not workers:
+        return None
+    last = attempts(workers)[-1]
+    waited = [w for w in last if w.get("error") and gave_up_line(w["error"]["message"])]
+    stalled = [w for w in last if not w.get("error") and w.get("finished_wall") is None]
+    if not waited or not stalled:
+        return None
+
+    def last_step(worker: dict):
+        steps = [r["metrics"]["step"] for r in worker["records"] if "step" in r["metrics"]]
+        return steps[-1] if steps else None
+
+    return {
+        "stalled": [{"rank": w["rank"], "pid": w["pid"], "hostname": w["hostname"], "last_step": last_step(w),
+                     "last_report_wall": w["records"][-1]["wall"] if w["records"] else None}
+                    for w in sorted(stalled, key=lambda w: w["rank"])],
+        "waited": sorted(w["rank"] for w in waited),
+        "gave_up_wall": min(w["error"]["wall"] for w in waited),
+        "error": gave_up_line(waited[0]["error"]["message"]),
+    }
+
+
 def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], launched_wall: float) -> dict:
     """The trial's measurements from every worker's records (see harness.train_loop_per_worker).
 
@@ -127,7 +166,8 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
         "step_time_std_s": max(w["step_time_std_s"] for w in per_worker),
         "measured_steps": min(w["measured_steps"] for w in per_worker),
         "measured_seconds": max(w["measured_seconds"] for w in per_worker),
-        "startup_s": max(w["started_wall"] for w in workers) - launched_wall,
+        # From the first attempt: after a restart the last attempt's start includes the failure.
+        "startup_s": max(w["started_wall"] for w in groups[0]) - launched_wall,
         "time_to_first_report_s": first_report - launched_wall if first_report else None,
         "test_accuracy": final.get("test_accuracy"),
         "final_loss": final.get("loss"),

@@ -48,6 +48,7 @@ class TrialPlan:
     env: dict[str, str] = field(default_factory=dict)
     max_failures: int = 0
     collective_timeout_s: int = 600
+    placement_timeout_s: int = 20
     tpu: Optional[dict] = None
     """TPU arms: the slice (chips, hosts, chips per host, Ray accelerator type) and how many slices."""
 
@@ -130,7 +131,7 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         "momentum": spec.training.momentum,
                         "seed": spec.training.seed,
                         "threads": threads,
-                        "strategy": arm.strategy if arm.framework == "tensorflow" else None,
+                        "strategy": arm.strategy,
                         "tpu": tpu_plan,
                         "replicas": workers if single else 1,
                     }
@@ -161,6 +162,7 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         env=worker_env(threads),
                         max_failures=spec.reliability.max_failures,
                         collective_timeout_s=spec.reliability.collective_timeout_s,
+                        placement_timeout_s=spec.reliability.placement_timeout_s,
                         tpu=tpu_plan,
                     )
                 )

@@ -17,8 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional
 
-from orchestrator import measure, plan as planning, report, results
-from orchestrator.errors import UserError
+from orchestrator import launchers, measure, plan as planning, report, results
+from orchestrator.errors import TrialError, UserError
 from orchestrator.output import Output
 from orchestrator.plan import TrialPlan
 from orchestrator.spec import JobSpec
@@ -110,6 +110,10 @@ def sweep(
         raise UserError(str(err)) from None
     done = results.completed(existing)
     plans = planning.build(spec)
+    for strategy in sorted({plan.strategy for plan in plans}):
+        check = getattr(launchers.get(strategy), "check_installed", None)
+        if check:
+            check()
 
     cluster = ray_cluster.connect(address, verbose)
     planning.check_fits(plans, cluster.total, cluster.nodes)
@@ -204,6 +208,14 @@ def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict) -> dict:
         record.update(status="ok", error=None, wall_time_s=run.ended_wall - run.launched_wall, **summary)
     except measure.MeasurementError as err:
         record.update(status="failed", error=str(err), wall_time_s=time.time() - started)
+    except TrialError as err:  # diagnosed: the workers could not be placed, or a collective stalled
+        record.update(
+            status="failed",
+            error=str(err),
+            diagnosis=err.details,
+            error_detail="".join(traceback.format_exception(err))[-4000:],
+            wall_time_s=time.time() - started,
+        )
     except Exception as err:  # a trial's failure is data for the report, never the end of the sweep
         record.update(
             status="failed",

@@ -31,8 +31,8 @@ from orchestrator.errors import SpecError
 
 # Which strategies each framework knows. A strategy also needs a launcher (orchestrator/launchers/__init__.py).
 STRATEGIES: dict[str, tuple[str, ...]] = {
-    "torch": ("ddp",),
-    "tensorflow": ("multi_worker_mirrored", "mirrored", "tpu"),
+    "torch": ("ddp", "horovod"),
+    "tensorflow": ("multi_worker_mirrored", "mirrored", "tpu", "horovod"),
 }
 BUILTIN_MODELS = ("mlp", "cnn")
 DATASETS = ("digits", "synthetic")
@@ -215,7 +215,11 @@ class Reliability(_Strict):
     max_failures: int = Field(default=0, ge=0, le=100)
     """Restarts of a trial's worker group after a worker dies (Ray Train FailureConfig.max_failures)."""
     collective_timeout_s: int = Field(default=600, ge=10, le=86400)
-    """A collective (all-reduce, barrier) that waits longer than this fails the trial instead of hanging."""
+    """A collective (all-reduce, barrier) that waits longer than this fails the trial instead of hanging;
+    the error names the rank that never joined."""
+    placement_timeout_s: int = Field(default=20, ge=1, le=3600)
+    """A trial whose workers cannot all be placed within this fails (Ray would otherwise wait and retry
+    forever); the sweep goes on with the next trial. Raise it on an autoscaling cluster."""
 
 
 class Sweep(_Strict):

@@ -7,9 +7,19 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from orchestrator import launchers
+from orchestrator import launchers, measure
+from orchestrator.errors import TrialError
 from orchestrator.launchers import harness
 from orchestrator.plan import TrialPlan
+
+# Read by Ray Train's controller (the driver's environment is passed on to it): how long a worker group may
+# wait for its placement group, and how long its workers may wait for each other in ray.train.report.
+_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+_REPORT_TIMEOUT_ENV = "RAY_TRAIN_COLLECTIVE_TIMEOUT_S"
+# How often the controller polls its workers. Each worker's report queue holds one report, so a worker that
+# reports again before the next poll blocks until it: at Ray's default of 2 s, a report every 0.1 s of
+# training cost ~2 s of waiting each (and a user function timed between reports looked 20x slower).
+_POLL_ENV, POLL_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"
 
 
 @dataclass
@@ -38,6 +48,9 @@ def _recorder_class():
         def finish(self, key: str, wall: float) -> None:
             self.workers[key]["finished_wall"] = wall
 
+        def error(self, key: str, error: dict) -> None:
+            self.workers[key]["error"] = error
+
         def get(self) -> list[dict]:
             return sorted(self.workers.values(), key=lambda w: (w["started_wall"], w["rank"]))
 
@@ -45,21 +58,32 @@ def _recorder_class():
 
 
 def run(plan: TrialPlan, storage_path: str) -> TrialRun:
-    """Build the trainer the plan describes and fit it. Raises whatever Ray Train raises on failure."""
+    """Build the trainer the plan describes and fit it.
+
+    Raises TrialError with a diagnosis when the workers could not be placed in time or a collective
+    stalled; otherwise whatever Ray Train raises."""
     import ray
     from ray.train import FailureConfig, RunConfig
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    recorder = _recorder_class().remote()
+    # On the driver's node, so that losing another node never loses what the trial recorded.
+    recorder = _recorder_class().options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        ray.get_runtime_context().get_node_id(), soft=False)).remote()
     run_config = RunConfig(
         name=f"{plan.job}-{plan.trial_id}-{uuid.uuid4().hex[:8]}",
         storage_path=storage_path,
         worker_runtime_env={"env_vars": dict(plan.env)},
-        failure_config=FailureConfig(max_failures=plan.max_failures),
+        # A worker group that cannot be placed is a controller failure: by default Ray Train retries those
+        # forever. Here it ends the trial after placement_timeout_s, and the sweep goes on.
+        failure_config=FailureConfig(max_failures=plan.max_failures, controller_failure_limit=0),
     )
     loop_config = {
         "harness": {"entrypoint": plan.entrypoint, "sys_path": [os.getcwd()], "recorder": recorder},
         "train": plan.train_config,
     }
+    os.environ[_START_TIMEOUT_ENV] = str(plan.placement_timeout_s)
+    os.environ[_REPORT_TIMEOUT_ENV] = str(plan.collective_timeout_s)
+    os.environ.setdefault(_POLL_ENV, POLL_INTERVAL_S)
     trainer = launchers.get(plan.strategy).make_trainer(
         plan, harness.train_loop_per_worker, loop_config, run_config
     )
@@ -67,5 +91,69 @@ def run(plan: TrialPlan, storage_path: str) -> TrialRun:
     try:
         trainer.fit()
         return TrialRun(launched_wall=launched, ended_wall=time.time(), workers=ray.get(recorder.get.remote()))
+    except Exception as err:
+        diagnosed = diagnose(err, plan, _recorded(recorder), _free_resources())
+        if diagnosed:
+            raise diagnosed from err
+        raise
     finally:
         ray.kill(recorder)
+
+
+def diagnose(err: BaseException, plan: TrialPlan, workers: list[dict], free: dict[str, float]) -> TrialError | None:
+    """A one-line account of a placement timeout or a stalled collective; None for other failures."""
+    if _caused_by(err, "WorkerGroupStartupTimeoutError") or _caused_by(err, "PlacementTimeout"):
+        wanted = ", ".join(f"{k} {v:g}" for k, v in sorted(plan.resources_per_worker.items()))
+        have = ", ".join(f"{k} {free.get(k, 0):g}" for k in sorted(plan.resources_per_worker))
+        return TrialError(
+            f"{plan.ray_workers} worker(s) of {{{wanted}}} could not be placed within "
+            f"{plan.placement_timeout_s} s (reliability.placement_timeout_s); free now: {{{have}}}. "
+            "Other jobs hold the resources or a node was lost: free them, lower sweep.workers, or raise "
+            "reliability.placement_timeout_s on an autoscaling cluster",
+            {"kind": "placement_timeout", "free": free},
+        )
+    stall = measure.stall(workers)
+    if stall:
+        who = "; ".join(
+            f"rank {s['rank']} (pid {s['pid']} on {s['hostname']}, last step {s['last_step']})" for s in stall["stalled"]
+        )
+        waited = ", ".join(str(r) for r in stall["waited"])
+        return TrialError(
+            f"collective stalled: {who} never joined; rank(s) {waited} gave up after "
+            f"{plan.collective_timeout_s} s (reliability.collective_timeout_s): {stall['error']}",
+            {"kind": "collective_stall", **stall},
+        )
+    return None
+
+
+def _caused_by(err: BaseException, name: str) -> bool:
+    seen = set()
+    stack = [err]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if type(e).__name__ == name or name in str(e).split(":", 1)[0]:
+            return True
+        stack += [e.__cause__, e.__context__, getattr(e, "controller_failure", None)]
+        stack += list((getattr(e, "worker_failures", None) or {}).values())
+    return False
+
+
+def _recorded(recorder) -> list[dict]:
+    import ray
+
+    try:
+        return ray.get(recorder.get.remote(), timeout=10)
+    except Exception:
+        return []
+
+
+def _free_resources() -> dict[str, float]:
+    import ray
+
+    try:
+        return {k: float(v) for k, v in ray.available_resources().items() if not k.startswith("node:")}
+    except Exception:
+        return {}

@@ -68,6 +68,15 @@ class RayTestCluster:
     def add_node(self, cpus: int = 1) -> None:
         self._start(["--address", self.gcs_address, "--num-cpus", str(cpus)])
 
+    def kill_node(self, index: int) -> None:
+        """Lose a node the hard way: SIGKILL its raylet and everything else in its process group."""
+        _signal_group(self._nodes[index], signal.SIGKILL)
+        for pid in _pids_mentioning(str(self.temp_dir / f"n{index}")):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def _start(self, args: list[str]) -> None:
         index = len(self._nodes)
         # Each node its own temp dir: nodes sharing one garbage-collect each other's runtime_env packages.

@@ -1,12 +1,14 @@
 """One launcher module per distribution backend, behind one small interface.
 
-A launcher module exposes two functions:
+A launcher module exposes two functions, and may expose a third:
 
     describe(plan) -> dict
         Pure. The Ray Train trainer it would build for ``plan``: class, ScalingConfig, backend config.
         ``--dry-run`` prints it.
     make_trainer(plan, train_loop_per_worker, train_loop_config, run_config)
-        Builds that trainer (imports Ray Train lazily).
+        Builds that trainer (imports Ray Train lazily). Anything with a ``fit()`` that raises on failure.
+    check_installed() -> None
+        Raises UserError when the backend's packages are missing; the sweep calls it before anything starts.
 
 Adding a backend is one new module and one line in ``_MODULES``. Modules load only when used, so a torch-only
 sweep never imports TensorFlow's launcher.
@@ -24,6 +26,7 @@ _MODULES = {
     "multi_worker_mirrored": "orchestrator.launchers.tf_distribute",
     "mirrored": "orchestrator.launchers.tf_distribute",
     "tpu": "orchestrator.launchers.tf_distribute",
+    "horovod": "orchestrator.launchers.horovod",
 }
 
 

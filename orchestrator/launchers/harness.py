@@ -29,12 +29,19 @@ def train_loop_per_worker(config: dict) -> None:
 
     started_wall = time.time()
     started = time.perf_counter()
-    original = ray.train.report
+    original = forward = ray.train.report
     recorder = harness["recorder"]
-    context = ray.train.get_context()
-    key = f"{started_wall:.6f}-{context.get_world_rank()}-{os.getpid()}"
+    horovod = harness.get("session") == "horovod"
+    if horovod:  # a horovod.ray worker: no Ray Train session; RayExecutor set the Horovod rank
+        from orchestrator.workloads import reporting
+
+        rank = int(os.environ["HOROVOD_RANK"])
+        forward = lambda metrics, *args, **kwargs: None  # noqa: E731 (reports are only recorded)
+    else:
+        rank = ray.train.get_context().get_world_rank()
+    key = f"{started_wall:.6f}-{rank}-{os.getpid()}"
     ray.get(recorder.start.remote(key, {
-        "rank": context.get_world_rank(),
+        "rank": rank,
         "node_id": ray.get_runtime_context().get_node_id(),
         "hostname": socket.gethostname(),
         "pid": os.getpid(),
@@ -46,18 +53,31 @@ def train_loop_per_worker(config: dict) -> None:
         # Sent as it happens (actor calls from one worker arrive in order): a worker killed later keeps
         # what it had reported, which is how the sweep times a failure and the recovery from it.
         recorder.add.remote(key, record)
-        return original(metrics, *args, **kwargs)
+        return forward(metrics, *args, **kwargs)
 
     ray.train.report = timed_report
+    if horovod:
+        reporting.session_report = timed_report
     try:
         function = resolve(harness["entrypoint"])
         if inspect.signature(function).parameters:
             function(config["train"])
         else:
             function()
+    except BaseException as err:
+        # Kept before the worker is torn down: which ranks failed, and how, tells the driver which rank
+        # stalled a collective that the others timed out in (see measure.stall).
+        try:
+            ray.get(recorder.error.remote(key, {"wall": time.time(), "type": type(err).__name__,
+                                                "message": str(err)[-1000:]}), timeout=5)
+        except Exception:
+            pass
+        raise
     finally:
         ray.train.report = original
-        ray.get(recorder.finish.remote(key, time.time()))
+        if horovod:
+            reporting.session_report = None
+    ray.get(recorder.finish.remote(key, time.time()))
 
 
 def resolve(entrypoint: str):

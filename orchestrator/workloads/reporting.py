@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 
+# Set by the harness in workers that Ray Train does not run (Horovod's): where reports go instead.
+session_report: Optional[Callable[[dict], None]] = None
+
+
 def _in_ray_train() -> bool:
     try:
         import ray.train
@@ -25,6 +29,9 @@ def _in_ray_train() -> bool:
 
 def reporter() -> Callable[..., None]:
     """``report(metrics, checkpoint_dir=None)``."""
+    if session_report is not None:  # no Ray Train session: no checkpoints either (nothing would restore them)
+        hook = session_report
+        return lambda metrics, checkpoint_dir=None: hook(metrics)
     if not _in_ray_train():
         return lambda metrics, checkpoint_dir=None: _print_summary(metrics)
     import ray.train

@@ -4,7 +4,9 @@ One process:  python -m orchestrator.workloads.tf_train
 Distributed:  the orchestrator runs ``train_loop`` on every worker under Ray Train's TensorflowTrainer,
               which writes TF_CONFIG; ``strategy`` picks the tf.distribute strategy:
               multi_worker_mirrored  one replica per worker, collectives across workers (gRPC/ring on CPU);
-              mirrored               one worker, ``replicas`` local devices (GPUs, else logical CPUs).
+              mirrored               one worker, ``replicas`` local devices (GPUs, else logical CPUs);
+              horovod                one replica per worker under horovod.ray.RayExecutor (no TF_CONFIG);
+                                     the gradients are averaged with Horovod's grouped all-reduce.
 
 Batch arithmetic: every replica takes ``per_worker_batch`` samples a step, so the global batch is
 per_worker_batch * num_replicas_in_sync, and the loss is averaged over that global batch, which is what
@@ -90,19 +92,26 @@ def _task() -> tuple[int, int]:
 def train_loop(config: dict) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(config["threads"])
     tf.config.threading.set_inter_op_parallelism_threads(config["threads"])
+    hvd = None
+    if config.get("strategy") == "horovod":
+        import horovod.tensorflow as hvd
+
+        hvd.init()
     strategy = make_strategy(config.get("strategy"), config.get("replicas", 1), config.get("collective_timeout_s"))
-    rank, workers = _task()
+    rank, workers = (hvd.rank(), hvd.size()) if hvd else _task()
     per_replica = config["per_worker_batch"]
-    global_batch = per_replica * strategy.num_replicas_in_sync
+    global_batch = per_replica * strategy.num_replicas_in_sync  # under Horovod: this worker's batch
+    worker_batch = global_batch if hvd else global_batch // workers  # the samples this worker takes a step
 
     x_train, y_train, x_test, y_test = data.load(
         config["dataset"], config["num_samples"], config["image_size"], config["seed"]
     )
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        mine = data.shard(len(x_train), context.input_pipeline_id, context.num_input_pipelines)
+        pipeline, pipelines = (rank, workers) if hvd else (context.input_pipeline_id, context.num_input_pipelines)
+        mine = data.shard(len(x_train), pipeline, pipelines)
         local = tf.data.Dataset.from_tensor_slices((x_train[mine], y_train[mine]))
-        local = local.shuffle(len(mine), seed=config["seed"] + context.input_pipeline_id).repeat()
+        local = local.shuffle(len(mine), seed=config["seed"] + pipeline).repeat()
         return local.batch(context.get_per_replica_batch_size(global_batch), drop_remainder=True).prefetch(2)
 
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
@@ -118,6 +127,8 @@ def train_loop(config: dict) -> None:
             per_sample = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
             loss = tf.nn.compute_average_loss(per_sample, global_batch_size=global_batch)
         gradients = tape.gradient(loss, model.trainable_variables)
+        if hvd:  # the loss is this worker's batch mean: the average over workers is the global-batch mean
+            gradients = hvd.grouped_allreduce(gradients, op=hvd.Average)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
@@ -125,8 +136,12 @@ def train_loop(config: dict) -> None:
     def train_step(iterator):
         images, labels = next(iterator)
         losses = strategy.run(replica_step, args=(images, labels))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+        loss = strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+        # The global-batch mean, as MultiWorkerMirrored reports it (under Horovod each loss is one worker's).
+        return hvd.allreduce(loss, op=hvd.Average) if hvd else loss
 
+    if hvd:
+        hvd.broadcast_variables(model.variables, root_rank=0)
     report = reporter()
     state = tf.train.Checkpoint(model=model, optimizer=optimizer)
     first_step = 1
@@ -149,7 +164,7 @@ def train_loop(config: dict) -> None:
                 "step": step,
                 "loss": loss_value,
                 # Samples this worker processed: its local replicas' share of the global batch.
-                "samples": global_batch // workers * len(step_times),
+                "samples": worker_batch * len(step_times),
                 "step_times_s": step_times,
             }
             if last and len(x_test):

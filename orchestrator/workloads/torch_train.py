@@ -1,8 +1,10 @@
 """MLP or small CNN on digits (or synthetic images), in PyTorch.
 
 One process:  python -m orchestrator.workloads.torch_train
-Distributed:  the orchestrator runs ``train_loop`` on every worker under Ray Train's TorchTrainer, which
-              sets up the process group (gloo on CPU, NCCL on GPU); the model is wrapped in DDP here.
+Distributed:  the orchestrator runs ``train_loop`` on every worker.
+              ddp      under Ray Train's TorchTrainer, which sets up the process group (gloo on CPU, NCCL on
+                       GPU); the model is wrapped in DDP here.
+              horovod  under horovod.ray.RayExecutor; Horovod's DistributedOptimizer averages the gradients.
 
 Batch arithmetic: each of the N workers takes ``per_worker_batch`` samples a step, so one optimiser step
 sees N * per_worker_batch samples; DDP averages gradients over workers, which equals the mean loss over
@@ -68,8 +70,13 @@ def build_model(model: str, params: dict, image_size: int, seed: int) -> nn.Modu
 
 def train_loop(config: dict) -> None:
     torch.set_num_threads(config["threads"])
+    hvd = None
+    if config.get("strategy") == "horovod":
+        import horovod.torch as hvd
+
+        hvd.init()
     distributed = dist.is_available() and dist.is_initialized()
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (hvd.rank(), hvd.size()) if hvd else (0, 1)
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
     x_train, y_train, x_test, y_test = data.load(
@@ -82,6 +89,9 @@ def train_loop(config: dict) -> None:
     if distributed:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.SGD(model.parameters(), lr=config["learning_rate"], momentum=config["momentum"])
+    if hvd:  # averages gradients over workers in step(), like DDP does in backward()
+        hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
     report = reporter()
     net = model.module if distributed else model
 
@@ -99,7 +109,7 @@ def train_loop(config: dict) -> None:
         start = time.perf_counter()
         images, labels = next(stream)
         images, labels = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()  # set_to_none by default (and Horovod's optimiser takes no argument)
         loss = F.cross_entropy(model(images), labels)
         loss.backward()
         optimizer.step()

@@ -1,0 +1,100 @@
+"""Horovod on Ray, for torch and TensorFlow: ``horovod.ray.RayExecutor`` (legacy, optional).
+
+Ray Train V2 deprecated its HorovodTrainer, and Horovod's last release (0.28.1, 2023) needs small patches to
+build against current torch and TensorFlow (``make horovod``). RayExecutor still works with Ray 2.60: it
+gang-schedules one actor per worker in a placement group, sets up Gloo rendezvous between them, and runs
+the same training function as the other launchers; the workload wraps its optimiser (torch) or all-reduces
+its gradients (TensorFlow) with Horovod.
+
+Differences from the Ray Train launchers, shown in the plan:
+* no restarts: a failed worker fails the trial (``reliability.max_failures`` does not apply);
+* a stalled collective is ended by Horovod's own stall inspector after ``reliability.collective_timeout_s``.
+"""
+
+from __future__ import annotations
+
+from orchestrator.errors import UserError
+
+VERSION = "0.28.1"
+
+
+class PlacementTimeout(TimeoutError):
+    """RayExecutor's placement group was not ready in time (named like Ray Train's, for the diagnosis)."""
+
+
+def check_installed() -> None:
+    try:
+        import horovod
+    except ImportError:
+        raise UserError(
+            "strategy horovod needs Horovod, which is not installed in this environment: run 'make horovod' "
+            f"(builds Horovod {VERSION} against the installed torch and TensorFlow once, about 5 minutes)"
+        ) from None
+    if horovod.__version__ != VERSION:
+        raise UserError(f"strategy horovod is tested with Horovod {VERSION}, found {horovod.__version__}: run 'make horovod'")
+
+
+def describe(plan) -> dict:
+    resources = plan.resources_per_worker
+    return {
+        "trainer": "horovod.ray.RayExecutor",
+        "executor": {
+            "num_workers": plan.ray_workers,
+            "cpus_per_worker": resources.get("CPU", 1.0),
+            "use_gpu": resources.get("GPU", 0) > 0,
+            "gpus_per_worker": resources.get("GPU") or None,
+        },
+        "settings": {"timeout_s": plan.collective_timeout_s, "placement_group_timeout_s": plan.placement_timeout_s},
+        "env": horovod_env(plan),
+        "restarts": "none (Horovod static mode: a failed worker fails the trial)",
+    }
+
+
+def horovod_env(plan) -> dict[str, str]:
+    timeout = str(plan.collective_timeout_s)
+    return {
+        "HOROVOD_GLOO_TIMEOUT_SECONDS": timeout,
+        # Horovod's stall inspector names the ranks that have not joined a collective, then shuts down.
+        "HOROVOD_STALL_CHECK_TIME_SECONDS": str(max(1, plan.collective_timeout_s // 2)),
+        "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": timeout,
+    }
+
+
+class HorovodRun:
+    """A trainer-like object: ``fit()`` starts the executor, runs the function on every worker, shuts down."""
+
+    def __init__(self, plan, train_loop_per_worker, train_loop_config: dict):
+        self.plan = plan
+        self.train_loop_per_worker = train_loop_per_worker
+        self.train_loop_config = {**train_loop_config, "harness": {**train_loop_config["harness"], "session": "horovod"}}
+
+    def fit(self) -> None:
+        import ray
+        from horovod.ray import RayExecutor
+
+        described = describe(self.plan)
+        settings = RayExecutor.create_settings(**described["settings"])
+        executor = RayExecutor(settings, **described["executor"])
+        before = _pending_placement_groups()
+        try:
+            executor.start(extra_env_vars={**self.plan.env, **described["env"]})
+        except TimeoutError as err:
+            # RayExecutor leaves its pending placement group behind: it would take the resources later.
+            for pg_id in _pending_placement_groups() - before:
+                ray.util.remove_placement_group(ray.util.placement_group.PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id))))
+            raise PlacementTimeout(str(err)) from err
+        try:
+            executor.run(self.train_loop_per_worker, args=[self.train_loop_config])
+        finally:
+            executor.shutdown()
+
+
+def _pending_placement_groups() -> set[str]:
+    import ray
+
+    return {pg_id for pg_id, entry in ray.util.placement_group_table().items() if entry.get("state") == "PENDING"}
+
+
+def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, run_config=None) -> HorovodRun:
+    # run_config (storage, failure config) is Ray Train's: Horovod keeps no checkpoints and never restarts.
+    return HorovodRun(plan, train_loop_per_worker, train_loop_config)

@@ -1,0 +1,106 @@
+"""Fail fast instead of hanging: a trial that cannot be placed is refused within its placement timeout, and
+a collective stalled by one rank (a real worker process, stopped with SIGSTOP) times out within the spec's
+bound with an error that names that rank."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator import results, scheduler, spec
+from tests.integration.test_worker_loss import train_worker_pids
+
+pytestmark = pytest.mark.ray
+
+
+def test_trial_that_cannot_be_placed_is_refused_within_seconds(ray_session, tmp_path):
+    ray = ray_session
+
+    @ray.remote(num_cpus=2)
+    class Squatter:  # another job holding every CPU: the cluster is big enough, but nothing is free
+        def ping(self):
+            return True
+
+    squatter = Squatter.remote()
+    ray.get(squatter.ping.remote())
+    try:
+        job = spec.parse({
+            "name": "unplaceable", "arms": [{"framework": "torch", "strategy": "ddp"}],
+            "workload": {"model": "mlp", "params": {"hidden": [16]}},
+            "dataset": {"name": "synthetic", "num_samples": 256}, "batch": {"per_worker": 16},
+            "training": {"steps": 20, "warmup_steps": 2, "report_every": 5},
+            "sweep": {"workers": [1, 2]},
+            "reliability": {"placement_timeout_s": 3},
+        })
+        started = time.monotonic()
+        outcome = scheduler.sweep(job, tmp_path)
+        elapsed = time.monotonic() - started
+    finally:
+        ray.kill(squatter)
+    records = results.read(tmp_path)
+    assert [r["workers"] for r in records] == [1, 2]  # the sweep went on after the first refusal
+    for record in records:
+        assert record["status"] == "failed"
+        assert "could not be placed within 3 s (reliability.placement_timeout_s)" in record["error"], record["error"]
+        assert "free now: {CPU 0}" in record["error"]
+        # 3 s of waiting plus Ray Train's controller start-up; Ray's default would wait and retry forever.
+        assert record["wall_time_s"] < 40, record["wall_time_s"]
+    assert len(outcome.failed) == 2 and elapsed < 60
+
+
+def stop_a_worker_after_first_checkpoint(storage: Path, stopped: list, deadline_s: float = 240) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if list(storage.glob("*/checkpoint_*")):
+            pids = train_worker_pids()
+            if len(pids) >= 2:
+                os.kill(pids[-1], signal.SIGSTOP)
+                stopped.append((pids[-1], time.time()))
+                return
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("framework, strategy", [("torch", "ddp"), ("tensorflow", "multi_worker_mirrored")])
+def test_stalled_collective_times_out_and_names_the_stalled_rank(ray_session, tmp_path, framework, strategy):
+    timeout = 10
+    job = spec.parse({
+        "name": f"stall-{framework}", "arms": [{"framework": framework, "strategy": strategy}],
+        "workload": {"model": "mlp", "params": {"hidden": [64]}},
+        "dataset": {"name": "synthetic", "num_samples": 1024}, "batch": {"per_worker": 32},
+        # Far more steps than can run before the stop: the trial can only end by timing out.
+        "training": {"steps": 200000, "warmup_steps": 2, "report_every": 10, "checkpoint_every": 20},
+        "sweep": {"workers": [2]},
+        "reliability": {"collective_timeout_s": timeout},
+    })
+    stopped: list = []
+    stopper = threading.Thread(target=stop_a_worker_after_first_checkpoint, args=(tmp_path / "ray_storage", stopped),
+                               daemon=True)
+    stopper.start()
+    try:
+        scheduler.sweep(job, tmp_path)
+        ended = time.time()
+    finally:
+        stopper.join(timeout=5)
+        for pid, _ in stopped:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+    assert stopped, "no worker was stopped: training ended before the first checkpoint?"
+    pid, stopped_at = stopped[0]
+    (record,) = results.read(tmp_path)
+    assert record["status"] == "failed"
+    error = record["error"]
+    assert error.startswith("collective stalled: rank "), error
+    assert f"(pid {pid} on " in error and "never joined" in error, error
+    assert f"gave up after {timeout} s (reliability.collective_timeout_s)" in error, error
+    assert record["diagnosis"]["stalled"][0]["pid"] == pid
+    # The waiting rank gives up within the spec's bound (plus the step it was in) ...
+    assert record["diagnosis"]["gave_up_wall"] - stopped_at < timeout + 5
+    # ... and the trial ends once Ray Train has torn the group down (it waits up to 30 s for a stopped
+    # worker to leave the torch process group).
+    assert ended - stopped_at < timeout + 60, ended - stopped_at

@@ -1,0 +1,40 @@
+"""Horovod through horovod.ray.RayExecutor, both frameworks, 2 workers, beside the Ray Train strategies in
+one sweep: the same workload, so a framework's two strategies train the same model at the same worker
+count (same initial weights, shards and global-batch mean loss), and one report holds all four."""
+
+import json
+
+import pytest
+import yaml
+
+from orchestrator import results, scheduler, spec
+from orchestrator.launchers import horovod
+
+pytestmark = pytest.mark.ray
+
+
+def test_horovod_is_installed_by_make_test():
+    horovod.check_installed()  # `make test` builds it (scripts/build_horovod.sh); this names the fix if not
+
+
+def test_four_strategies_train_the_same_model_and_share_a_report(ray_session, tmp_path):
+    data = yaml.safe_load(open("jobs/digits-4-strategies.yaml"))
+    data["sweep"]["workers"] = [2]
+    data["training"].update(steps=60, warmup_steps=5, report_every=20)
+    scheduler.sweep(spec.parse(data), tmp_path)
+    records = {(r["framework"], r["strategy"]): r for r in results.read(tmp_path)}
+    assert sorted(records) == [("tensorflow", "horovod"), ("tensorflow", "multi_worker_mirrored"),
+                               ("torch", "ddp"), ("torch", "horovod")]
+    for record in records.values():
+        assert record["status"] == "ok", record.get("error")
+        assert [w["rank"] for w in record["per_worker"]] == [0, 1]
+        assert record["final_step"] == 60 and record["samples_per_sec"] > 0
+    # Horovod averaged the gradients over both workers exactly as DDP / MultiWorkerMirrored did.
+    for framework, other in (("torch", "ddp"), ("tensorflow", "multi_worker_mirrored")):
+        ours, theirs = records[framework, "horovod"], records[framework, other]
+        assert ours["final_loss"] == pytest.approx(theirs["final_loss"], rel=1e-3, abs=1e-4), framework
+        assert ours["test_accuracy"] == pytest.approx(theirs["test_accuracy"], abs=1 / 360)
+    report = json.loads((tmp_path / "report.json").read_text())
+    curves = {(c["framework"], c["strategy"]) for c in report["curves"]}
+    assert curves == set(records)
+    assert "horovod" in (tmp_path / "report.html").read_text()
