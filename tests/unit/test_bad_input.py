@@ -63,6 +63,10 @@ SPECS = [
     ("adaptive with two counts", spec_with("sweep", {"workers": [1, 2], "adaptive": True}), "at least 3"),
     ("negative max_failures", spec_with("reliability", {"max_failures": -1}), "reliability.max_failures"),
     ("zero collective timeout", spec_with("reliability", {"collective_timeout_s": 0}), "reliability.collective_timeout_s"),
+    ("negative placement timeout", spec_with("reliability", {"placement_timeout_s": -5}), "reliability.placement_timeout_s"),
+    ("placement timeout as text", spec_with("reliability", {"placement_timeout_s": "soon"}), "reliability.placement_timeout_s"),
+    ("huge placement timeout", spec_with("reliability", {"placement_timeout_s": 10**12}), "reliability.placement_timeout_s"),
+    ("horovod spelt wrong", spec_with("arms.0.strategy", "horovd"), "not one of torch's: ddp, horovod"),
 ]
 
 

@@ -44,7 +44,7 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path, capsys):
     assert main(["sweep", write(tmp_path, GOOD), "--dry-run", "--out", str(tmp_path / "out")]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert [t["workers"] for t in plan["trials"]] == [1, 2]
-    assert plan["trials"][1]["ray_train"]["scaling_config"]["num_workers"] == 2
+    assert plan["trials"][1]["launcher"]["scaling_config"]["num_workers"] == 2
     assert not (tmp_path / "out").exists()
 
 

@@ -60,8 +60,8 @@ def test_ddp_backend_follows_the_device():
 
 
 def test_unknown_strategy_lists_known_launchers():
-    with pytest.raises(UserError, match="known: ddp, mirrored, multi_worker_mirrored"):
-        launchers.get("horovod")
+    with pytest.raises(UserError, match="known: ddp, horovod, mirrored, multi_worker_mirrored, tpu"):
+        launchers.get("parameter_server")
 
 
 def test_cluster_too_small_names_asked_and_available(plans):
