@@ -20,10 +20,19 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port never handed out before in this process: the kernel may offer a just-closed port again,
+    and Ray refuses two components on one port (seen: the dashboard and the client server both got 41103)."""
+    while True:
+        with closing(socket.socket()) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _node_ports(worker_port_base: int) -> list[str]:
