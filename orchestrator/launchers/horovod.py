@@ -71,6 +71,7 @@ class HorovodRun:
     def fit(self) -> None:
         import ray
         from horovod.ray import RayExecutor
+        from ray.util.placement_group import PlacementGroup
 
         described = describe(self.plan)
         settings = RayExecutor.create_settings(**described["settings"])
@@ -81,7 +82,7 @@ class HorovodRun:
         except TimeoutError as err:
             # RayExecutor leaves its pending placement group behind: it would take the resources later.
             for pg_id in _pending_placement_groups() - before:
-                ray.util.remove_placement_group(ray.util.placement_group.PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id))))
+                ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id))))
             raise PlacementTimeout(str(err)) from err
         try:
             executor.run(self.train_loop_per_worker, args=[self.train_loop_config])

@@ -16,7 +16,8 @@ from tests.integration.test_worker_loss import train_worker_pids
 pytestmark = pytest.mark.ray
 
 
-def test_trial_that_cannot_be_placed_is_refused_within_seconds(ray_session, tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "horovod"])
+def test_trial_that_cannot_be_placed_is_refused_within_seconds(ray_session, tmp_path, strategy):
     ray = ray_session
 
     @ray.remote(num_cpus=2)
@@ -28,7 +29,7 @@ def test_trial_that_cannot_be_placed_is_refused_within_seconds(ray_session, tmp_
     ray.get(squatter.ping.remote())
     try:
         job = spec.parse({
-            "name": "unplaceable", "arms": [{"framework": "torch", "strategy": "ddp"}],
+            "name": "unplaceable", "arms": [{"framework": "torch", "strategy": strategy}],
             "workload": {"model": "mlp", "params": {"hidden": [16]}},
             "dataset": {"name": "synthetic", "num_samples": 256}, "batch": {"per_worker": 16},
             "training": {"steps": 20, "warmup_steps": 2, "report_every": 5},
@@ -49,6 +50,8 @@ def test_trial_that_cannot_be_placed_is_refused_within_seconds(ray_session, tmp_
         # 3 s of waiting plus Ray Train's controller start-up; Ray's default would wait and retry forever.
         assert record["wall_time_s"] < 40, record["wall_time_s"]
     assert len(outcome.failed) == 2 and elapsed < 60
+    # Nothing left pending that would take the CPUs once they are free (RayExecutor leaves its group behind).
+    assert not [pg for pg in ray.util.placement_group_table().values() if pg["state"] == "PENDING"]
 
 
 def stop_a_worker_after_first_checkpoint(storage: Path, stopped: list, deadline_s: float = 240) -> None:
