@@ -14,7 +14,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -43,6 +43,18 @@ def _node_ports(worker_port_base: int) -> list[str]:
         "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
         "--min-worker-port", str(base), "--max-worker-port", str(base + 999),
     ]
+
+
+@contextmanager
+def two_nodes():
+    """A head and one more node, 1 CPU each, token auth on; stopped however the test ends."""
+    started = RayTestCluster(head_cpus=1)
+    try:
+        started.add_node(cpus=1)
+        started.wait_for_nodes(2)
+        yield started
+    finally:
+        started.stop()
 
 
 class RayTestCluster:

@@ -11,20 +11,15 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.ray_head import BIN, RayTestCluster
+from tests.ray_head import BIN, two_nodes
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture()
 def cluster():
-    started = RayTestCluster(head_cpus=1)
-    try:
-        started.add_node(cpus=1)
-        started.wait_for_nodes(2)
+    with two_nodes() as started:
         yield started
-    finally:
-        started.stop()
 
 
 def test_sweep_reports_the_trial_a_lost_node_failed_and_carries_on(cluster, tmp_path):

@@ -7,20 +7,15 @@ import uuid
 import pytest
 
 from tests.conftest import ROOT
-from tests.ray_head import BIN, RayTestCluster
+from tests.ray_head import BIN, two_nodes
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    started = RayTestCluster(head_cpus=1)
-    try:
-        started.add_node(cpus=1)
-        started.wait_for_nodes(2)
+    with two_nodes() as started:
         yield started
-    finally:
-        started.stop()
 
 
 def submit(cluster, *entrypoint, timeout=600):
