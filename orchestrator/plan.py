@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from orchestrator.errors import ClusterTooSmall
-from orchestrator.spec import JobSpec
+from orchestrator.spec import JobSpec, execution_key
 from orchestrator.tpu import slices_for, tpu_slice
 from orchestrator.workloads import ENTRYPOINTS, data
 
@@ -51,14 +51,20 @@ class TrialPlan:
     placement_timeout_s: int = 20
     tpu: Optional[dict] = None
     """TPU arms: the slice (chips, hosts, chips per host, Ray accelerator type) and how many slices."""
+    execution: Optional[str] = None
+    """Built-in workloads: eager, compiled or xla (see spec.EXECUTIONS); None for a user's function."""
+    export: bool = False
+    """Whether this trial exports its trained model (one trial per arm, see ``build``)."""
 
     @property
-    def curve(self) -> str:
-        return f"{self.framework}/{self.strategy}/{self.workload}"
+    def arm(self) -> str:
+        """The arm's key: ``torch/ddp``, or ``torch/ddp/compiled`` off the framework's default execution."""
+        return execution_key(self.framework, self.strategy, self.execution)
 
     @property
     def trial_id(self) -> str:
-        return f"{self.framework}-{self.strategy}-{_slug(self.workload)}-w{self.workers}-r{self.repeat}"
+        arm = self.arm.replace("/", "-")
+        return f"{arm}-{_slug(self.workload)}-w{self.workers}-r{self.repeat}"
 
     def to_dict(self) -> dict:
         return {"trial_id": self.trial_id, **asdict(self)}
@@ -113,7 +119,11 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                     per_ray_worker["TPU"] = float(tpu.chips_per_host)
                     tpu_plan = {**tpu.to_dict(), "slices": slices_for(workers, tpu), "workers": workers}
                 steps = steps_for(spec, workers)
+                execution, export = None, False
                 if spec.workload.is_builtin:
+                    execution = arm.run_as
+                    # One export per arm: from the first trial of it that runs (adaptive sweeps too).
+                    export = spec.deploy.export and repeat == 0 and workers == spec.sweep.workers[0]
                     per_worker_batch = spec.per_worker_batch(workers)
                     entrypoint = ENTRYPOINTS[arm.framework]
                     config = {
@@ -134,6 +144,8 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         "strategy": arm.strategy,
                         "tpu": tpu_plan,
                         "replicas": workers if single else 1,
+                        "execution": execution,
+                        "export": {"latency_runs": spec.deploy.latency_runs} if export else None,
                     }
                     workload = spec.workload.model
                 else:
@@ -164,6 +176,8 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         collective_timeout_s=spec.reliability.collective_timeout_s,
                         placement_timeout_s=spec.reliability.placement_timeout_s,
                         tpu=tpu_plan,
+                        execution=execution,
+                        export=export,
                     )
                 )
     return plans

@@ -16,6 +16,7 @@ import yaml
 from orchestrator import report, results
 from orchestrator.errors import UserError
 from orchestrator.report.tables import recommendation_lines
+from orchestrator.spec import execution_key
 
 
 def run(out_dir: str, threshold: float, max_workers: Optional[int], emit: Optional[str]) -> list[str]:
@@ -37,7 +38,8 @@ def run(out_dir: str, threshold: float, max_workers: Optional[int], emit: Option
 def _resources(out: Path) -> dict:
     by_curve = {}
     for record in results.read(out):
-        by_curve.setdefault(f"{record['framework']}/{record['strategy']}", record.get("resources_per_worker") or {"CPU": 1.0})
+        key = execution_key(record["framework"], record["strategy"], record.get("execution"))
+        by_curve.setdefault(key, record.get("resources_per_worker") or {"CPU": 1.0})
     return by_curve
 
 
@@ -48,7 +50,7 @@ def elastic_bounds(rec: dict) -> tuple[int, int]:
 def emitted(data: dict, resources: dict) -> str:
     document = {}
     for rec in data["recommendations"]:
-        key = f"{rec['framework']}/{rec['strategy']}"
+        key = rec["name"]
         per_worker = resources.get(key, {"CPU": 1.0})
         low, high = elastic_bounds(rec)
         def common():
@@ -73,7 +75,7 @@ def scale_from_report(out_dir: str, curve: Optional[str]) -> tuple[int, int]:
     if not path.exists():
         raise UserError(f"--from-report {out_dir}: no report.json; run `orchestrator recommend {out_dir}` first")
     data = json.loads(path.read_text())
-    recs = {f"{r['framework']}/{r['strategy']}": r for r in data.get("recommendations", [])}
+    recs = {r.get("name") or f"{r['framework']}/{r['strategy']}": r for r in data.get("recommendations", [])}
     if not recs:
         raise UserError(f"--from-report {out_dir}: the report holds no recommendation (fewer than two worker counts measured)")
     if curve is None:
@@ -98,7 +100,7 @@ def share(out_dirs: list[str], cpus: float) -> list[dict]:
             raise UserError(f"{directory}: no successful trials in results.jsonl")
         best = None
         for curve in scaling.curves(records):
-            rows = [r for r in records if (r["framework"], r["strategy"], r["workload"]) == (curve.framework, curve.strategy, curve.workload)]
+            rows = [r for r in records if scaling.curve_key(r) == curve.key]
             model = fit.fit_points([r["workers"] for r in rows], [r[curve.metric] for r in rows])
             if model and (best is None or model.predict(model.measured[-1]) > best[1].predict(best[1].measured[-1])):
                 best = (curve, model, rows[0])
@@ -108,7 +110,7 @@ def share(out_dirs: list[str], cpus: float) -> list[dict]:
         name = f"{number}. {row['job']}"
         per_worker = (row.get("resources_per_worker") or {}).get("CPU", 1.0)
         jobs[name] = (model, per_worker)
-        meta[name] = f"{curve.framework} {curve.strategy}"
+        meta[name] = curve.label
     allocation = fit.allocate(jobs, cpus)
     plan = []
     for name, workers in allocation.items():

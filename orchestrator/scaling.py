@@ -19,6 +19,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Optional
 
+from orchestrator.spec import DEFAULT_EXECUTION, execution_key
+
 
 @dataclass(frozen=True)
 class Point:
@@ -40,18 +42,37 @@ class Point:
         return out
 
 
+def curve_key(record: dict) -> tuple:
+    """Which curve a trial record (or a curve's dict) belongs to."""
+    return (record["framework"], record["strategy"], record.get("execution"), record["workload"])
+
+
 @dataclass(frozen=True)
 class Curve:
     framework: str
     strategy: str
+    execution: Optional[str]
+    """eager, compiled or xla for built-in workloads; None for a user's function."""
     workload: str
     metric: str
     baseline_workers: int
     points: list[Point]
 
     @property
+    def key(self) -> tuple:
+        return (self.framework, self.strategy, self.execution, self.workload)
+
+    @property
+    def name(self) -> str:
+        """``torch/ddp``, or ``torch/ddp/compiled`` off the framework's default execution."""
+        return execution_key(self.framework, self.strategy, self.execution)
+
+    @property
     def label(self) -> str:
-        return f"{self.framework} {self.strategy}"
+        label = f"{self.framework} {self.strategy}"
+        if self.execution and self.execution != DEFAULT_EXECUTION.get(self.framework):
+            label += f" ({self.execution})"
+        return label
 
     def point(self, workers: int) -> Optional[Point]:
         return next((p for p in self.points if p.workers == workers), None)
@@ -60,6 +81,9 @@ class Curve:
         return {
             "framework": self.framework,
             "strategy": self.strategy,
+            "execution": self.execution,
+            "name": self.name,
+            "label": self.label,
             "workload": self.workload,
             "metric": self.metric,
             "baseline_workers": self.baseline_workers,
@@ -72,14 +96,13 @@ def _mean_std(values: list[float]) -> tuple[float, Optional[float]]:
 
 
 def curves(records: list[dict]) -> list[Curve]:
-    """One curve per (framework, strategy, workload), from the successful trials only."""
+    """One curve per (framework, strategy, execution, workload), from the successful trials only."""
     grouped: dict[tuple, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         if record.get("status") == "ok":
-            key = (record["framework"], record["strategy"], record["workload"])
-            grouped[key][record["workers"]].append(record)
+            grouped[curve_key(record)][record["workers"]].append(record)
     result = []
-    for (framework, strategy, workload), by_workers in sorted(grouped.items()):
+    for (framework, strategy, execution, workload), by_workers in sorted(grouped.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
         trials = [r for rs in by_workers.values() for r in rs]
         metric = "samples_per_sec" if all(r.get("samples_per_sec") is not None for r in trials) else "steps_per_sec"
         baseline = min(by_workers)
@@ -109,7 +132,7 @@ def curves(records: list[dict]) -> list[Curve]:
                     test_accuracy=statistics.fmean(accuracies) if accuracies else None,
                 )
             )
-        result.append(Curve(framework, strategy, workload, metric, baseline, points))
+        result.append(Curve(framework, strategy, execution, workload, metric, baseline, points))
     return result
 
 

@@ -34,6 +34,14 @@ STRATEGIES: dict[str, tuple[str, ...]] = {
     "torch": ("ddp", "horovod"),
     "tensorflow": ("multi_worker_mirrored", "mirrored", "tpu", "horovod"),
 }
+# How each framework can run the training step. ``eager``: op by op from Python; ``compiled``: traced into a
+# graph (torch.compile with Inductor; tf.function); ``xla``: tf.function(jit_compile=True), TensorFlow only.
+EXECUTIONS: dict[str, tuple[str, ...]] = {
+    "torch": ("eager", "compiled"),
+    "tensorflow": ("eager", "compiled", "xla"),
+}
+# What each framework does unless told otherwise: PyTorch runs eagerly, TensorFlow through tf.function.
+DEFAULT_EXECUTION = {"torch": "eager", "tensorflow": "compiled"}
 BUILTIN_MODELS = ("mlp", "cnn")
 DATASETS = ("digits", "synthetic")
 
@@ -87,6 +95,9 @@ class Arm(_Strict):
     """A user training function for this arm only, overriding ``workload.entrypoint``."""
     tpu: Optional[TPU] = None
     """For ``strategy: tpu``: the slice every worker group runs on (one Ray worker per TPU host)."""
+    execution: Optional[str] = None
+    """Built-in workloads: ``eager``, ``compiled`` (torch.compile / tf.function) or ``xla`` (TensorFlow's
+    jit_compile). Default: each framework's usual, eager for torch and compiled for TensorFlow."""
 
     _entrypoint = field_validator("entrypoint")(_check_entrypoint)
 
@@ -99,11 +110,30 @@ class Arm(_Strict):
             )
         if (self.strategy == "tpu") != (self.tpu is not None):
             raise ValueError("strategy tpu needs tpu: {accelerator: tpu-v5e | tpu-v6e, topology: AxB}, and only it takes one")
+        if self.execution is not None and self.execution not in EXECUTIONS[self.framework]:
+            raise ValueError(
+                f"execution {self.execution!r} is not one of {self.framework}'s: {', '.join(EXECUTIONS[self.framework])}"
+            )
+        if self.strategy == "tpu" and self.run_as == "eager":
+            raise ValueError("strategy tpu runs compiled graphs only: set execution to compiled or xla")
         return self
 
     @property
+    def run_as(self) -> str:
+        """The execution this arm uses, its framework's default filled in."""
+        return self.execution or DEFAULT_EXECUTION[self.framework]
+
+    @property
     def key(self) -> str:
-        return f"{self.framework}/{self.strategy}"
+        return execution_key(self.framework, self.strategy, self.run_as)
+
+
+def execution_key(framework: str, strategy: str, execution: Optional[str]) -> str:
+    """``torch/ddp``, or ``torch/ddp/compiled`` when the execution is not the framework's default."""
+    key = f"{framework}/{strategy}"
+    if execution and execution != DEFAULT_EXECUTION.get(framework):
+        key += f"/{execution}"
+    return key
 
 
 class Workload(_Strict):
@@ -222,6 +252,16 @@ class Reliability(_Strict):
     forever); the sweep goes on with the next trial. Raise it on an autoscaling cluster."""
 
 
+class Deploy(_Strict):
+    """After training, built-in workloads export the trained model for deployment and measure the exports."""
+
+    export: bool = True
+    """Export once per arm (first repeat, smallest worker count): TensorFlow to TF Lite, float and
+    dynamic-range quantised; PyTorch through torch.export to ONNX. Files go to OUT/export/<trial>/."""
+    latency_runs: int = Field(default=200, ge=10, le=100_000)
+    """Single-sample inferences timed per model for its latency (after 10 untimed ones)."""
+
+
 class Sweep(_Strict):
     workers: list[int] = Field(min_length=1, max_length=64)
     """Worker counts to run, e.g. [1, 2, 4]. Efficiency is relative to the smallest (ideally 1)."""
@@ -271,6 +311,7 @@ class JobSpec(_Strict):
     sweep: Sweep
     resources: Resources = Field(default_factory=Resources)
     reliability: Reliability = Field(default_factory=Reliability)
+    deploy: Deploy = Field(default_factory=lambda: Deploy())
     storage_path: Optional[str] = None
     """Where Ray Train keeps trial state: a local path, or a URI such as s3://bucket/prefix (default: the
     sweep's output dir)."""
@@ -309,6 +350,12 @@ class JobSpec(_Strict):
                     except TopologyError as err:
                         raise ValueError(f"sweep.workers: {err}") from None
         if not self.workload.is_builtin:
+            executions = [arm.key for arm in self.arms if arm.execution is not None]
+            if executions:
+                raise ValueError(
+                    f"arm {executions[0]}: execution applies to built-in workloads; a user's function "
+                    "compiles (or not) itself"
+                )
             return self
         if self.training.steps is None and self.training.epochs is None:
             raise ValueError("training: set 'steps' or 'epochs' for a built-in workload")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from orchestrator import results, scaling
 from orchestrator.errors import UserError
+from orchestrator.spec import DEFAULT_EXECUTION, execution_key
 
 FILES = ("report.json", "report.csv", "report.md", "report.html")
 SETTINGS = "recommend.json"
@@ -50,9 +51,10 @@ def _predictions(records: list[dict], curves: list, settings: dict) -> dict:
 
     fits, recommendations = [], []
     for curve in curves:
-        rows = [r for r in records if (r["framework"], r["strategy"], r["workload"]) == (curve.framework, curve.strategy, curve.workload)]
+        rows = [r for r in records if scaling.curve_key(r) == curve.key]
         model = fit.fit_points([r["workers"] for r in rows], [r[curve.metric] for r in rows])
-        key = {"framework": curve.framework, "strategy": curve.strategy, "workload": curve.workload}
+        key = {"framework": curve.framework, "strategy": curve.strategy, "execution": curve.execution,
+               "workload": curve.workload, "name": curve.name, "label": curve.label}
         if model is None:
             continue
         measured_max = max(model.measured)
@@ -70,10 +72,10 @@ def _predictions(records: list[dict], curves: list, settings: dict) -> dict:
         ranked = sorted(recommendations, key=lambda r: r["predicted_throughput"], reverse=True)
         best, runner = ranked[0], ranked[1]
         verdict = {
-            "best": f"{best['framework']} {best['strategy']}",
+            "best": best["label"],
             "workers": best["workers"],
             "throughput_ratio": best["predicted_throughput"] / runner["predicted_throughput"],
-            "versus": f"{runner['framework']} {runner['strategy']}",
+            "versus": runner["label"],
             "versus_workers": runner["workers"],
         }
     return {"fits": fits, "recommendations": recommendations, "verdict": verdict,
@@ -98,8 +100,8 @@ def _adaptive_savings(records: list[dict]) -> list[dict]:
     arms = {}
     for r in records:
         if r.get("adaptive"):
-            key = (r["framework"], r["strategy"])
-            entry = arms.setdefault(key, {"framework": key[0], "strategy": key[1],
+            key = execution_key(r["framework"], r["strategy"], r.get("execution"))
+            entry = arms.setdefault(key, {"framework": r["framework"], "strategy": r["strategy"], "label": _label(r),
                                           "planned_trials": len(r["adaptive"]["candidates"]) * r["adaptive"]["repeats"],
                                           "trials_run": 0, "workers_measured": set()})
             entry["trials_run"] += 1
@@ -113,13 +115,23 @@ def _adaptive_savings(records: list[dict]) -> list[dict]:
     return out
 
 
+def _label(record: dict) -> str:
+    """How people read a curve's name: ``torch ddp``, ``torch ddp (compiled)``."""
+    label = f"{record['framework']} {record['strategy']}"
+    execution = record.get("execution")
+    if execution and execution != DEFAULT_EXECUTION.get(record["framework"]):
+        label += f" ({execution})"
+    return label
+
+
 def _settings(records: list[dict]) -> list[dict]:
     """Per arm and worker count, what was run: batch sizes, steps, threads, placement."""
     seen = {}
     for r in records:
-        key = (r["framework"], r["strategy"], r["workers"])
+        key = (execution_key(r["framework"], r["strategy"], r.get("execution")), r["workers"])
         seen.setdefault(key, {
-            "framework": r["framework"], "strategy": r["strategy"], "workers": r["workers"],
+            "framework": r["framework"], "strategy": r["strategy"], "execution": r.get("execution"),
+            "label": _label(r), "workers": r["workers"],
             "ray_workers": r["ray_workers"], "per_worker_batch": r.get("per_worker_batch"),
             "global_batch": r.get("global_batch"), "steps": r.get("steps"),
             "warmup_steps": r.get("warmup_steps"), "threads_per_worker": r.get("threads_per_worker"),

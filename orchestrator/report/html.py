@@ -50,9 +50,9 @@ def page(data: dict) -> str:
                      "percentile of a bootstrap over repeats; beyond the measured counts they extrapolate.</p>")
     parts.append("<h2>Scaling table</h2>")
     parts.append(_table(
-        ["framework", "strategy", "workload", "workers", "repeats", "throughput", "±", "unit", "speedup",
-         "efficiency", "step time", "test accuracy"],
-        [[r["framework"], r["strategy"], r["workload"], r["workers"], r["repeats"], fmt(r["throughput"]),
+        ["framework", "strategy", "execution", "workload", "workers", "repeats", "throughput", "±", "unit",
+         "speedup", "efficiency", "step time", "test accuracy"],
+        [[r["framework"], r["strategy"], r["execution"], r["workload"], r["workers"], r["repeats"], fmt(r["throughput"]),
           fmt(r["throughput_std"]), "samples/s" if r["metric"] == "samples_per_sec" else "steps/s",
           f"{r['speedup']:.2f}", fmt(r["efficiency"], pct=True), f"{1000 * r['step_time_mean_s']:.2f} ms",
           fmt(r["test_accuracy"])] for r in rows(data)],
@@ -60,9 +60,9 @@ def page(data: dict) -> str:
     if data["settings"]:
         parts.append("<h2>What ran</h2>")
         parts.append(_table(
-            ["framework", "strategy", "workers", "Ray workers", "batch / worker", "global batch", "steps",
+            ["framework", "strategy", "execution", "workers", "Ray workers", "batch / worker", "global batch", "steps",
              "warm-up", "threads / worker", "resources / worker", "nodes", "shares cores"],
-            [[s["framework"], s["strategy"], s["workers"], s["ray_workers"], s["per_worker_batch"],
+            [[s["framework"], s["strategy"], s["execution"], s["workers"], s["ray_workers"], s["per_worker_batch"],
               s["global_batch"], s["steps"], s["warmup_steps"], s["threads_per_worker"],
               ", ".join(f"{k}: {v:g}" for k, v in sorted((s["resources_per_worker"] or {}).items())), s["nodes"],
               "yes" if s["shares_cores"] else "no"]

@@ -40,7 +40,11 @@ def _figure():
 
 
 def _fit_for(curve: dict, fits: list[dict]):
-    return next((f for f in fits if all(f[k] == curve[k] for k in ("framework", "strategy", "workload"))), None)
+    return next((f for f in fits if f.get("name") == curve.get("name") and f["workload"] == curve["workload"]), None)
+
+
+def _label(curve: dict) -> str:
+    return curve.get("label") or f"{curve['framework']} {curve['strategy']}"
 
 
 def throughput_svg(curves: list[dict], fits: list[dict] = ()) -> str:
@@ -54,13 +58,13 @@ def throughput_svg(curves: list[dict], fits: list[dict] = ()) -> str:
             shown = [p for p in fitted["predicted"] if p["workers"] <= _horizon(curves)]
             xs = [p["workers"] for p in shown]
             axes.plot(xs, [p["throughput"] for p in shown], color=color, linestyle="--", linewidth=1,
-                      label=f"{curve['framework']} {curve['strategy']} ({fitted['model']} fit)")
+                      label=f"{_label(curve)} ({fitted['model']} fit)")
             axes.fill_between(xs, [p["low"] for p in shown], [p["high"] for p in shown], color=color, alpha=0.12, linewidth=0)
         xs = [p["workers"] for p in curve["points"]]
         ys = [p["throughput"] for p in curve["points"]]
         errs = [p["throughput_std"] or 0.0 for p in curve["points"]]
         axes.errorbar(xs, ys, yerr=errs, color=color, marker=marker, capsize=3,
-                      label=f"{curve['framework']} {curve['strategy']}")
+                      label=_label(curve))
         units.add("samples/s" if curve["metric"] == "samples_per_sec" else "steps/s")
     axes.set_xlabel("workers")
     axes.set_ylabel(" or ".join(sorted(units)) or "throughput")
@@ -89,7 +93,7 @@ def efficiency_svg(curves: list[dict], fits: list[dict] = ()) -> str:
         ys = [p["efficiency"] for p in curve["points"]]
         errs = [p["efficiency_std"] or 0.0 for p in curve["points"]]
         axes.errorbar(xs, ys, yerr=errs, color=color, marker=marker, capsize=3,
-                      label=f"{curve['framework']} {curve['strategy']}")
+                      label=_label(curve))
     axes.set_xlabel("workers")
     axes.set_ylabel("efficiency = X(N) / (N · X(1))")
     axes.set_title("Scaling efficiency vs workers")

@@ -6,7 +6,7 @@ import csv
 import io
 
 CSV_COLUMNS = (
-    "framework", "strategy", "workload", "workers", "repeats", "metric", "throughput", "throughput_std",
+    "framework", "strategy", "execution", "workload", "workers", "repeats", "metric", "throughput", "throughput_std",
     "speedup", "efficiency", "efficiency_std", "step_time_mean_s", "test_accuracy",
 )
 
@@ -14,7 +14,7 @@ CSV_COLUMNS = (
 def rows(data: dict):
     for curve in data["curves"]:
         for point in curve["points"]:
-            yield {**{k: curve[k] for k in ("framework", "strategy", "workload")}, **point}
+            yield {**{k: curve.get(k) for k in ("framework", "strategy", "execution", "workload", "label")}, **point}
 
 
 def csv_text(data: dict) -> str:
@@ -65,16 +65,16 @@ def markdown(data: dict) -> str:
     lines += [f"- {_md(s)}" for s in comparison_sentences(data)]
     if data["comparisons"]:
         lines.append("")
-    lines += ["| framework | strategy | workload | workers | repeats | throughput | ± | speedup | efficiency | test accuracy |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| framework | strategy | execution | workload | workers | repeats | throughput | ± | speedup | efficiency | test accuracy |",
+              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows(data):
         unit = "samples/s" if r["metric"] == "samples_per_sec" else "steps/s"
         lines.append(
-            f"| {_md(r['framework'])} | {_md(r['strategy'])} | {_md(r['workload'])} | {r['workers']} | {r['repeats']} "
+            f"| {_md(r['framework'])} | {_md(r['strategy'])} | {_md(r['execution'] or '–')} | {_md(r['workload'])} | {r['workers']} | {r['repeats']} "
             f"| {fmt(r['throughput'])} {unit} | {fmt(r['throughput_std'])} | {r['speedup']:.2f} "
             f"| {fmt(r['efficiency'], pct=True)} | {fmt(r['test_accuracy'])} |"
         )
-    shared = sorted({f"{s['framework']} {s['strategy']} at {s['workers']}" for s in data["settings"] if s["shares_cores"]})
+    shared = sorted({f"{s['label']} at {s['workers']}" for s in data["settings"] if s["shares_cores"]})
     if shared:
         lines += ["", f"Workers share cores in: {_md('; '.join(shared))}. There, throughput measures contention "
                   "as much as scaling."]
@@ -95,7 +95,7 @@ def recommendation_lines(data: dict) -> list[str]:
     out = []
     for rec, fitted in zip(data["recommendations"], data["fits"]):
         out.append(
-            f"{rec['framework']} {rec['strategy']}: {rec['workers']} worker(s) keep predicted efficiency "
+            f"{rec['label']}: {rec['workers']} worker(s) keep predicted efficiency "
             f"≥ {100 * threshold:.0f}% ({100 * rec['predicted_efficiency']:.0f}%, about {fmt(rec['predicted_throughput'])}/s, "
             f"band {fmt(rec['band'][0])}–{fmt(rec['band'][1])}); knee at {rec['knee']}, peak at {rec['peak']}. "
             f"Model {fitted['model']}, fit R² {fitted['r2']:.3f}"
@@ -104,7 +104,7 @@ def recommendation_lines(data: dict) -> list[str]:
         )
     for arm in data.get("adaptive") or []:
         out.append(
-            f"Adaptive sweep, {arm['framework']} {arm['strategy']}: measured {', '.join(map(str, arm['workers_measured']))} "
+            f"Adaptive sweep, {arm['label']}: measured {', '.join(map(str, arm['workers_measured']))} "
             f"worker(s) in {arm['trials_run']} of {arm['planned_trials']} planned trials ({arm['trials_saved']} saved)."
         )
     verdict = data.get("verdict")

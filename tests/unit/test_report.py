@@ -45,7 +45,7 @@ def test_all_four_files_consistent_with_results(sweep_dir):
     rows = list(csv.DictReader((sweep_dir / "report.csv").open()))
     assert len(rows) == 4 and float(rows[-1]["efficiency"]) == pytest.approx(1800 / 2100, rel=1e-5)
     md = (sweep_dir / "report.md").read_text()
-    assert "| torch | ddp | mlp | 2 |" in md and "Failed trials" in md
+    assert "| torch | ddp | – | mlp | 2 |" in md and "Failed trials" in md
 
 
 def test_html_is_self_contained_with_plots_and_table(sweep_dir):
