@@ -69,6 +69,16 @@ def summarize_worker(records: list[dict], warmup: int, samples_metric: Optional[
     }
 
 
+def first_step_s(records: list[dict]) -> Optional[float]:
+    """How long a built-in workload's step 1 took, if this worker ran it (not after a restore)."""
+    for record in records:
+        metrics = record["metrics"]
+        times = metrics.get("step_times_s") or []
+        if times and "step" in metrics:
+            return times[0] if metrics["step"] - len(times) + 1 == 1 else None
+    return None
+
+
 def attempts(workers: list[dict]) -> list[list[dict]]:
     """Split worker processes into attempts: a rank seen again starts the next one (Ray Train restarted
     the whole worker group after a failure)."""
@@ -158,6 +168,8 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
     first_report = min(
         (w["started_wall"] + w["records"][0]["t"] for w in workers if w["records"]), default=None
     )
+    first_steps = [t for t in (first_step_s(w["records"]) for w in workers) if t is not None]
+    first = max(first_steps) if len(first_steps) == len(workers) else None
     return {
         "samples_per_sec": sum(w["samples_per_sec"] for w in per_worker) if has_samples else None,
         # Data-parallel workers step in lockstep, so the trial's step rate is the slowest worker's.
@@ -171,6 +183,10 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
         "time_to_first_report_s": first_report - launched_wall if first_report else None,
         "test_accuracy": final.get("test_accuracy"),
         "final_loss": final.get("loss"),
+        # The first step pays for tracing/compiling the step (tf.function, torch.compile, XLA) and for the
+        # first collectives; what it takes beyond a steady step is reported as compile time.
+        "first_step_s": first,
+        "compile_s": max(0.0, first - max(w["step_time_p50_s"] for w in per_worker)) if first is not None else None,
         "nodes": sorted({w["node_id"] for w in per_worker}),
         "final_step": final.get("step"),
         **restarts,

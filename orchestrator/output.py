@@ -67,13 +67,16 @@ class Output:
                 with self._fs.open_input_stream(info.path) as stream:
                     (self.local / name).write_bytes(stream.read())
 
-    def sync(self) -> None:
-        """Upload every result and report file that exists locally (no-op for a local directory)."""
+    def sync(self, extra: list[str] = ()) -> None:
+        """Upload every result and report file that exists locally, and the ``extra`` files (paths relative
+        to the output, e.g. a trial's TensorBoard event files); a no-op for a local directory."""
         if not self._fs:
             return
         self._fs.create_dir(self._root, recursive=True)
-        for name in SYNCED:
+        for name in (*SYNCED, *extra):
             path = self.local / name
             if path.exists():
+                if "/" in name:
+                    self._fs.create_dir(f"{self._root}/{name.rsplit('/', 1)[0]}", recursive=True)
                 with self._fs.open_output_stream(f"{self._root}/{name}") as stream:
                     stream.write(path.read_bytes())

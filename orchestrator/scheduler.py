@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional
 
-from orchestrator import launchers, measure, plan as planning, report, results
+from orchestrator import artifacts, launchers, measure, plan as planning, report, results
 from orchestrator.errors import TrialError, UserError
 from orchestrator.output import Output
 from orchestrator.plan import TrialPlan
@@ -132,9 +132,9 @@ def sweep(
             progress.trial_skipped(plan)
             return done[plan.trial_id]
         progress.trial_started(plan, index)
-        record = {**run_trial(plan, storage, digest, env), **extra}
+        record = {**run_trial(plan, storage, digest, env, out), **extra}
         results.append(out, record)
-        output.sync()
+        output.sync(record.get("artifacts", {}).get("files", []))
         outcome.ran.append(record)
         progress.trial_ended(plan, record)
         return record
@@ -191,7 +191,7 @@ def _adaptive_sweep(spec: JobSpec, plans: list[TrialPlan], run: Callable, progre
     return decisions
 
 
-def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict) -> dict:
+def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict, out_dir: Optional[Path] = None) -> dict:
     """Run one trial and return its results.jsonl record; a failure is recorded, not raised."""
     from orchestrator import trial
 
@@ -201,11 +201,17 @@ def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict) -> dict:
         **{k: v for k, v in plan.to_dict().items() if k not in ("trial_id", "train_config", "env")},
         "environment": env,
     }
+    if plan.execution is not None:  # a built-in workload: its training step, measured in lines
+        from orchestrator import loc
+
+        record["step_lines"] = loc.training_step(plan.framework)
     started = time.time()
     try:
         run = trial.run(plan, storage)
         summary = measure.summarize(run.workers, plan.warmup_steps, plan.samples_metric, run.launched_wall)
         record.update(status="ok", error=None, wall_time_s=run.ended_wall - run.launched_wall, **summary)
+        if out_dir is not None:
+            record.update(artifacts.save(out_dir, plan.trial_id, run.files, run.skipped_files))
     except measure.MeasurementError as err:
         record.update(status="failed", error=str(err), wall_time_s=time.time() - started)
     except TrialError as err:  # diagnosed: the workers could not be placed, or a collective stalled

@@ -29,6 +29,9 @@ class TrialRun:
     workers: list[dict]
     """One dict per worker process, from harness.train_loop_per_worker: rank, node, its stamped reports;
     every attempt's workers when the worker group was restarted after a failure."""
+    files: dict[str, bytes]
+    """What the workers wrote under their artifacts directory, by relative path (later attempts win)."""
+    skipped_files: list[str]
 
 
 def _recorder_class():
@@ -38,6 +41,7 @@ def _recorder_class():
     class Recorder:
         def __init__(self):
             self.workers: dict[str, dict] = {}
+            self.artifacts: list[tuple] = []
 
         def start(self, key: str, worker: dict) -> None:
             self.workers[key] = {**worker, "records": [], "finished_wall": None}
@@ -50,6 +54,16 @@ def _recorder_class():
 
         def error(self, key: str, error: dict) -> None:
             self.workers[key]["error"] = error
+
+        def files(self, key: str, files: dict, skipped: list) -> None:
+            self.artifacts.append((self.workers[key]["started_wall"], files, skipped))
+
+        def get_files(self) -> tuple[dict, list]:
+            merged, skipped = {}, []
+            for _, files, missed in sorted(self.artifacts, key=lambda item: item[0]):
+                merged.update(files)
+                skipped += missed
+            return merged, skipped
 
         def get(self) -> list[dict]:
             return sorted(self.workers.values(), key=lambda w: (w["started_wall"], w["rank"]))
@@ -90,7 +104,10 @@ def run(plan: TrialPlan, storage_path: str) -> TrialRun:
     launched = time.time()
     try:
         trainer.fit()
-        return TrialRun(launched_wall=launched, ended_wall=time.time(), workers=ray.get(recorder.get.remote()))
+        ended = time.time()
+        files, skipped = ray.get(recorder.get_files.remote())
+        return TrialRun(launched_wall=launched, ended_wall=ended, workers=ray.get(recorder.get.remote()),
+                        files=files, skipped_files=skipped)
     except Exception as err:
         diagnosed = diagnose(err, plan, _recorded(recorder), _free_resources())
         if diagnosed:

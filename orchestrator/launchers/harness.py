@@ -5,6 +5,10 @@ place (TensorFlow reads TF_USE_LEGACY_KERAS when it is first imported). ``ray.tr
 the duration of the call so that each report is stamped with this worker's clock; the function itself is
 unchanged. The stamps go, as they happen, to a small recorder actor that the driver reads when the trial
 ends; after a restart the recorder holds every attempt's workers.
+
+Files a worker writes under ``$ORCHESTRATOR_ARTIFACTS_DIR`` (a fresh temporary directory per worker:
+TensorBoard event files, exported models) go to the recorder too when the function returns, so they reach the
+driver's output directory from any node.
 """
 
 from __future__ import annotations
@@ -13,10 +17,15 @@ import importlib
 import inspect
 import math
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
+from pathlib import Path
 
+ARTIFACTS_ENV = "ORCHESTRATOR_ARTIFACTS_DIR"
+MAX_ARTIFACT_BYTES = 256 << 20  # per worker: what goes back to the driver through the recorder
 
 def train_loop_per_worker(config: dict) -> None:
     harness = config["harness"]
@@ -58,6 +67,8 @@ def train_loop_per_worker(config: dict) -> None:
     ray.train.report = timed_report
     if horovod:
         reporting.session_report = timed_report
+    artifacts = tempfile.mkdtemp(prefix="orchestrator-artifacts-")
+    os.environ[ARTIFACTS_ENV] = artifacts
     try:
         function = resolve(harness["entrypoint"])
         if inspect.signature(function).parameters:
@@ -77,7 +88,28 @@ def train_loop_per_worker(config: dict) -> None:
         ray.train.report = original
         if horovod:
             reporting.session_report = None
+        os.environ.pop(ARTIFACTS_ENV, None)
+        try:
+            files, skipped = collect(artifacts)
+            if files or skipped:
+                ray.get(recorder.files.remote(key, files, skipped), timeout=60)
+        finally:
+            shutil.rmtree(artifacts, ignore_errors=True)
     ray.get(recorder.finish.remote(key, time.time()))
+
+
+def collect(root: str) -> tuple[dict[str, bytes], list[str]]:
+    """Every file under ``root`` by its relative POSIX path, up to MAX_ARTIFACT_BYTES in all."""
+    files, skipped, total = {}, [], 0
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        size = path.stat().st_size
+        if total + size > MAX_ARTIFACT_BYTES:
+            skipped.append(f"{relative} ({size} bytes; over {MAX_ARTIFACT_BYTES} bytes of artifacts a worker)")
+            continue
+        files[relative] = path.read_bytes()
+        total += size
+    return files, skipped
 
 
 def resolve(entrypoint: str):

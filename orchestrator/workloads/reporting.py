@@ -7,6 +7,7 @@ Checkpoints are directories of plain tensors (``torch.save`` of state dicts, rea
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,35 @@ def latest_checkpoint() -> Iterator[Optional[Path]]:
 def checkpoint_dir() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="orchestrator-ckpt-") as directory:
         yield directory
+
+
+def artifacts_dir(kind: str) -> Optional[Path]:
+    """Where this worker writes files of one kind (``tensorboard``, ``export``) for the run's directory.
+
+    Under the orchestrator: a directory the harness sends to the driver (OUT/<kind>/<trial>/). Run alone:
+    ``$ORCHESTRATOR_ARTIFACTS_DIR/<kind>`` when that is set, else None (nothing is written)."""
+    root = os.environ.get("ORCHESTRATOR_ARTIFACTS_DIR")
+    if not root:
+        return None
+    path = Path(root) / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def tensorboard_without_tensorflow() -> None:
+    """Keep TensorBoard's writer and reader from importing TensorFlow (8 s here) where it is not loaded yet:
+    TensorBoard uses its own protobuf stub when the marker module ``tensorboard.compat.notf`` exists."""
+    import sys
+    import types
+
+    if "tensorflow" not in sys.modules:
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+
+
+def step_scalars(steps: range, losses: list[float], step_times: list[float], global_batch: int) -> Iterator[tuple]:
+    """(step, loss, step time in ms, global samples/s) for each step of a report, for TensorBoard."""
+    for step, loss, seconds in zip(steps, losses, step_times):
+        yield step, loss, 1000 * seconds, global_batch / seconds
 
 
 def write_step(directory: str | Path, step: int) -> None:

@@ -8,6 +8,13 @@ Distributed:  the orchestrator runs ``train_loop`` on every worker under Ray Tra
               horovod                one replica per worker under horovod.ray.RayExecutor (no TF_CONFIG);
                                      the gradients are averaged with Horovod's grouped all-reduce.
 
+Execution (``config["execution"]``): ``eager`` runs the step op by op from Python; ``compiled`` traces it
+into a graph with tf.function (TensorFlow's usual); ``xla`` also compiles the forward and backward pass with
+XLA (``jit_compile=True``), leaving the all-reduce and the optimiser update to the graph around it.
+
+Rank 0 writes TensorBoard event files (loss, step time and throughput per step, the model's traced graph)
+and, when asked, exports the trained model to TF Lite (orchestrator/workloads/export.py).
+
 Batch arithmetic: every replica takes ``per_worker_batch`` samples a step, so the global batch is
 per_worker_batch * num_replicas_in_sync, and the loss is averaged over that global batch, which is what
 DDP's gradient averaging computes in torch_train.py.
@@ -30,11 +37,13 @@ import tensorflow as tf  # noqa: E402
 
 from orchestrator.workloads import data  # noqa: E402
 from orchestrator.workloads.reporting import (  # noqa: E402
+    artifacts_dir,
     checkpoint_dir,
     default_config,
     latest_checkpoint,
     read_step,
     reporter,
+    step_scalars,
     write_step,
 )
 
@@ -121,24 +130,34 @@ def train_loop(config: dict) -> None:
         model = build_model(config["model"], config["params"], config["image_size"], config["seed"])
         optimizer = tf.keras.optimizers.SGD(config["learning_rate"], momentum=config["momentum"])
 
-    def replica_step(images, labels):
+    execution = config.get("execution") or "compiled"
+
+    def compute_gradients(images, labels):
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             per_sample = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
             loss = tf.nn.compute_average_loss(per_sample, global_batch_size=global_batch)
-        gradients = tape.gradient(loss, model.trainable_variables)
+        return loss, tape.gradient(loss, model.trainable_variables)
+
+    if execution == "xla":
+        compute_gradients = tf.function(compute_gradients, jit_compile=True)
+
+    def replica_step(images, labels):
+        loss, gradients = compute_gradients(images, labels)
         if hvd:  # the loss is this worker's batch mean: the average over workers is the global-batch mean
             gradients = hvd.grouped_allreduce(gradients, op=hvd.Average)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
-    @tf.function
     def train_step(iterator):
         images, labels = next(iterator)
         losses = strategy.run(replica_step, args=(images, labels))
         loss = strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
         # The global-batch mean, as MultiWorkerMirrored reports it (under Horovod each loss is one worker's).
         return hvd.allreduce(loss, op=hvd.Average) if hvd else loss
+
+    if execution != "eager":
+        train_step = tf.function(train_step)
 
     if hvd:
         hvd.broadcast_variables(model.variables, root_rank=0)
@@ -150,12 +169,22 @@ def train_loop(config: dict) -> None:
             state.read(str(restored / "state")).assert_existing_objects_matched()
             first_step = read_step(restored) + 1
 
+    logdir = artifacts_dir("tensorboard") if rank == 0 else None
+    writer = tf.summary.create_file_writer(str(logdir)) if logdir else None
+    if writer:
+        shape = (None, config["image_size"], config["image_size"])
+        with writer.as_default():
+            tf.summary.graph(tf.function(lambda x: model(x, training=False)).get_concrete_function(
+                tf.TensorSpec(shape, tf.float32)).graph)
+
     every = config.get("checkpoint_every") or 0
     step_times: list[float] = []
+    losses: list[float] = []
     for step in range(first_step, config["steps"] + 1):
         start = time.perf_counter()
         loss_value = float(train_step(stream))  # .numpy() waits for the step, so the time is the step's
         step_times.append(time.perf_counter() - start)
+        losses.append(loss_value)
 
         last = step == config["steps"]
         checkpoint_now = every and step % every == 0 and not last
@@ -167,6 +196,15 @@ def train_loop(config: dict) -> None:
                 "samples": worker_batch * len(step_times),
                 "step_times_s": step_times,
             }
+            if writer:  # outside the timed steps
+                first = step - len(step_times) + 1
+                with writer.as_default():
+                    for at, value, millis, rate in step_scalars(range(first, step + 1), losses, step_times,
+                                                                global_batch if not hvd else global_batch * workers):
+                        tf.summary.scalar("train/loss", value, step=at)
+                        tf.summary.scalar("train/step_time_ms", millis, step=at)
+                        tf.summary.scalar("train/samples_per_sec", rate, step=at)
+                writer.flush()
             if last and len(x_test):
                 metrics["test_accuracy"] = accuracy(model, x_test, y_test)
             if checkpoint_now:
@@ -177,7 +215,17 @@ def train_loop(config: dict) -> None:
                     report({**metrics, "checkpoint_step": step}, directory if rank == 0 else None)
             else:
                 report(metrics)
-            step_times = []
+            step_times, losses = [], []
+    if writer:
+        writer.close()
+    export = config.get("export")
+    directory = artifacts_dir("export") if export and rank == 0 else None
+    if directory:
+        from orchestrator.workloads import export as deploy
+
+        plain = build_model(config["model"], config["params"], config["image_size"], config["seed"])
+        plain.set_weights(model.get_weights())  # out of the strategy's scope: plain variables to convert
+        deploy.tf_models(plain, x_test, y_test, x_train[:1], directory, export["latency_runs"], config["threads"])
 
 
 def accuracy(model: tf.keras.Model, images: np.ndarray, labels: np.ndarray) -> float:

@@ -6,6 +6,12 @@ Distributed:  the orchestrator runs ``train_loop`` on every worker.
                        GPU); the model is wrapped in DDP here.
               horovod  under horovod.ray.RayExecutor; Horovod's DistributedOptimizer averages the gradients.
 
+Execution (``config["execution"]``): ``eager`` runs the model op by op; ``compiled`` runs it through
+torch.compile (TorchDynamo captures the graph, Inductor generates the kernels; the first step pays for it).
+
+Rank 0 writes TensorBoard event files (loss, step time and throughput per step, the model graph) and, when
+asked, exports the trained model to ONNX (orchestrator/workloads/export.py).
+
 Batch arithmetic: each of the N workers takes ``per_worker_batch`` samples a step, so one optimiser step
 sees N * per_worker_batch samples; DDP averages gradients over workers, which equals the mean loss over
 the global batch. tf_train.py does the same with ``compute_average_loss(global_batch_size=...)``.
@@ -22,7 +28,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from orchestrator.workloads import data
-from orchestrator.workloads.reporting import checkpoint_dir, default_config, latest_checkpoint, reporter
+from orchestrator.workloads.reporting import (
+    artifacts_dir,
+    checkpoint_dir,
+    default_config,
+    latest_checkpoint,
+    reporter,
+    step_scalars,
+    tensorboard_without_tensorflow,
+)
 
 
 class MLP(nn.Module):
@@ -68,6 +82,15 @@ def build_model(model: str, params: dict, image_size: int, seed: int) -> nn.Modu
     return net
 
 
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple, device: torch.device) -> float:
+    images, labels = (torch.from_numpy(array).to(device) for array in batch)
+    optimizer.zero_grad()  # set_to_none by default (and Horovod's optimiser takes no argument)
+    loss = F.cross_entropy(model(images), labels)
+    loss.backward()
+    optimizer.step()
+    return loss.item()  # waits for the step to finish, so the caller's timing is the step's
+
+
 def train_loop(config: dict) -> None:
     torch.set_num_threads(config["threads"])
     hvd = None
@@ -94,6 +117,16 @@ def train_loop(config: dict) -> None:
         optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
     report = reporter()
     net = model.module if distributed else model
+    if config.get("execution") == "compiled":
+        model = torch.compile(model)  # DDP under torch.compile: graphs split at gradient buckets
+    logdir = artifacts_dir("tensorboard") if rank == 0 else None
+    writer = None
+    if logdir:
+        tensorboard_without_tensorflow()
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(logdir))
+        writer.add_graph(net, torch.from_numpy(x_train[:1]).to(device))  # traced with torch.jit.trace
 
     first_step = 1
     with latest_checkpoint() as restored:
@@ -105,16 +138,12 @@ def train_loop(config: dict) -> None:
 
     every = config.get("checkpoint_every") or 0
     step_times: list[float] = []
+    losses: list[float] = []
     for step in range(first_step, config["steps"] + 1):
         start = time.perf_counter()
-        images, labels = next(stream)
-        images, labels = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
-        optimizer.zero_grad()  # set_to_none by default (and Horovod's optimiser takes no argument)
-        loss = F.cross_entropy(model(images), labels)
-        loss.backward()
-        optimizer.step()
-        loss_value = loss.item()  # waits for the step to finish, so the time below is the step's
+        loss_value = train_step(model, optimizer, next(stream), device)
         step_times.append(time.perf_counter() - start)
+        losses.append(loss_value)
 
         last = step == config["steps"]
         checkpoint_now = every and step % every == 0 and not last
@@ -125,8 +154,16 @@ def train_loop(config: dict) -> None:
                 "samples": config["per_worker_batch"] * len(step_times),
                 "step_times_s": step_times,
             }
+            if writer:  # outside the timed steps
+                first = step - len(step_times) + 1
+                for at, value, millis, rate in step_scalars(range(first, step + 1), losses, step_times,
+                                                            config["per_worker_batch"] * world):
+                    writer.add_scalar("train/loss", value, at)
+                    writer.add_scalar("train/step_time_ms", millis, at)
+                    writer.add_scalar("train/samples_per_sec", rate, at)
+                writer.flush()
             if last and len(x_test):
-                metrics["test_accuracy"] = accuracy(model, x_test, y_test, device)
+                metrics["test_accuracy"] = accuracy(net, x_test, y_test, device)
             if checkpoint_now:
                 with checkpoint_dir() as directory:
                     # Every rank reports; rank 0's state is the checkpoint (DDP keeps the ranks identical).
@@ -136,12 +173,19 @@ def train_loop(config: dict) -> None:
                     report({**metrics, "checkpoint_step": step}, directory if rank == 0 else None)
             else:
                 report(metrics)
-            step_times = []
+            step_times, losses = [], []
+    if writer:
+        writer.close()
+    export = config.get("export")
+    directory = artifacts_dir("export") if export and rank == 0 else None
+    if directory:
+        from orchestrator.workloads import export as deploy
+
+        deploy.torch_models(net, x_test, y_test, x_train[:1], directory, export["latency_runs"], config["threads"])
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, device) -> float:
-    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+def accuracy(net: nn.Module, images: np.ndarray, labels: np.ndarray, device) -> float:
     net.eval()
     logits = net(torch.from_numpy(images).to(device))
     net.train()
