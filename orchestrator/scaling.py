@@ -42,6 +42,18 @@ class Point:
         return out
 
 
+def label(framework: str, strategy: str, execution: Optional[str]) -> str:
+    """How people read a curve's name: ``torch ddp``, ``torch ddp (compiled)`` off the default execution."""
+    text = f"{framework} {strategy}"
+    if execution and execution != DEFAULT_EXECUTION.get(framework):
+        text += f" ({execution})"
+    return text
+
+
+def record_label(record: dict) -> str:
+    return label(record["framework"], record["strategy"], record.get("execution"))
+
+
 def curve_key(record: dict) -> tuple:
     """Which curve a trial record (or a curve's dict) belongs to."""
     return (record["framework"], record["strategy"], record.get("execution"), record["workload"])
@@ -69,10 +81,7 @@ class Curve:
 
     @property
     def label(self) -> str:
-        label = f"{self.framework} {self.strategy}"
-        if self.execution and self.execution != DEFAULT_EXECUTION.get(self.framework):
-            label += f" ({self.execution})"
-        return label
+        return label(self.framework, self.strategy, self.execution)
 
     def point(self, workers: int) -> Optional[Point]:
         return next((p for p in self.points if p.workers == workers), None)

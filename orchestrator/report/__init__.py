@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 
 from orchestrator import results, scaling
+from orchestrator.report import comparison
 from orchestrator.errors import UserError
-from orchestrator.spec import DEFAULT_EXECUTION, execution_key
+from orchestrator.spec import execution_key
 
 FILES = ("report.json", "report.csv", "report.md", "report.html")
 SETTINGS = "recommend.json"
@@ -42,6 +43,7 @@ def build(records: list[dict], settings: dict | None = None) -> dict:
         "adaptive": _adaptive_savings(records),
         "environment": first.get("environment", {}),
         **_predictions(ok, curves, settings),
+        **comparison.sections(ok),
     }
 
 
@@ -101,7 +103,7 @@ def _adaptive_savings(records: list[dict]) -> list[dict]:
     for r in records:
         if r.get("adaptive"):
             key = execution_key(r["framework"], r["strategy"], r.get("execution"))
-            entry = arms.setdefault(key, {"framework": r["framework"], "strategy": r["strategy"], "label": _label(r),
+            entry = arms.setdefault(key, {"framework": r["framework"], "strategy": r["strategy"], "label": scaling.record_label(r),
                                           "planned_trials": len(r["adaptive"]["candidates"]) * r["adaptive"]["repeats"],
                                           "trials_run": 0, "workers_measured": set()})
             entry["trials_run"] += 1
@@ -115,15 +117,6 @@ def _adaptive_savings(records: list[dict]) -> list[dict]:
     return out
 
 
-def _label(record: dict) -> str:
-    """How people read a curve's name: ``torch ddp``, ``torch ddp (compiled)``."""
-    label = f"{record['framework']} {record['strategy']}"
-    execution = record.get("execution")
-    if execution and execution != DEFAULT_EXECUTION.get(record["framework"]):
-        label += f" ({execution})"
-    return label
-
-
 def _settings(records: list[dict]) -> list[dict]:
     """Per arm and worker count, what was run: batch sizes, steps, threads, placement."""
     seen = {}
@@ -131,7 +124,7 @@ def _settings(records: list[dict]) -> list[dict]:
         key = (execution_key(r["framework"], r["strategy"], r.get("execution")), r["workers"])
         seen.setdefault(key, {
             "framework": r["framework"], "strategy": r["strategy"], "execution": r.get("execution"),
-            "label": _label(r), "workers": r["workers"],
+            "label": scaling.record_label(r), "workers": r["workers"],
             "ray_workers": r["ray_workers"], "per_worker_batch": r.get("per_worker_batch"),
             "global_batch": r.get("global_batch"), "steps": r.get("steps"),
             "warmup_steps": r.get("warmup_steps"), "threads_per_worker": r.get("threads_per_worker"),

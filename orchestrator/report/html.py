@@ -71,6 +71,7 @@ def page(data: dict) -> str:
         if any(s["shares_cores"] for s in data["settings"]):
             parts.append("<p class=note>Where workers share cores (fractional CPUs, or more threads than the "
                          "cluster has CPUs), throughput measures contention as much as scaling.</p>")
+    parts += _beyond_speed(data)
     recoveries = recovery_lines(data)
     if recoveries:
         parts.append("<h2>Recovered from failures</h2><ul>")
@@ -89,12 +90,94 @@ def page(data: dict) -> str:
     return "\n".join(parts)
 
 
+def _link(href: str, text: str) -> str:
+    return f'<a href="{escape(href, quote=True)}">{escape(text)}</a>'
+
+
+def _beyond_speed(data: dict) -> list[str]:
+    """Graph vs eager, deployment, TensorBoard and lines of code: the comparison beyond throughput."""
+    parts = []
+    execution = data.get("execution") or {}
+    rows = execution.get("rows") or []
+    if rows:
+        parts.append("<h2>Graph vs eager execution</h2>")
+        if execution.get("compared"):
+            parts.append(f"<div class=plots><figure>{plots.execution_svg(rows)}</figure></div>")
+        else:
+            parts.append("<p class=note>Each framework ran in one execution mode only; add arms with "
+                         "<code>execution: eager | compiled | xla</code> (see <code>jobs/digits-execution.yaml</code>) "
+                         "to compare them.</p>")
+        parts.append(_table(
+            ["framework", "strategy", "workers", "execution", "throughput", "unit", "vs default", "step time",
+             "first step", "compile time"],
+            [[r["framework"], r["strategy"], r["workers"], r["execution"], fmt(r["throughput"]),
+              "samples/s" if r["metric"] == "samples_per_sec" else "steps/s",
+              f"{r['vs_default']:.2f}x" if r["vs_default"] else None,
+              f"{1000 * r['step_time_mean_s']:.2f} ms" if r["step_time_mean_s"] else None,
+              f"{r['first_step_s']:.2f} s" if r["first_step_s"] is not None else None,
+              f"{r['compile_s']:.2f} s" if r["compile_s"] is not None else None] for r in rows],
+        ))
+        parts.append("<p class=note>eager: op by op from Python; compiled: torch.compile (TorchDynamo + "
+                     "Inductor) or tf.function; xla: tf.function with jit_compile. Defaults: torch eager, "
+                     "TensorFlow compiled. Compile time is how much longer the first step took than a steady "
+                     "one (tracing, compiling, first collectives); it is not in the throughput.</p>")
+    deployments = data.get("deployment") or []
+    if deployments:
+        parts.append("<h2>Deployment exports</h2>")
+        parts.append(f"<div class=plots><figure>{plots.deployment_svg(deployments)}</figure></div>")
+        body = []
+        for d in deployments:
+            for m in d["models"]:
+                file = _link(f"{d['dir']}/{m['file']}", m["file"]) if m["file"] else "(trained model)"
+                body.append([d["label"], m["format"], m["runtime"], _Raw(file),
+                             f"{m['bytes'] / 1024:.1f} KiB" if m["bytes"] else None, fmt(m["accuracy"]),
+                             f"{100 * m['accuracy_delta']:+.2f} pt" if m["accuracy_delta"] is not None else None,
+                             fmt(m["agreement"], pct=True) if m["agreement"] is not None else None,
+                             f"{1000 * m['latency_ms_p50']:.1f} µs", f"{1000 * m['latency_ms_p90']:.1f} µs",
+                             f"{m['export_s']:.1f} s" if m["export_s"] is not None else None])
+        parts.append(_table(["arm", "format", "runtime", "file", "size", "test accuracy", "vs trained",
+                             "same class as trained", "latency p50", "latency p90", "export time"], body))
+        samples = deployments[0].get("test_samples")
+        parts.append(f"<p class=note>Each arm's model, exported after its first trial, loaded by its own runtime "
+                     f"and run on the digits test split ({samples} samples) and on single samples, with the "
+                     "trial's threads. PyTorch: torch.export to ONNX, run by onnxruntime. TensorFlow: TF Lite, "
+                     "float and dynamic-range quantised (int8 weights), run by LiteRT.</p>")
+    board = data.get("tensorboard") or {}
+    if board.get("runs"):
+        parts.append("<h2>TensorBoard</h2>")
+        parts.append("<p>Every trial wrote TensorBoard event files: loss, step time and throughput per step, and "
+                     "the model graph (torch: <code>add_graph</code>; TensorFlow: the traced tf.function). See them "
+                     "with <code>tensorboard --logdir tensorboard</code> run in this report's directory.</p>")
+        parts.append(_table(
+            ["trial", "workers", "event files", "scalars (points)", "graph nodes"],
+            [[r["label"], r["workers"], _Raw(_link(r["logdir"] + "/", r["logdir"])),
+              r["error"] or ", ".join(f"{k} ({v})" for k, v in r["scalars"].items()), r["graph_nodes"]]
+             for r in board["runs"]],
+        ))
+    loc = data.get("lines_of_code") or []
+    if loc:
+        parts.append("<h2>Lines of code in the training step</h2>")
+        parts.append(f"<div class=plots><figure>{plots.loc_svg(loc)}</figure></div>")
+        parts.append(_table(["framework", "lines", "functions", "source", "workloads"],
+                            [[e["framework"], e["lines"], ", ".join(f"{k} ({v})" for k, v in e["functions"].items()),
+                              e["source"], ", ".join(e["workloads"])] for e in loc]))
+        parts.append("<p class=note>Counted from the source: the code that runs every step, with comments, "
+                     "blank lines and docstrings left out. Both frameworks' steps serve every strategy they "
+                     "support (TensorFlow's includes its Horovod gradient average and global-batch loss).</p>")
+    return parts
+
+
+class _Raw(str):
+    """Markup built here from escaped parts: not escaped again."""
+
+
 def _table(header: list[str], body: list[list]) -> str:
     head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
     lines = [f"<table><thead><tr>{head}</tr></thead><tbody>"]
     for row in body:
         cells = "".join(
-            f"<td class=n>{escape(str(v))}</td>" if isinstance(v, (int, float)) else f"<td>{escape(_text(v))}</td>"
+            f"<td>{v}</td>" if isinstance(v, _Raw)
+            else f"<td class=n>{escape(str(v))}</td>" if isinstance(v, (int, float)) else f"<td>{escape(_text(v))}</td>"
             for v in row
         )
         lines.append(f"<tr>{cells}</tr>")

@@ -29,11 +29,15 @@ def _svg(figure) -> str:
     return text[text.index("<svg"):]  # drop the XML prolog and doctype for inlining
 
 
-def _figure():
+def _figure_setup():
     import matplotlib
 
     matplotlib.use("svg", force=False)
     matplotlib.rcParams.update({"svg.hashsalt": "orchestrator-report", "svg.fonttype": "none", "font.size": 10})
+
+
+def _figure():
+    _figure_setup()
     import matplotlib.pyplot as plt
 
     return plt.subplots(figsize=(6.4, 4.0))
@@ -113,3 +117,78 @@ def _integer_ticks(axes, curves):
     ticks = sorted({p["workers"] for c in curves for p in c["points"]})
     if ticks:
         axes.set_xticks(sorted(set(ticks) | {_horizon(curves)}))
+
+
+EXECUTION_COLORS = {"eager": "#9467bd", "compiled": "#2ca02c", "xla": "#ff7f0e"}
+
+
+def execution_svg(rows: list[dict]) -> str:
+    """Grouped bars: throughput per execution, for each (framework strategy, workers)."""
+    groups = sorted({(r["framework"], r["strategy"], r["workers"]) for r in rows})
+    modes = [m for m in EXECUTION_COLORS if any(r["execution"] == m for r in rows)]
+    figure, (left, right) = _pair()
+    width = 0.8 / max(1, len(modes))
+    for k, mode in enumerate(modes):
+        xs, ys, compile_s = [], [], []
+        for i, group in enumerate(groups):
+            row = next((r for r in rows if (r["framework"], r["strategy"], r["workers"]) == group and r["execution"] == mode), None)
+            if row:
+                xs.append(i + (k - (len(modes) - 1) / 2) * width)
+                ys.append(row["throughput"])
+                compile_s.append(row["compile_s"] or 0.0)
+        left.bar(xs, ys, width, color=EXECUTION_COLORS[mode], label=mode)
+        right.bar(xs, compile_s, width, color=EXECUTION_COLORS[mode], label=mode)
+    names = [f"{f} {s}\n{n} worker(s)" for f, s, n in groups]
+    for axes in (left, right):
+        axes.set_xticks(range(len(groups)))
+        axes.set_xticklabels(names, fontsize=8)
+        axes.grid(alpha=0.3, axis="y")
+        axes.legend()
+    units = {"samples/s" if r["metric"] == "samples_per_sec" else "steps/s" for r in rows}
+    left.set_ylabel(" or ".join(sorted(units)))
+    left.set_title("Steady-state throughput (warm-up excluded)")
+    right.set_ylabel("seconds")
+    right.set_title("First step beyond a steady step (tracing, compiling)")
+    return _svg(figure)
+
+
+def deployment_svg(deployments: list[dict]) -> str:
+    """Bars per model of each exporting arm: single-sample latency (log scale) and file size."""
+    bars = [(f"{d['label']}\n{m['format']}", m) for d in deployments for m in d["models"]]
+    figure, (left, right) = _pair()
+    names = [name for name, _ in bars]
+    colors = [COLORS.get("torch" if d["framework"] == "torch" else "tensorflow")[i % 3]
+              for d in deployments for i, _ in enumerate(d["models"])]
+    left.barh(range(len(bars)), [m["latency_ms_p50"] * 1000 for _, m in bars], color=colors)
+    left.set_xscale("log")
+    left.set_xlabel("µs per single-sample inference (median)")
+    left.set_title("Latency on this CPU")
+    sized = [(i, m["bytes"] / 1024) for i, (_, m) in enumerate(bars) if m["bytes"]]
+    right.barh([i for i, _ in sized], [kb for _, kb in sized], color=[colors[i] for i, _ in sized])
+    right.set_xlabel("KiB")
+    right.set_title("Exported file size")
+    for axes in (left, right):
+        axes.set_yticks(range(len(bars)))
+        axes.set_yticklabels(names, fontsize=8)
+        axes.invert_yaxis()
+        axes.grid(alpha=0.3, axis="x")
+    return _svg(figure)
+
+
+def loc_svg(entries: list[dict]) -> str:
+    figure, axes = _figure()
+    figure.set_size_inches(6.4, 2.4)
+    names = [e["framework"] for e in entries]
+    axes.barh(names, [e["lines"] for e in entries], color=[COLORS.get(n, ("#7f7f7f",))[0] for n in names])
+    for i, e in enumerate(entries):
+        axes.text(e["lines"], i, f" {e['lines']}", va="center")
+    axes.set_xlabel("lines of code in the training step (no comments, blank lines or docstrings)")
+    axes.invert_yaxis()
+    return _svg(figure)
+
+
+def _pair():
+    import matplotlib.pyplot as plt
+
+    _figure_setup()
+    return plt.subplots(1, 2, figsize=(12.8, 4.2))

@@ -79,6 +79,7 @@ def markdown(data: dict) -> str:
         lines += ["", f"Workers share cores in: {_md('; '.join(shared))}. There, throughput measures contention "
                   "as much as scaling."]
     lines += recommendation_markdown(data)
+    lines += beyond_speed_markdown(data)
     recoveries = recovery_lines(data)
     if recoveries:
         lines += ["", "## Recovered from failures", "", *[f"- {_md(line)}" for line in recoveries]]
@@ -88,6 +89,46 @@ def markdown(data: dict) -> str:
     lines += ["", "Efficiency = throughput(N) / (N × throughput(1)); rendered from results.jsonl by "
               "`orchestrator report`.", ""]
     return "\n".join(lines)
+
+
+def beyond_speed_markdown(data: dict) -> list[str]:
+    lines = []
+    rows = (data.get("execution") or {}).get("rows") or []
+    if rows:
+        lines += ["", "## Graph vs eager execution", "",
+                  "| framework | strategy | workers | execution | throughput | vs default | compile time |",
+                  "|---|---|---:|---|---:|---:|---:|"]
+        for r in rows:
+            unit = "samples/s" if r["metric"] == "samples_per_sec" else "steps/s"
+            ratio = f"{r['vs_default']:.2f}x" if r["vs_default"] else "–"
+            compile_s = f"{r['compile_s']:.2f} s" if r["compile_s"] is not None else "–"
+            lines.append(f"| {_md(r['framework'])} | {_md(r['strategy'])} | {r['workers']} | {r['execution']} "
+                         f"| {fmt(r['throughput'])} {unit} | {ratio} | {compile_s} |")
+    deployments = data.get("deployment") or []
+    if deployments:
+        lines += ["", "## Deployment exports", "",
+                  "| arm | format | runtime | file | size | test accuracy | vs trained | latency p50 |",
+                  "|---|---|---|---|---:|---:|---:|---:|"]
+        for d in deployments:
+            for m in d["models"]:
+                file = f"`{d['dir']}/{m['file']}`" if m["file"] else "(trained model)"
+                size = f"{m['bytes'] / 1024:.1f} KiB" if m["bytes"] else "–"
+                delta = f"{100 * m['accuracy_delta']:+.2f} pt" if m["accuracy_delta"] is not None else "–"
+                lines.append(f"| {_md(d['label'])} | {m['format']} | {_md(m['runtime'])} | {_md(file)} | {size} "
+                             f"| {fmt(m['accuracy'])} | {delta} | {1000 * m['latency_ms_p50']:.1f} µs |")
+    runs = (data.get("tensorboard") or {}).get("runs") or []
+    if runs:
+        lines += ["", "## TensorBoard", "",
+                  f"{len(runs)} trial(s) wrote event files (loss, step time, throughput per step; the model graph): "
+                  "`tensorboard --logdir tensorboard` in this directory."]
+    loc = data.get("lines_of_code") or []
+    if loc:
+        lines += ["", "## Lines of code in the training step", "", "| framework | lines | functions | source |",
+                  "|---|---:|---|---|"]
+        for e in loc:
+            functions = ", ".join(f"{k} ({v})" for k, v in e["functions"].items())
+            lines.append(f"| {e['framework']} | {e['lines']} | {functions} | `{e['source']}` |")
+    return lines
 
 
 def recommendation_lines(data: dict) -> list[str]:

@@ -45,7 +45,7 @@ def _row(fmt: str, runtime: str, file: Optional[Path], logits: Optional[np.ndarr
     if logits is not None and len(labels):
         predicted = logits.argmax(1)
         row["accuracy"] = float((predicted == labels).mean())
-        if trained is not None:
+        if trained is not None and file is not None:  # an export, against the model it came from
             reference = trained.argmax(1)
             row["trained_accuracy"] = float((reference == labels).mean())
             row["accuracy_delta"] = row["accuracy"] - row["trained_accuracy"]
@@ -76,7 +76,7 @@ def torch_models(net, images: np.ndarray, labels: np.ndarray, sample: np.ndarray
     with torch.no_grad():
         trained = net(torch.from_numpy(images)).numpy() if len(images) else None
         eager = latency(lambda x: net(torch.from_numpy(x)), sample, runs)
-    rows = [_row("pytorch", f"torch {torch.__version__} eager", None, trained, trained, labels, eager, None)]
+    rows = [_row("pytorch", f"torch {torch.__version__} eager", None, trained, None, labels, eager, None)]
 
     path = directory / "model.onnx"
     example = torch.from_numpy(np.repeat(sample, 2, axis=0))  # batch 2: a batch of 1 would be specialised
@@ -103,7 +103,7 @@ def tf_models(model, images: np.ndarray, labels: np.ndarray, sample: np.ndarray,
 
     predict = tf.function(lambda x: model(x, training=False))
     trained = predict(images).numpy() if len(images) else None
-    rows = [_row("keras", f"tensorflow {tf.__version__} tf.function", None, trained, trained, labels,
+    rows = [_row("keras", f"tensorflow {tf.__version__} tf.function", None, trained, None, labels,
                  latency(lambda x: predict(x).numpy(), sample, runs), None)]
 
     for fmt, name, optimizations in (("tflite float32", "model_float32.tflite", []),
