@@ -69,6 +69,11 @@ def summarize_worker(records: list[dict], warmup: int, samples_metric: Optional[
     }
 
 
+def _first_step_done(workers: list[dict]) -> Optional[float]:
+    walls = [r["metrics"]["first_step_wall"] for w in workers for r in w["records"] if "first_step_wall" in r["metrics"]]
+    return max(walls) if len(walls) == len(workers) and walls else None
+
+
 def first_step_s(records: list[dict]) -> Optional[float]:
     """How long a built-in workload's step 1 took, if this worker ran it (not after a restore)."""
     for record in records:
@@ -181,6 +186,8 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
         # From the first attempt: after a restart the last attempt's start includes the failure.
         "startup_s": max(w["started_wall"] for w in groups[0]) - launched_wall,
         "time_to_first_report_s": first_report - launched_wall if first_report else None,
+        # Launch to the moment the slowest worker finished step 1 (built-in workloads; first attempt).
+        "time_to_first_step_s": _first_step_done(groups[0]) - launched_wall if _first_step_done(groups[0]) else None,
         "test_accuracy": final.get("test_accuracy"),
         "final_loss": final.get("loss"),
         # The first step pays for tracing/compiling the step (tf.function, torch.compile, XLA) and for the

@@ -185,6 +185,8 @@ def train_loop(config: dict) -> None:
         loss_value = float(train_step(stream))  # .numpy() waits for the step, so the time is the step's
         step_times.append(time.perf_counter() - start)
         losses.append(loss_value)
+        if step == 1:
+            first_step_wall = time.time()  # when step 1 was done: the end of the time to first step
 
         last = step == config["steps"]
         checkpoint_now = every and step % every == 0 and not last
@@ -196,6 +198,8 @@ def train_loop(config: dict) -> None:
                 "samples": worker_batch * len(step_times),
                 "step_times_s": step_times,
             }
+            if step - len(step_times) < 1 <= step:
+                metrics["first_step_wall"] = first_step_wall
             if writer:  # outside the timed steps
                 first = step - len(step_times) + 1
                 with writer.as_default():

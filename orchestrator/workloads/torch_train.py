@@ -144,6 +144,8 @@ def train_loop(config: dict) -> None:
         loss_value = train_step(model, optimizer, next(stream), device)
         step_times.append(time.perf_counter() - start)
         losses.append(loss_value)
+        if step == 1:
+            first_step_wall = time.time()  # when step 1 was done: the end of the time to first step
 
         last = step == config["steps"]
         checkpoint_now = every and step % every == 0 and not last
@@ -154,6 +156,8 @@ def train_loop(config: dict) -> None:
                 "samples": config["per_worker_batch"] * len(step_times),
                 "step_times_s": step_times,
             }
+            if step - len(step_times) < 1 <= step:
+                metrics["first_step_wall"] = first_step_wall
             if writer:  # outside the timed steps
                 first = step - len(step_times) + 1
                 for at, value, millis, rate in step_scalars(range(first, step + 1), losses, step_times,

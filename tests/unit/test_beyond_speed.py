@@ -160,3 +160,12 @@ def test_report_sections_side_by_side(tmp_path):
     assert "| torch | ddp | 2 | compiled | 2,400 samples/s | 1.33x | 9.50 s |" in md
     csv_text = (tmp_path / "report.csv").read_text()
     assert csv_text.splitlines()[0].startswith("framework,strategy,execution,workload")
+
+
+def test_time_to_first_step_waits_for_the_slowest_worker():
+    workers = [_worker(0, [3.0] + [0.01] * 19), _worker(1, [2.5] + [0.02] * 19)]
+    workers[0]["records"][0]["metrics"]["first_step_wall"] = 105.0
+    workers[1]["records"][0]["metrics"]["first_step_wall"] = 107.5
+    assert measure.summarize(workers, 5, "samples", 100.0)["time_to_first_step_s"] == 7.5
+    del workers[1]["records"][0]["metrics"]["first_step_wall"]  # a worker that did not say: unknown
+    assert measure.summarize(workers, 5, "samples", 100.0)["time_to_first_step_s"] is None
