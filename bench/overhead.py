@@ -1,14 +1,28 @@
-"""Orchestrator overhead against bare launchers: steady-state step time at 2 workers, and wall time.
+"""Orchestrator overhead against bare launchers, time to first step, distortion of efficiency, sweep cost.
 
-    .venv/bin/python bench/overhead.py [--repeats 5]
+    .venv/bin/python bench/overhead.py [--repeats 5] [--no-sweep-cost]
 
-Arms, interleaved and repeated: for each repeat, in turn,
-  torch  through the orchestrator (Ray Train TorchTrainer)  vs  bare `torchrun --nproc_per_node 2`
-  tf     through the orchestrator (Ray Train TensorflowTrainer)  vs  two processes with TF_CONFIG set by hand
-Every arm runs the same built-in workload function (orchestrator/workloads/*_train.py), the same model, data,
-per-worker batch and steps, with one intra-op thread per worker (OMP_NUM_THREADS=1 everywhere). Step time is
-what the workload itself measures, after the same warm-up. Writes bench/results/overhead.{json,md}.
-Not a test: timings on a shared 2-core machine are noisy; compare the ratios.
+One command, every arm side by side. For each repeat, in turn (interleaved, so a drift of the machine lands on
+every arm alike):
+
+  2 workers   torch    the orchestrator (Ray Train TorchTrainer, DDP)   vs  bare `torchrun --nproc_per_node 2`
+              tf       the orchestrator (TensorflowTrainer, MWMS)      vs  two processes, TF_CONFIG set by hand
+              horovod  the orchestrator (horovod.ray RayExecutor)      vs  bare `horovodrun -np 2 --gloo`
+  1 worker    torch    the orchestrator                                vs  bare `torchrun --nproc_per_node 1`
+              (with the 2-worker arms: scaling efficiency through each, and their ratio, the distortion)
+
+Then, once, the default sweep (`make demo`'s job, jobs/digits-mlp.yaml) through the CLI: its wall time split
+into training and everything else.
+
+Every arm runs the same built-in workload function (orchestrator/workloads/torch_train.py, tf_train.py), the
+same model, data, per-worker batch and steps, one intra-op thread per worker (OMP/MKL/TF threads = 1
+everywhere). Measured in every arm:
+  step time          the workload's own per-step timing after the same warm-up (rank 0);
+  time to first step process start (the CLI, torchrun, horovodrun, the first TF process) to the moment the
+                     slowest worker finished step 1 (wall clock, stamped by the workload);
+  wall time          process start to exit.
+The orchestrator arms also split time to first step into its parts (the profile).
+Writes bench/results/overhead.{json,md}. Not a test: timings on a shared 2-core machine are noisy.
 """
 
 from __future__ import annotations
@@ -17,27 +31,34 @@ import argparse
 import json
 import os
 import platform
+import re
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+BIN = Path(PY).parent
 STEPS, WARMUP, BATCH, REPORT = 400, 50, 64, 50
 CONFIG = {
     "model": "mlp", "params": {"hidden": [512, 512]}, "dataset": "synthetic", "num_samples": 8192, "image_size": 8,
     "per_worker_batch": BATCH, "steps": STEPS, "report_every": REPORT, "checkpoint_every": 0, "learning_rate": 0.05,
-    "momentum": 0.9, "seed": 0, "threads": 1, "replicas": 1, "collective_timeout_s": 600,
+    "momentum": 0.9, "seed": 0, "threads": 1, "replicas": 1, "collective_timeout_s": 600, "execution": None,
+    "export": None,
 }
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
            "TF_NUM_INTEROP_THREADS": "1", "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+STRATEGY = {"torch": "ddp", "tf": "multi_worker_mirrored", "horovod": "horovod"}
 
 BARE_TORCH = """
-import json, os, sys
+import builtins, json, os, sys
+_print, rank = builtins.print, os.environ["RANK"]
+builtins.print = lambda *args, **kwargs: _print(f"[rank {rank}]", *args, flush=True, **kwargs)
 import torch.distributed as dist
 dist.init_process_group("gloo")
 from orchestrator.workloads import torch_train
@@ -49,6 +70,11 @@ import json, sys
 from orchestrator.workloads import tf_train
 tf_train.train_loop(json.loads(sys.argv[1]))
 """
+BARE_HOROVOD = """
+import json, sys
+from orchestrator.workloads import torch_train
+torch_train.train_loop(json.loads(sys.argv[1]))  # strategy horovod: hvd.init() and DistributedOptimizer inside
+"""
 
 
 def free_port() -> int:
@@ -57,102 +83,267 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def step_time_from_prints(text: str) -> float:
-    """Mean step time after warm-up from the workload's printed report lines (rank 0 prints first)."""
-    rates = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-    measured = [r for r in rates if r["step"] > WARMUP]
+def _script(text: str) -> str:
+    path = Path(tempfile.mkdtemp()) / "bare.py"
+    path.write_text(text)
+    return str(path)
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, **THREADS, "PYTHONPATH": str(ROOT), **extra}
+
+
+def from_prints(lines: list[str], workers: int) -> dict:
+    """Step time, throughput and first-step stamp from the workload's printed reports (one worker's)."""
+    reports = [json.loads(line) for line in lines if line.startswith("{")]
+    measured = [r for r in reports if r["step"] > WARMUP]
     seconds = sum(r["samples"] / r["samples_per_sec"] for r in measured)
     steps = sum(r["samples"] / BATCH for r in measured)
-    return seconds / steps
+    first = next(r["first_step_wall"] for r in reports if "first_step_wall" in r)
+    return {"step_time_s": seconds / steps, "samples_per_sec": workers * BATCH * steps / seconds, "first_step_wall": first}
 
 
-def bare_torch() -> dict:
-    started = time.perf_counter()
-    env = {**os.environ, **THREADS, "PYTHONPATH": str(ROOT)}
-    script = Path(tempfile.mkdtemp()) / "bare_torch.py"
-    script.write_text(BARE_TORCH)
-    done = subprocess.run([str(Path(PY).parent / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()),
-                           "--local-ranks-filter", "0",
-                           str(script), json.dumps(CONFIG)], env=env, capture_output=True, text=True, check=True)
-    return {"wall_s": time.perf_counter() - started, "step_time_s": step_time_from_prints(done.stdout)}
+def _finish(started_wall: float, started: float, measured: dict, extra_first: list[float] = ()) -> dict:
+    first = max([measured.pop("first_step_wall"), *extra_first])
+    return {**measured, "time_to_first_step_s": first - started_wall, "wall_s": time.perf_counter() - started}
+
+
+def bare_torch(workers: int) -> dict:
+    started_wall, started = time.time(), time.perf_counter()
+    done = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", str(workers), "--master_port", str(free_port()),
+                           _script(BARE_TORCH), json.dumps({**CONFIG, "strategy": "ddp"})],
+                          env=_env(), capture_output=True, text=True, check=True)
+    by_rank: dict[str, list[str]] = {}
+    for line in done.stdout.splitlines():
+        match = re.match(r"\[rank (\d+)\] (.*)$", line)
+        if match:
+            by_rank.setdefault(match.group(1), []).append(match.group(2).strip())
+    stamps = [json.loads(line)["first_step_wall"] for lines in by_rank.values() for line in lines if "first_step_wall" in line]
+    return _finish(started_wall, started, from_prints(by_rank["0"], workers), stamps)
 
 
 def bare_tf() -> dict:
-    started = time.perf_counter()
-    ports = [free_port(), free_port()]
-    workers = [f"127.0.0.1:{p}" for p in ports]
+    started_wall, started = time.time(), time.perf_counter()
+    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        env = {**os.environ, **THREADS, "PYTHONPATH": str(ROOT), "TF_CONFIG": tf_config}
-        procs.append(subprocess.Popen([PY, "-c", BARE_TF, json.dumps({**CONFIG, "strategy": "multi_worker_mirrored"})],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+        procs.append(subprocess.Popen([PY, _script(BARE_TF), json.dumps({**CONFIG, "strategy": "multi_worker_mirrored"})],
+                                      env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True))
     outputs = [p.communicate()[0] for p in procs]
     if any(p.returncode for p in procs):
         raise RuntimeError("bare TF worker failed")
-    return {"wall_s": time.perf_counter() - started, "step_time_s": step_time_from_prints(outputs[0])}
+    stamps = [json.loads(line)["first_step_wall"] for out in outputs for line in out.splitlines() if "first_step_wall" in line]
+    return _finish(started_wall, started, from_prints(outputs[0].splitlines(), 2), stamps)
 
 
-def orchestrated(framework: str) -> dict:
-    strategy = "ddp" if framework == "torch" else "multi_worker_mirrored"
+def bare_horovod() -> dict:
+    started_wall, started = time.time(), time.perf_counter()
+    done = subprocess.run([str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", PY,
+                           _script(BARE_HOROVOD), json.dumps({**CONFIG, "strategy": "horovod"})],
+                          env=_env(), capture_output=True, text=True, check=True)
+    by_rank: dict[str, list[str]] = {}
+    for line in done.stdout.splitlines():
+        match = re.match(r"\[(?:\d+,)?(\d+)\]<stdout>:(.*)$", line)
+        if match:
+            by_rank.setdefault(match.group(1), []).append(match.group(2).strip())
+    stamps = [json.loads(line)["first_step_wall"] for lines in by_rank.values() for line in lines if "first_step_wall" in line]
+    return _finish(started_wall, started, from_prints(by_rank["0"], 2), stamps)
+
+
+def orchestrated(framework: str, workers: int) -> dict:
     job = {
-        "name": f"overhead-{framework}", "arms": [{"framework": framework, "strategy": strategy}],
+        "name": f"overhead-{framework}-{workers}",
+        "arms": [{"framework": "tensorflow" if framework == "tf" else "torch", "strategy": STRATEGY[framework]}],
         "workload": {"model": "mlp", "params": CONFIG["params"]},
         "dataset": {"name": "synthetic", "num_samples": CONFIG["num_samples"]}, "batch": {"per_worker": BATCH},
         "training": {"steps": STEPS, "warmup_steps": WARMUP, "report_every": REPORT},
-        "sweep": {"workers": [2]}, "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
+        "sweep": {"workers": [workers]}, "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
+        "deploy": {"export": False},  # the bare arms export nothing either
     }
     work = Path(tempfile.mkdtemp())
     (work / "job.yaml").write_text(json.dumps(job))
-    started = time.perf_counter()
-    subprocess.run([PY, "-m", "orchestrator", "sweep", str(work / "job.yaml"), "--out", str(work / "out")],
-                   cwd=ROOT, env={**os.environ, **THREADS}, capture_output=True, text=True, check=True)
+    started_wall, started = time.time(), time.perf_counter()
+    subprocess.run([str(BIN / "orchestrator"), "sweep", str(work / "job.yaml"), "--out", str(work / "out")],
+                   cwd=ROOT, env=_env(), capture_output=True, text=True, check=True)
     wall = time.perf_counter() - started
     (record,) = [json.loads(line) for line in (work / "out/results.jsonl").read_text().splitlines()]
-    per_worker_steps = [w["step_time_mean_s"] for w in record["per_worker"] if w["rank"] == 0]
-    return {"wall_s": wall, "step_time_s": per_worker_steps[0], "trial_wall_s": record["wall_time_s"],
-            "startup_s": record["startup_s"]}
+    rank0 = next(w for w in record["per_worker"] if w["rank"] == 0)
+    first_done = record["launched_at"] + record["time_to_first_step_s"]
+    return {
+        "step_time_s": rank0["step_time_mean_s"], "samples_per_sec": record["samples_per_sec"],
+        "time_to_first_step_s": first_done - started_wall, "wall_s": wall,
+        # The profile of the time to first step:
+        "profile": {
+            "cli_and_ray_start_s": record["started_at"] - started_wall,   # imports, ray.init, plan, checks
+            "trainer_build_s": record["launched_at"] - record["started_at"],  # driver-side imports, trainer
+            "worker_group_start_s": record["startup_s"],  # controller + placement + worker processes + backend
+            "worker_setup_s": record["time_to_first_step_s"] - record["startup_s"] - record["first_step_s"],
+            "first_step_s": record["first_step_s"],
+        },
+        "trial_wall_s": record["wall_time_s"],
+    }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    arms = {"torch/orchestrator": lambda: orchestrated("torch"), "torch/torchrun": bare_torch,
-            "tf/orchestrator": lambda: orchestrated("tensorflow"), "tf/TF_CONFIG": bare_tf}
-    runs = {name: [] for name in arms}
-    for repeat in range(args.repeats):
-        for name, arm in arms.items():
-            result = arm()
-            runs[name].append(result)
-            print(f"[{repeat + 1}/{args.repeats}] {name}: step {1000 * result['step_time_s']:.2f} ms, wall {result['wall_s']:.1f} s", flush=True)
+def sweep_cost() -> dict:
+    """The default sweep through the CLI, once: where its wall time goes."""
+    out = Path(tempfile.mkdtemp()) / "demo"
+    started_wall, started = time.time(), time.perf_counter()
+    subprocess.run([str(BIN / "orchestrator"), "sweep", "jobs/digits-mlp.yaml", "--out", str(out)], cwd=ROOT,
+                   env={**os.environ}, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - started
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    ok = [r for r in records if r["status"] == "ok"]
+    training = sum(r["training_s"] for r in ok)
+    parts = {
+        "training_s": training,
+        "ray_start_and_plan_s": min(r["started_at"] for r in records) - started_wall,
+        "trial_start_s": sum(r["startup_s"] for r in ok),
+        "worker_setup_s": sum(r["time_to_first_step_s"] - r["startup_s"] - r["first_step_s"] for r in ok),
+        "after_training_s": sum(r["wall_time_s"] - r["time_to_first_step_s"] - (r["training_s"] - r["first_step_s"]) for r in ok),
+    }
+    parts["other_s"] = wall - sum(parts.values())  # trainer builds, between trials, reports at the end
+    return {"job": "jobs/digits-mlp.yaml", "trials": len(records), "failed": len(records) - len(ok), "wall_s": wall,
+            "training_fraction": training / wall, "parts": parts}
 
+
+ARMS = {
+    "torch/orchestrator": lambda: orchestrated("torch", 2),
+    "torch/torchrun": lambda: bare_torch(2),
+    "tf/orchestrator": lambda: orchestrated("tf", 2),
+    "tf/TF_CONFIG": bare_tf,
+    "horovod/orchestrator": lambda: orchestrated("horovod", 2),
+    "horovod/horovodrun": bare_horovod,
+    "torch/orchestrator@1": lambda: orchestrated("torch", 1),
+    "torch/torchrun@1": lambda: bare_torch(1),
+}
+PAIRS = {"torch": ("torch/orchestrator", "torch/torchrun"), "tf": ("tf/orchestrator", "tf/TF_CONFIG"),
+         "horovod": ("horovod/orchestrator", "horovod/horovodrun")}
+
+
+def machine() -> dict:
+    def version(package):
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    memory = None
+    if Path("/proc/meminfo").exists():
+        memory = round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20, 1)
+    return {"python": platform.python_version(), "machine": platform.machine(), "cpu": model,
+            "cpus": os.cpu_count(), "memory_gib": memory, "os": platform.platform(),
+            "ray": version("ray"), "torch": version("torch"), "tensorflow": version("tensorflow-cpu"),
+            "horovod": version("horovod")}
+
+
+def summarize(runs: dict, repeats: int, cost: dict | None) -> dict:
     def median(name, key):
         return statistics.median(r[key] for r in runs[name])
 
-    summary = {
-        "machine": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
-        "workload": {"steps": STEPS, "warmup_steps": WARMUP, "per_worker_batch": BATCH, **CONFIG},
-        "repeats": args.repeats,
-        "runs": runs,
-        "ratios": {
-            "torch_step_time_orchestrator_over_torchrun": median("torch/orchestrator", "step_time_s") / median("torch/torchrun", "step_time_s"),
-            "tf_step_time_orchestrator_over_tf_config": median("tf/orchestrator", "step_time_s") / median("tf/TF_CONFIG", "step_time_s"),
-            "torch_wall_orchestrator_over_torchrun": median("torch/orchestrator", "wall_s") / median("torch/torchrun", "wall_s"),
-            "tf_wall_orchestrator_over_tf_config": median("tf/orchestrator", "wall_s") / median("tf/TF_CONFIG", "wall_s"),
-        },
+    ratios = {}
+    for framework, (orch, bare) in PAIRS.items():
+        ratios[f"{framework}_step_time"] = median(orch, "step_time_s") / median(bare, "step_time_s")
+        ratios[f"{framework}_time_to_first_step"] = median(orch, "time_to_first_step_s") / median(bare, "time_to_first_step_s")
+        ratios[f"{framework}_wall"] = median(orch, "wall_s") / median(bare, "wall_s")
+    efficiency = {
+        "orchestrator": median("torch/orchestrator", "samples_per_sec") / (2 * median("torch/orchestrator@1", "samples_per_sec")),
+        "torchrun": median("torch/torchrun", "samples_per_sec") / (2 * median("torch/torchrun@1", "samples_per_sec")),
     }
+    # Per repeat too: the arms of one repeat ran minutes apart, a spread over repeats shows the noise.
+    per_repeat = [runs["torch/orchestrator"][i]["samples_per_sec"] / (2 * runs["torch/orchestrator@1"][i]["samples_per_sec"])
+                  / (runs["torch/torchrun"][i]["samples_per_sec"] / (2 * runs["torch/torchrun@1"][i]["samples_per_sec"]))
+                  for i in range(repeats)]
+    profile = {name: {k: statistics.median(r["profile"][k] for r in runs[name]) for k in runs[name][0]["profile"]}
+               for name in runs if runs[name] and "profile" in runs[name][0]}
+    return {
+        "command": f".venv/bin/python bench/overhead.py --repeats {repeats}",
+        "machine": machine(),
+        "workload": {**CONFIG, "steps": STEPS, "warmup_steps": WARMUP},
+        "repeats": repeats,
+        "goals": {"step_time_ratio_max": 1.02, "time_to_first_step_ratio_max": 1.5, "distortion_min": 0.98},
+        "ratios": ratios,
+        "efficiency_at_2": {**efficiency, "distortion": efficiency["orchestrator"] / efficiency["torchrun"],
+                            "distortion_per_repeat": per_repeat},
+        "profile_time_to_first_step": profile,
+        "sweep_cost": cost,
+        "medians": {name: {k: statistics.median(r[k] for r in rs) for k in ("step_time_s", "samples_per_sec",
+                                                                            "time_to_first_step_s", "wall_s")}
+                    for name, rs in runs.items()},
+        "runs": runs,
+    }
+
+
+def markdown(summary: dict) -> str:
+    m, goals = summary["machine"], summary["goals"]
+    lines = ["# Orchestrator overhead, time to first step, distortion, sweep cost", "",
+             f"`{summary['command']}`: {summary['repeats']} interleaved repeats of every arm; medians.", "",
+             f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['os']}; Python {m['python']}, "
+             f"Ray {m['ray']}, torch {m['torch']}, TensorFlow {m['tensorflow']}, Horovod {m['horovod']}.", "",
+             f"Workload: MLP 512x512 on synthetic 8x8 images, batch {BATCH} per worker, {STEPS} steps ({WARMUP} "
+             "warm-up), 1 thread per worker, the same function in every arm.", "",
+             "| arm | step time | samples/s | time to first step | wall time |", "|---|---:|---:|---:|---:|"]
+    for name, med in summary["medians"].items():
+        lines.append(f"| {name} | {1000 * med['step_time_s']:.2f} ms | {med['samples_per_sec']:,.0f} "
+                     f"| {med['time_to_first_step_s']:.1f} s | {med['wall_s']:.1f} s |")
+    r = summary["ratios"]
+    lines += ["", "| orchestrator / bare | step time (goal ≤ 1.02) | time to first step (goal ≤ 1.5) | wall time |",
+              "|---|---:|---:|---:|"]
+    for framework, bare in (("torch", "torchrun"), ("tf", "TF_CONFIG"), ("horovod", "horovodrun")):
+        lines.append(f"| {framework} vs {bare} | {r[f'{framework}_step_time']:.3f} | "
+                     f"{r[f'{framework}_time_to_first_step']:.2f} | {r[f'{framework}_wall']:.2f} |")
+    e = summary["efficiency_at_2"]
+    lines += ["", f"Scaling efficiency at 2 workers (torch DDP): through the orchestrator {e['orchestrator']:.3f}, "
+              f"through torchrun {e['torchrun']:.3f}; distortion ratio {e['distortion']:.3f} (goal ≥ {goals['distortion_min']}); "
+              f"per repeat {', '.join(f'{v:.3f}' for v in e['distortion_per_repeat'])}.", "",
+              "Time to first step through the orchestrator, where it goes (medians, seconds):", "",
+              "| arm | CLI + Ray start | trainer build | worker group start | worker setup | first step |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for name, p in summary["profile_time_to_first_step"].items():
+        lines.append(f"| {name} | {p['cli_and_ray_start_s']:.1f} | {p['trainer_build_s']:.1f} | "
+                     f"{p['worker_group_start_s']:.1f} | {p['worker_setup_s']:.1f} | {p['first_step_s']:.2f} |")
+    cost = summary["sweep_cost"]
+    if cost:
+        p = cost["parts"]
+        lines += ["", f"Sweep cost: `orchestrator sweep {cost['job']}` ({cost['trials']} trials, {cost['failed']} failed) "
+                  f"took {cost['wall_s']:.0f} s, of which training {p['training_s']:.0f} s "
+                  f"({100 * cost['training_fraction']:.0f}%): Ray start and planning {p['ray_start_and_plan_s']:.0f} s, "
+                  f"trial start (controller, placement, worker processes) {p['trial_start_s']:.0f} s, worker setup "
+                  f"(imports, data, model, process group) {p['worker_setup_s']:.0f} s, after training (test accuracy, "
+                  f"exports, teardown) {p['after_training_s']:.0f} s, the rest {p['other_s']:.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-sweep-cost", action="store_true", help="skip the default sweep's cost")
+    parser.add_argument("--arms", help="comma-separated subset of: " + ", ".join(ARMS))
+    args = parser.parse_args()
+    names = args.arms.split(",") if args.arms else list(ARMS)
+    runs = {name: [] for name in names}
+    for repeat in range(args.repeats):
+        for name in names:
+            result = ARMS[name]()
+            runs[name].append(result)
+            print(f"[{repeat + 1}/{args.repeats}] {name}: step {1000 * result['step_time_s']:.2f} ms, "
+                  f"{result['samples_per_sec']:,.0f} samples/s, first step at {result['time_to_first_step_s']:.1f} s, "
+                  f"wall {result['wall_s']:.1f} s", flush=True)
+    if set(names) != set(ARMS):
+        print(json.dumps(runs, indent=1))
+        return
+    cost = None
+    if not args.no_sweep_cost:
+        print("sweep cost: the default sweep (jobs/digits-mlp.yaml) ...", flush=True)
+        cost = sweep_cost()
+    summary = summarize(runs, args.repeats, cost)
     out = ROOT / "bench/results"
     (out / "overhead.json").write_text(json.dumps(summary, indent=2) + "\n")
-    lines = ["# Orchestrator overhead at 2 workers (medians of interleaved repeats)", "",
-             f"`.venv/bin/python bench/overhead.py --repeats {args.repeats}` on {os.cpu_count()} CPUs, "
-             f"MLP 512x512, batch {BATCH}/worker, {STEPS} steps ({WARMUP} warm-up), 1 thread per worker.", "",
-             "| arm | step time | wall time (process start to exit) |", "|---|---:|---:|"]
-    for name in arms:
-        lines.append(f"| {name} | {1000 * median(name, 'step_time_s'):.2f} ms | {median(name, 'wall_s'):.1f} s |")
-    lines += ["", *[f"- {k}: {v:.3f}" for k, v in summary["ratios"].items()]]
-    (out / "overhead.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    (out / "overhead.md").write_text(markdown(summary))
+    print(markdown(summary))
 
 
 if __name__ == "__main__":

@@ -193,6 +193,8 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
         # The first step pays for tracing/compiling the step (tf.function, torch.compile, XLA) and for the
         # first collectives; what it takes beyond a steady step is reported as compile time.
         "first_step_s": first,
+        # Rank 0's time inside training steps, warm-up included: the part of wall_time_s that is training.
+        "training_s": sum(t for r in rank0["records"] for t in r["metrics"].get("step_times_s") or []) or None,
         "compile_s": max(0.0, first - max(w["step_time_p50_s"] for w in per_worker)) if first is not None else None,
         "nodes": sorted({w["node_id"] for w in per_worker}),
         "final_step": final.get("step"),

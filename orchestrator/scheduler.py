@@ -209,7 +209,8 @@ def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict, out_dir: Op
     try:
         run = trial.run(plan, storage)
         summary = measure.summarize(run.workers, plan.warmup_steps, plan.samples_metric, run.launched_wall)
-        record.update(status="ok", error=None, wall_time_s=run.ended_wall - run.launched_wall, **summary)
+        record.update(status="ok", error=None, wall_time_s=run.ended_wall - run.launched_wall,
+                      launched_at=run.launched_wall, **summary)
         if out_dir is not None:
             record.update(artifacts.save(out_dir, plan.trial_id, run.files, run.skipped_files))
     except measure.MeasurementError as err:
