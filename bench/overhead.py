@@ -103,6 +103,20 @@ def from_prints(lines: list[str], workers: int) -> dict:
     return {"step_time_s": seconds / steps, "samples_per_sec": workers * BATCH * steps / seconds, "first_step_wall": first}
 
 
+def _by_rank(stdout: str, pattern: str) -> dict[str, list[str]]:
+    """Each rank's printed lines, from output whose lines carry the rank (group 1) before the text (group 2)."""
+    by_rank: dict[str, list[str]] = {}
+    for line in stdout.splitlines():
+        match = re.match(pattern, line)
+        if match:
+            by_rank.setdefault(match.group(1), []).append(match.group(2).strip())
+    return by_rank
+
+
+def _stamps(by_rank: dict[str, list[str]]) -> list[float]:
+    return [json.loads(line)["first_step_wall"] for lines in by_rank.values() for line in lines if "first_step_wall" in line]
+
+
 def _finish(started_wall: float, started: float, measured: dict, extra_first: list[float] = ()) -> dict:
     first = max([measured.pop("first_step_wall"), *extra_first])
     return {**measured, "time_to_first_step_s": first - started_wall, "wall_s": time.perf_counter() - started}
@@ -113,12 +127,8 @@ def bare_torch(workers: int) -> dict:
     done = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", str(workers), "--master_port", str(free_port()),
                            _script(BARE_TORCH), json.dumps({**CONFIG, "strategy": "ddp"})],
                           env=_env(), capture_output=True, text=True, check=True)
-    by_rank: dict[str, list[str]] = {}
-    for line in done.stdout.splitlines():
-        match = re.match(r"\[rank (\d+)\] (.*)$", line)
-        if match:
-            by_rank.setdefault(match.group(1), []).append(match.group(2).strip())
-    stamps = [json.loads(line)["first_step_wall"] for lines in by_rank.values() for line in lines if "first_step_wall" in line]
+    by_rank = _by_rank(done.stdout, r"\[rank (\d+)\] (.*)$")
+    stamps = _stamps(by_rank)
     return _finish(started_wall, started, from_prints(by_rank["0"], workers), stamps)
 
 
@@ -134,7 +144,7 @@ def bare_tf() -> dict:
     outputs = [p.communicate()[0] for p in procs]
     if any(p.returncode for p in procs):
         raise RuntimeError("bare TF worker failed")
-    stamps = [json.loads(line)["first_step_wall"] for out in outputs for line in out.splitlines() if "first_step_wall" in line]
+    stamps = _stamps({str(i): out.splitlines() for i, out in enumerate(outputs)})
     return _finish(started_wall, started, from_prints(outputs[0].splitlines(), 2), stamps)
 
 
@@ -143,12 +153,8 @@ def bare_horovod() -> dict:
     done = subprocess.run([str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", PY,
                            _script(BARE_HOROVOD), json.dumps({**CONFIG, "strategy": "horovod"})],
                           env=_env(), capture_output=True, text=True, check=True)
-    by_rank: dict[str, list[str]] = {}
-    for line in done.stdout.splitlines():
-        match = re.match(r"\[(?:\d+,)?(\d+)\]<stdout>:(.*)$", line)
-        if match:
-            by_rank.setdefault(match.group(1), []).append(match.group(2).strip())
-    stamps = [json.loads(line)["first_step_wall"] for lines in by_rank.values() for line in lines if "first_step_wall" in line]
+    by_rank = _by_rank(done.stdout, r"\[(?:\d+,)?(\d+)\]<stdout>:(.*)$")  # horovodrun's prefix
+    stamps = _stamps(by_rank)
     return _finish(started_wall, started, from_prints(by_rank["0"], 2), stamps)
 
 

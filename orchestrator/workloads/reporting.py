@@ -89,9 +89,19 @@ def tensorboard_without_tensorflow() -> None:
         sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 
-def step_scalars(steps: range, losses: list[float], step_times: list[float], global_batch: int) -> Iterator[tuple]:
-    """(step, loss, step time in ms, global samples/s) for each step of a report, for TensorBoard."""
-    for step, loss, seconds in zip(steps, losses, step_times):
+def export_dir(config: dict, rank: int) -> Optional[Path]:
+    """Where rank 0 writes the trained model's exports when the trial asks for them (``config["export"]``)."""
+    return artifacts_dir("export") if config.get("export") and rank == 0 else None
+
+
+# Per-step TensorBoard values are kept in memory and written after training (or every this many steps), so the
+# writer's imports and writes never run before step 1 or between timed steps, where the other ranks would wait.
+TENSORBOARD_FLUSH_STEPS = 50_000
+
+
+def step_scalars(rows: list[tuple[int, float, float]], global_batch: int) -> Iterator[tuple]:
+    """(step, loss, step time in ms, global samples/s) for each (step, loss, seconds) row, for TensorBoard."""
+    for step, loss, seconds in rows:
         yield step, loss, 1000 * seconds, global_batch / seconds
 
 

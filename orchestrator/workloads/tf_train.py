@@ -12,8 +12,9 @@ Execution (``config["execution"]``): ``eager`` runs the step op by op from Pytho
 into a graph with tf.function (TensorFlow's usual); ``xla`` also compiles the forward and backward pass with
 XLA (``jit_compile=True``), leaving the all-reduce and the optimiser update to the graph around it.
 
-Rank 0 writes TensorBoard event files (loss, step time and throughput per step, the model's traced graph)
-and, when asked, exports the trained model to TF Lite (orchestrator/workloads/export.py).
+Rank 0 writes TensorBoard event files (loss, step time and throughput per step, the model graph) after
+training, from values kept while it runs, and, when asked, exports the trained model to TF Lite
+(orchestrator/workloads/export.py).
 
 Batch arithmetic: every replica takes ``per_worker_batch`` samples a step, so the global batch is
 per_worker_batch * num_replicas_in_sync, and the loss is averaged over that global batch, which is what
@@ -40,9 +41,11 @@ from orchestrator.workloads.reporting import (  # noqa: E402
     artifacts_dir,
     checkpoint_dir,
     default_config,
+    export_dir,
     latest_checkpoint,
     read_step,
     reporter,
+    TENSORBOARD_FLUSH_STEPS,
     step_scalars,
     write_step,
 )
@@ -170,12 +173,24 @@ def train_loop(config: dict) -> None:
             first_step = read_step(restored) + 1
 
     logdir = artifacts_dir("tensorboard") if rank == 0 else None
-    writer = tf.summary.create_file_writer(str(logdir)) if logdir else None
-    if writer:
-        shape = (None, config["image_size"], config["image_size"])
+    history: list[tuple[int, float, float]] = []  # (step, loss, seconds) for TensorBoard, written later
+    writer = None
+
+    def write_tensorboard() -> None:
+        nonlocal writer
+        if writer is None:
+            writer = tf.summary.create_file_writer(str(logdir))
+            shape = (None, config["image_size"], config["image_size"])
+            with writer.as_default():
+                tf.summary.graph(tf.function(lambda x: model(x, training=False)).get_concrete_function(
+                    tf.TensorSpec(shape, tf.float32)).graph)
         with writer.as_default():
-            tf.summary.graph(tf.function(lambda x: model(x, training=False)).get_concrete_function(
-                tf.TensorSpec(shape, tf.float32)).graph)
+            for at, value, millis, rate in step_scalars(history, global_batch if not hvd else global_batch * workers):
+                tf.summary.scalar("train/loss", value, step=at)
+                tf.summary.scalar("train/step_time_ms", millis, step=at)
+                tf.summary.scalar("train/samples_per_sec", rate, step=at)
+        writer.flush()
+        history.clear()
 
     every = config.get("checkpoint_every") or 0
     step_times: list[float] = []
@@ -200,15 +215,10 @@ def train_loop(config: dict) -> None:
             }
             if step - len(step_times) < 1 <= step:
                 metrics["first_step_wall"] = first_step_wall
-            if writer:  # outside the timed steps
-                first = step - len(step_times) + 1
-                with writer.as_default():
-                    for at, value, millis, rate in step_scalars(range(first, step + 1), losses, step_times,
-                                                                global_batch if not hvd else global_batch * workers):
-                        tf.summary.scalar("train/loss", value, step=at)
-                        tf.summary.scalar("train/step_time_ms", millis, step=at)
-                        tf.summary.scalar("train/samples_per_sec", rate, step=at)
-                writer.flush()
+            if logdir:
+                history += zip(range(step - len(step_times) + 1, step + 1), losses, step_times)
+                if len(history) >= TENSORBOARD_FLUSH_STEPS:
+                    write_tensorboard()
             if last and len(x_test):
                 metrics["test_accuracy"] = accuracy(model, x_test, y_test)
             if checkpoint_now:
@@ -220,16 +230,17 @@ def train_loop(config: dict) -> None:
             else:
                 report(metrics)
             step_times, losses = [], []
-    if writer:
+    if logdir:
+        write_tensorboard()
         writer.close()
-    export = config.get("export")
-    directory = artifacts_dir("export") if export and rank == 0 else None
+    directory = export_dir(config, rank)
     if directory:
-        from orchestrator.workloads import export as deploy
+        from orchestrator.workloads import export
 
         plain = build_model(config["model"], config["params"], config["image_size"], config["seed"])
         plain.set_weights(model.get_weights())  # out of the strategy's scope: plain variables to convert
-        deploy.tf_models(plain, x_test, y_test, x_train[:1], directory, export["latency_runs"], config["threads"])
+        runs = config["export"]["latency_runs"]
+        export.tf_models(plain, x_test, y_test, x_train[:1], directory, runs, config["threads"])
 
 
 def accuracy(model: tf.keras.Model, images: np.ndarray, labels: np.ndarray) -> float:

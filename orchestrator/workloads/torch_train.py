@@ -9,8 +9,9 @@ Distributed:  the orchestrator runs ``train_loop`` on every worker.
 Execution (``config["execution"]``): ``eager`` runs the model op by op; ``compiled`` runs it through
 torch.compile (TorchDynamo captures the graph, Inductor generates the kernels; the first step pays for it).
 
-Rank 0 writes TensorBoard event files (loss, step time and throughput per step, the model graph) and, when
-asked, exports the trained model to ONNX (orchestrator/workloads/export.py).
+Rank 0 writes TensorBoard event files (loss, step time and throughput per step, the model graph) after
+training, from values kept while it runs, and, when asked, exports the trained model to ONNX
+(orchestrator/workloads/export.py).
 
 Batch arithmetic: each of the N workers takes ``per_worker_batch`` samples a step, so one optimiser step
 sees N * per_worker_batch samples; DDP averages gradients over workers, which equals the mean loss over
@@ -32,8 +33,10 @@ from orchestrator.workloads.reporting import (
     artifacts_dir,
     checkpoint_dir,
     default_config,
+    export_dir,
     latest_checkpoint,
     reporter,
+    TENSORBOARD_FLUSH_STEPS,
     step_scalars,
     tensorboard_without_tensorflow,
 )
@@ -120,13 +123,23 @@ def train_loop(config: dict) -> None:
     if config.get("execution") == "compiled":
         model = torch.compile(model)  # DDP under torch.compile: graphs split at gradient buckets
     logdir = artifacts_dir("tensorboard") if rank == 0 else None
+    history: list[tuple[int, float, float]] = []  # (step, loss, seconds) for TensorBoard, written later
     writer = None
-    if logdir:
-        tensorboard_without_tensorflow()
-        from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(logdir))
-        writer.add_graph(net, torch.from_numpy(x_train[:1]).to(device))  # traced with torch.jit.trace
+    def write_tensorboard() -> None:
+        nonlocal writer
+        if writer is None:
+            tensorboard_without_tensorflow()
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(logdir))
+            writer.add_graph(net, torch.from_numpy(x_train[:1]).to(device))  # traced with torch.jit.trace
+        for at, value, millis, rate in step_scalars(history, config["per_worker_batch"] * world):
+            writer.add_scalar("train/loss", value, at)
+            writer.add_scalar("train/step_time_ms", millis, at)
+            writer.add_scalar("train/samples_per_sec", rate, at)
+        writer.flush()
+        history.clear()
 
     first_step = 1
     with latest_checkpoint() as restored:
@@ -158,14 +171,10 @@ def train_loop(config: dict) -> None:
             }
             if step - len(step_times) < 1 <= step:
                 metrics["first_step_wall"] = first_step_wall
-            if writer:  # outside the timed steps
-                first = step - len(step_times) + 1
-                for at, value, millis, rate in step_scalars(range(first, step + 1), losses, step_times,
-                                                            config["per_worker_batch"] * world):
-                    writer.add_scalar("train/loss", value, at)
-                    writer.add_scalar("train/step_time_ms", millis, at)
-                    writer.add_scalar("train/samples_per_sec", rate, at)
-                writer.flush()
+            if logdir:
+                history += zip(range(step - len(step_times) + 1, step + 1), losses, step_times)
+                if len(history) >= TENSORBOARD_FLUSH_STEPS:
+                    write_tensorboard()
             if last and len(x_test):
                 metrics["test_accuracy"] = accuracy(net, x_test, y_test, device)
             if checkpoint_now:
@@ -178,14 +187,15 @@ def train_loop(config: dict) -> None:
             else:
                 report(metrics)
             step_times, losses = [], []
-    if writer:
+    if logdir:
+        write_tensorboard()
         writer.close()
-    export = config.get("export")
-    directory = artifacts_dir("export") if export and rank == 0 else None
+    directory = export_dir(config, rank)
     if directory:
-        from orchestrator.workloads import export as deploy
+        from orchestrator.workloads import export
 
-        deploy.torch_models(net, x_test, y_test, x_train[:1], directory, export["latency_runs"], config["threads"])
+        runs = config["export"]["latency_runs"]
+        export.torch_models(net, x_test, y_test, x_train[:1], directory, runs, config["threads"])
 
 
 @torch.no_grad()

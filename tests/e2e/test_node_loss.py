@@ -31,7 +31,7 @@ def test_sweep_reports_the_trial_a_lost_node_failed_and_carries_on(cluster, tmp_
         # Trials in order: w1, w2 (one worker on each node: the node is lost during it), w1 again (fits on
         # the head alone), w2 again (cannot be placed any more).
         "sweep": {"workers": [1, 2], "repeats": 2},
-        "reliability": {"max_failures": 1, "placement_timeout_s": 5},
+        "reliability": {"max_failures": 1, "placement_timeout_s": 5}, "deploy": {"export": False},
     }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     out = tmp_path / "out"

@@ -21,6 +21,7 @@ def test_four_strategies_train_the_same_model_and_share_a_report(ray_session, tm
     data = yaml.safe_load(open("jobs/digits-4-strategies.yaml"))
     data["sweep"]["workers"] = [2]
     data["training"].update(steps=60, warmup_steps=5, report_every=20)
+    data["deploy"] = {"export": False}  # exports are tested in test_beyond_speed.py
     scheduler.sweep(spec.parse(data), tmp_path)
     records = {(r["framework"], r["strategy"]): r for r in results.read(tmp_path)}
     assert sorted(records) == [("tensorflow", "horovod"), ("tensorflow", "multi_worker_mirrored"),

@@ -24,6 +24,7 @@ DIGITS = {
     "batch": {"per_worker": 32},
     "training": {"steps": 200, "warmup_steps": 20, "report_every": 50, "learning_rate": 0.05},
     "sweep": {"workers": [1, 2], "repeats": 1},
+    "deploy": {"export": False},  # exports are tested in test_beyond_speed.py; here they would only cost time
 }
 
 
@@ -141,7 +142,7 @@ def test_adaptive_sweep_chooses_counts_and_reports_the_saving(ray_session, tmp_p
         "workload": {"model": "mlp", "params": {"hidden": [32]}},
         "dataset": {"name": "synthetic", "num_samples": 1024}, "batch": {"per_worker": 32},
         "training": {"steps": 40, "warmup_steps": 10, "report_every": 20},
-        "sweep": {"workers": [1, 2, 3, 4], "adaptive": True},
+        "sweep": {"workers": [1, 2, 3, 4], "adaptive": True}, "deploy": {"export": False},
         "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
     }
     outcome = scheduler.sweep(spec.parse(job), tmp_path)

@@ -48,7 +48,7 @@ def test_killed_worker_resumes_from_checkpoint(ray_session, tmp_path, framework,
         "dataset": {"name": "synthetic", "num_samples": 2048}, "batch": {"per_worker": 64},
         "training": {"steps": STEPS, "warmup_steps": 10, "report_every": 25, "checkpoint_every": EVERY},
         "sweep": {"workers": [2]},
-        "reliability": {"max_failures": 2, "collective_timeout_s": 60},
+        "reliability": {"max_failures": 2, "collective_timeout_s": 60}, "deploy": {"export": False},
     }
     killed: list = []
     killer = threading.Thread(target=kill_a_worker_after_first_checkpoint, args=(tmp_path / "ray_storage", killed), daemon=True)
