@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import socket
 import statistics
 import subprocess
@@ -55,10 +54,15 @@ THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREA
            "TF_NUM_INTEROP_THREADS": "1", "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 STRATEGY = {"torch": "ddp", "tf": "multi_worker_mirrored", "horovod": "horovod"}
 
-BARE_TORCH = """
-import builtins, json, os, sys
-_print, rank = builtins.print, os.environ["RANK"]
-builtins.print = lambda *args, **kwargs: _print(f"[rank {rank}]", *args, flush=True, **kwargs)
+# Each rank prints its reports to its own file (ranks sharing one pipe can interleave their lines).
+PER_RANK_PRINTS = """
+import builtins, functools, os
+_rank = os.environ.get("RANK", os.environ.get("HOROVOD_RANK"))
+_out = open(os.path.join(os.environ["BENCH_OUT"], f"rank{_rank}.txt"), "a")
+builtins.print = functools.partial(builtins.print, file=_out, flush=True)
+"""
+BARE_TORCH = PER_RANK_PRINTS + """
+import json, sys
 import torch.distributed as dist
 dist.init_process_group("gloo")
 from orchestrator.workloads import torch_train
@@ -70,7 +74,7 @@ import json, sys
 from orchestrator.workloads import tf_train
 tf_train.train_loop(json.loads(sys.argv[1]))
 """
-BARE_HOROVOD = """
+BARE_HOROVOD = PER_RANK_PRINTS + """
 import json, sys
 from orchestrator.workloads import torch_train
 torch_train.train_loop(json.loads(sys.argv[1]))  # strategy horovod: hvd.init() and DistributedOptimizer inside
@@ -103,14 +107,9 @@ def from_prints(lines: list[str], workers: int) -> dict:
     return {"step_time_s": seconds / steps, "samples_per_sec": workers * BATCH * steps / seconds, "first_step_wall": first}
 
 
-def _by_rank(stdout: str, pattern: str) -> dict[str, list[str]]:
-    """Each rank's printed lines, from output whose lines carry the rank (group 1) before the text (group 2)."""
-    by_rank: dict[str, list[str]] = {}
-    for line in stdout.splitlines():
-        match = re.match(pattern, line)
-        if match:
-            by_rank.setdefault(match.group(1), []).append(match.group(2).strip())
-    return by_rank
+def _by_rank(directory: str) -> dict[str, list[str]]:
+    """Each rank's printed lines, from the files PER_RANK_PRINTS writes."""
+    return {path.stem.removeprefix("rank"): path.read_text().splitlines() for path in Path(directory).glob("rank*.txt")}
 
 
 def _stamps(by_rank: dict[str, list[str]]) -> list[float]:
@@ -124,10 +123,11 @@ def _finish(started_wall: float, started: float, measured: dict, extra_first: li
 
 def bare_torch(workers: int) -> dict:
     started_wall, started = time.time(), time.perf_counter()
-    done = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", str(workers), "--master_port", str(free_port()),
-                           _script(BARE_TORCH), json.dumps({**CONFIG, "strategy": "ddp"})],
-                          env=_env(), capture_output=True, text=True, check=True)
-    by_rank = _by_rank(done.stdout, r"\[rank (\d+)\] (.*)$")
+    prints = tempfile.mkdtemp()
+    subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", str(workers), "--master_port", str(free_port()),
+                    _script(BARE_TORCH), json.dumps({**CONFIG, "strategy": "ddp"})],
+                   env=_env(BENCH_OUT=prints), capture_output=True, text=True, check=True)
+    by_rank = _by_rank(prints)
     stamps = _stamps(by_rank)
     return _finish(started_wall, started, from_prints(by_rank["0"], workers), stamps)
 
@@ -150,10 +150,11 @@ def bare_tf() -> dict:
 
 def bare_horovod() -> dict:
     started_wall, started = time.time(), time.perf_counter()
-    done = subprocess.run([str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", PY,
-                           _script(BARE_HOROVOD), json.dumps({**CONFIG, "strategy": "horovod"})],
-                          env=_env(), capture_output=True, text=True, check=True)
-    by_rank = _by_rank(done.stdout, r"\[(?:\d+,)?(\d+)\]<stdout>:(.*)$")  # horovodrun's prefix
+    prints = tempfile.mkdtemp()
+    subprocess.run([str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", PY,
+                    _script(BARE_HOROVOD), json.dumps({**CONFIG, "strategy": "horovod"})],
+                   env=_env(BENCH_OUT=prints), capture_output=True, text=True, check=True)
+    by_rank = _by_rank(prints)
     stamps = _stamps(by_rank)
     return _finish(started_wall, started, from_prints(by_rank["0"], 2), stamps)
 
@@ -333,7 +334,11 @@ def main() -> None:
     runs = {name: [] for name in names}
     for repeat in range(args.repeats):
         for name in names:
-            result = ARMS[name]()
+            try:
+                result = ARMS[name]()
+            except Exception as err:  # one retry: a run that failed measures nothing
+                print(f"[{repeat + 1}/{args.repeats}] {name} failed ({type(err).__name__}: {err}); again", flush=True)
+                result = ARMS[name]()
             runs[name].append(result)
             print(f"[{repeat + 1}/{args.repeats}] {name}: step {1000 * result['step_time_s']:.2f} ms, "
                   f"{result['samples_per_sec']:,.0f} samples/s, first step at {result['time_to_first_step_s']:.1f} s, "

@@ -94,15 +94,40 @@ def export_dir(config: dict, rank: int) -> Optional[Path]:
     return artifacts_dir("export") if config.get("export") and rank == 0 else None
 
 
-# Per-step TensorBoard values are kept in memory and written after training (or every this many steps), so the
-# writer's imports and writes never run before step 1 or between timed steps, where the other ranks would wait.
-TENSORBOARD_FLUSH_STEPS = 50_000
+class StepLog:
+    """Loss, step time and throughput of every step, for TensorBoard: kept in memory while training and written
+    after it (or every ``flush_steps`` steps), so that the writer's imports and writes never run before step 1
+    or between timed steps, where the other ranks would wait for this one.
 
+    ``open_writer()`` is called once, at the first write; it returns ``(write, close)``: ``write`` takes
+    ``[(tag, value, step), ...]`` and flushes them to disk, ``close`` ends the file.
+    """
 
-def step_scalars(rows: list[tuple[int, float, float]], global_batch: int) -> Iterator[tuple]:
-    """(step, loss, step time in ms, global samples/s) for each (step, loss, seconds) row, for TensorBoard."""
-    for step, loss, seconds in rows:
-        yield step, loss, 1000 * seconds, global_batch / seconds
+    def __init__(self, open_writer: Callable[[], tuple[Callable, Callable]], global_batch: int,
+                 flush_steps: int = 50_000):
+        self.open_writer, self.global_batch, self.flush_steps = open_writer, global_batch, flush_steps
+        self.rows: list[tuple[int, float, float]] = []
+        self.writer: Optional[tuple[Callable, Callable]] = None
+
+    def add(self, last_step: int, losses: list[float], step_times: list[float]) -> None:
+        """The steps of one report: they end at ``last_step``."""
+        self.rows += zip(range(last_step - len(step_times) + 1, last_step + 1), losses, step_times)
+        if len(self.rows) >= self.flush_steps:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.writer is None:
+            self.writer = self.open_writer()
+        scalars = []
+        for step, loss, seconds in self.rows:
+            scalars += [("train/loss", loss, step), ("train/step_time_ms", 1000 * seconds, step),
+                        ("train/samples_per_sec", self.global_batch / seconds, step)]
+        self.writer[0](scalars)
+        self.rows = []
+
+    def close(self) -> None:
+        self.flush()
+        self.writer[1]()
 
 
 def write_step(directory: str | Path, step: int) -> None:

@@ -38,6 +38,7 @@ import tensorflow as tf  # noqa: E402
 
 from orchestrator.workloads import data  # noqa: E402
 from orchestrator.workloads.reporting import (  # noqa: E402
+    StepLog,
     artifacts_dir,
     checkpoint_dir,
     default_config,
@@ -45,8 +46,6 @@ from orchestrator.workloads.reporting import (  # noqa: E402
     latest_checkpoint,
     read_step,
     reporter,
-    TENSORBOARD_FLUSH_STEPS,
-    step_scalars,
     write_step,
 )
 
@@ -173,24 +172,23 @@ def train_loop(config: dict) -> None:
             first_step = read_step(restored) + 1
 
     logdir = artifacts_dir("tensorboard") if rank == 0 else None
-    history: list[tuple[int, float, float]] = []  # (step, loss, seconds) for TensorBoard, written later
-    writer = None
 
-    def write_tensorboard() -> None:
-        nonlocal writer
-        if writer is None:
-            writer = tf.summary.create_file_writer(str(logdir))
-            shape = (None, config["image_size"], config["image_size"])
-            with writer.as_default():
-                tf.summary.graph(tf.function(lambda x: model(x, training=False)).get_concrete_function(
-                    tf.TensorSpec(shape, tf.float32)).graph)
+    def open_writer():
+        writer = tf.summary.create_file_writer(str(logdir))
+        shape = (None, config["image_size"], config["image_size"])
         with writer.as_default():
-            for at, value, millis, rate in step_scalars(history, global_batch if not hvd else global_batch * workers):
-                tf.summary.scalar("train/loss", value, step=at)
-                tf.summary.scalar("train/step_time_ms", millis, step=at)
-                tf.summary.scalar("train/samples_per_sec", rate, step=at)
-        writer.flush()
-        history.clear()
+            tf.summary.graph(tf.function(lambda x: model(x, training=False)).get_concrete_function(
+                tf.TensorSpec(shape, tf.float32)).graph)
+
+        def write(scalars):
+            with writer.as_default():
+                for tag, value, step in scalars:
+                    tf.summary.scalar(tag, value, step=step)
+            writer.flush()
+
+        return write, writer.close
+
+    log = StepLog(open_writer, global_batch * workers if hvd else global_batch) if logdir else None
 
     every = config.get("checkpoint_every") or 0
     step_times: list[float] = []
@@ -215,10 +213,8 @@ def train_loop(config: dict) -> None:
             }
             if step - len(step_times) < 1 <= step:
                 metrics["first_step_wall"] = first_step_wall
-            if logdir:
-                history += zip(range(step - len(step_times) + 1, step + 1), losses, step_times)
-                if len(history) >= TENSORBOARD_FLUSH_STEPS:
-                    write_tensorboard()
+            if log:
+                log.add(step, losses, step_times)
             if last and len(x_test):
                 metrics["test_accuracy"] = accuracy(model, x_test, y_test)
             if checkpoint_now:
@@ -230,9 +226,8 @@ def train_loop(config: dict) -> None:
             else:
                 report(metrics)
             step_times, losses = [], []
-    if logdir:
-        write_tensorboard()
-        writer.close()
+    if log:
+        log.close()
     directory = export_dir(config, rank)
     if directory:
         from orchestrator.workloads import export

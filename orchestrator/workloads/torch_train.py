@@ -30,14 +30,13 @@ from torch import nn
 
 from orchestrator.workloads import data
 from orchestrator.workloads.reporting import (
+    StepLog,
     artifacts_dir,
     checkpoint_dir,
     default_config,
     export_dir,
     latest_checkpoint,
     reporter,
-    TENSORBOARD_FLUSH_STEPS,
-    step_scalars,
     tensorboard_without_tensorflow,
 )
 
@@ -123,23 +122,22 @@ def train_loop(config: dict) -> None:
     if config.get("execution") == "compiled":
         model = torch.compile(model)  # DDP under torch.compile: graphs split at gradient buckets
     logdir = artifacts_dir("tensorboard") if rank == 0 else None
-    history: list[tuple[int, float, float]] = []  # (step, loss, seconds) for TensorBoard, written later
-    writer = None
 
-    def write_tensorboard() -> None:
-        nonlocal writer
-        if writer is None:
-            tensorboard_without_tensorflow()
-            from torch.utils.tensorboard import SummaryWriter
+    def open_writer():
+        tensorboard_without_tensorflow()
+        from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(logdir))
-            writer.add_graph(net, torch.from_numpy(x_train[:1]).to(device))  # traced with torch.jit.trace
-        for at, value, millis, rate in step_scalars(history, config["per_worker_batch"] * world):
-            writer.add_scalar("train/loss", value, at)
-            writer.add_scalar("train/step_time_ms", millis, at)
-            writer.add_scalar("train/samples_per_sec", rate, at)
-        writer.flush()
-        history.clear()
+        writer = SummaryWriter(str(logdir))
+        writer.add_graph(net, torch.from_numpy(x_train[:1]).to(device))  # traced with torch.jit.trace
+
+        def write(scalars):
+            for tag, value, step in scalars:
+                writer.add_scalar(tag, value, step)
+            writer.flush()
+
+        return write, writer.close
+
+    log = StepLog(open_writer, config["per_worker_batch"] * world) if logdir else None
 
     first_step = 1
     with latest_checkpoint() as restored:
@@ -171,10 +169,8 @@ def train_loop(config: dict) -> None:
             }
             if step - len(step_times) < 1 <= step:
                 metrics["first_step_wall"] = first_step_wall
-            if logdir:
-                history += zip(range(step - len(step_times) + 1, step + 1), losses, step_times)
-                if len(history) >= TENSORBOARD_FLUSH_STEPS:
-                    write_tensorboard()
+            if log:
+                log.add(step, losses, step_times)
             if last and len(x_test):
                 metrics["test_accuracy"] = accuracy(net, x_test, y_test, device)
             if checkpoint_now:
@@ -187,9 +183,8 @@ def train_loop(config: dict) -> None:
             else:
                 report(metrics)
             step_times, losses = [], []
-    if logdir:
-        write_tensorboard()
-        writer.close()
+    if log:
+        log.close()
     directory = export_dir(config, rank)
     if directory:
         from orchestrator.workloads import export

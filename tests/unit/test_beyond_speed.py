@@ -169,3 +169,24 @@ def test_time_to_first_step_waits_for_the_slowest_worker():
     assert measure.summarize(workers, 5, "samples", 100.0)["time_to_first_step_s"] == 7.5
     del workers[1]["records"][0]["metrics"]["first_step_wall"]  # a worker that did not say: unknown
     assert measure.summarize(workers, 5, "samples", 100.0)["time_to_first_step_s"] is None
+
+
+def test_step_log_keeps_every_step_and_writes_only_when_flushed():
+    from orchestrator.workloads.reporting import StepLog
+
+    written, opened, closed = [], [], []
+
+    def open_writer():
+        opened.append(True)
+        return written.extend, lambda: closed.append(True)
+
+    log = StepLog(open_writer, global_batch=64, flush_steps=4)
+    log.add(2, [2.0, 1.5], [0.5, 0.25])
+    assert not opened  # nothing written (or imported) while training runs
+    log.add(4, [1.2, 1.0], [0.25, 0.125])  # four steps kept: written now
+    assert len(written) == 12 and written[:3] == [("train/loss", 2.0, 1), ("train/step_time_ms", 500.0, 1),
+                                                   ("train/samples_per_sec", 128.0, 1)]
+    log.add(5, [0.9], [0.5])
+    log.close()
+    assert [s for tag, _, s in written if tag == "train/loss"] == [1, 2, 3, 4, 5]
+    assert opened == [True] and closed == [True]
