@@ -5,14 +5,18 @@
 One command, every arm side by side. For each repeat, in turn (interleaved, so a drift of the machine lands on
 every arm alike):
 
-  2 workers   torch    the orchestrator (Ray Train TorchTrainer, DDP)   vs  bare `torchrun --nproc_per_node 2`
-              tf       the orchestrator (TensorflowTrainer, MWMS)      vs  two processes, TF_CONFIG set by hand
-              horovod  the orchestrator (horovod.ray RayExecutor)      vs  bare `horovodrun -np 2 --gloo`
-  1 worker    torch    the orchestrator                                vs  bare `torchrun --nproc_per_node 1`
+  2 workers   torch    the orchestrator, launcher: ray_train (TorchTrainer, DDP) and launcher: actors
+                       vs  bare `torchrun --nproc_per_node 2`
+              tf       the orchestrator, ray_train (DataParallelTrainer + TF_CONFIG, MWMS) and actors
+                       vs  two processes, TF_CONFIG set by hand
+              horovod  the orchestrator (horovod.ray RayExecutor)  vs  bare `horovodrun -np 2 --gloo`
+  1 worker    torch    the orchestrator, both launchers  vs  bare `torchrun --nproc_per_node 1`
               (with the 2-worker arms: scaling efficiency through each, and their ratio, the distortion)
+  attached    torch    launcher: actors at 2 workers on a Ray cluster already running (`ray start --head`
+                       before, `ray stop` after, neither timed), as `ray job submit` and KubeRay run it
 
-Then, once, the default sweep (`make demo`'s job, jobs/digits-mlp.yaml) through the CLI: its wall time split
-into training and everything else.
+Then, once, the default sweep (`make demo`'s job, jobs/digits-mlp.yaml) through the CLI with each launcher:
+its wall time split into training and everything else.
 
 Every arm runs the same built-in workload function (orchestrator/workloads/torch_train.py, tf_train.py), the
 same model, data, per-worker batch and steps, one intra-op thread per worker (OMP/MKL/TF threads = 1
@@ -159,7 +163,7 @@ def bare_horovod() -> dict:
     return _finish(started_wall, started, from_prints(by_rank["0"], 2), stamps)
 
 
-def orchestrated(framework: str, workers: int) -> dict:
+def orchestrated(framework: str, workers: int, launcher: str = "ray_train", address: str | None = None) -> dict:
     job = {
         "name": f"overhead-{framework}-{workers}",
         "arms": [{"framework": "tensorflow" if framework == "tf" else "torch", "strategy": STRATEGY[framework]}],
@@ -168,12 +172,15 @@ def orchestrated(framework: str, workers: int) -> dict:
         "training": {"steps": STEPS, "warmup_steps": WARMUP, "report_every": REPORT},
         "sweep": {"workers": [workers]}, "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
         "deploy": {"export": False},  # the bare arms export nothing either
+        "launcher": launcher,
     }
     work = Path(tempfile.mkdtemp())
     (work / "job.yaml").write_text(json.dumps(job))
+    attach = ["--address", address] if address else []
     started_wall, started = time.time(), time.perf_counter()
-    subprocess.run([str(BIN / "orchestrator"), "sweep", str(work / "job.yaml"), "--out", str(work / "out")],
-                   cwd=ROOT, env=_env(), capture_output=True, text=True, check=True)
+    subprocess.run([str(BIN / "orchestrator"), "sweep", str(work / "job.yaml"), "--out", str(work / "out"), *attach],
+                   cwd=ROOT, env=_env(RAY_AUTH_MODE="token") if address else _env(), capture_output=True, text=True,
+                   check=True)
     wall = time.perf_counter() - started
     (record,) = [json.loads(line) for line in (work / "out/results.jsonl").read_text().splitlines()]
     rank0 = next(w for w in record["per_worker"] if w["rank"] == 0)
@@ -193,11 +200,25 @@ def orchestrated(framework: str, workers: int) -> dict:
     }
 
 
-def sweep_cost() -> dict:
+def attached(framework: str, workers: int) -> dict:
+    """launcher: actors on a Ray cluster that is already up: only the orchestrator's own start is timed."""
+    port = free_port()
+    subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                    "--disable-usage-stats"], env=_env(), capture_output=True, text=True, check=True)
+    try:
+        return orchestrated(framework, workers, "actors", address=f"127.0.0.1:{port}")
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, text=True)
+
+
+def sweep_cost(launcher: str) -> dict:
     """The default sweep through the CLI, once: where its wall time goes."""
-    out = Path(tempfile.mkdtemp()) / "demo"
+    work = Path(tempfile.mkdtemp())
+    job = work / "digits-mlp.yaml"
+    job.write_text((ROOT / "jobs/digits-mlp.yaml").read_text() + f"\nlauncher: {launcher}\n")
+    out = work / "demo"
     started_wall, started = time.time(), time.perf_counter()
-    subprocess.run([str(BIN / "orchestrator"), "sweep", "jobs/digits-mlp.yaml", "--out", str(out)], cwd=ROOT,
+    subprocess.run([str(BIN / "orchestrator"), "sweep", str(job), "--out", str(out)], cwd=ROOT,
                    env={**os.environ}, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - started
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
@@ -211,22 +232,32 @@ def sweep_cost() -> dict:
         "after_training_s": sum(r["wall_time_s"] - r["time_to_first_step_s"] - (r["training_s"] - r["first_step_s"]) for r in ok),
     }
     parts["other_s"] = wall - sum(parts.values())  # trainer builds, between trials, reports at the end
-    return {"job": "jobs/digits-mlp.yaml", "trials": len(records), "failed": len(records) - len(ok), "wall_s": wall,
+    return {"job": "jobs/digits-mlp.yaml", "launcher": launcher, "trials": len(records), "failed": len(records) - len(ok), "wall_s": wall,
             "training_fraction": training / wall, "parts": parts}
 
 
 ARMS = {
-    "torch/orchestrator": lambda: orchestrated("torch", 2),
+    "torch/ray_train": lambda: orchestrated("torch", 2),
+    "torch/actors": lambda: orchestrated("torch", 2, "actors"),
     "torch/torchrun": lambda: bare_torch(2),
-    "tf/orchestrator": lambda: orchestrated("tf", 2),
+    "tf/ray_train": lambda: orchestrated("tf", 2),
+    "tf/actors": lambda: orchestrated("tf", 2, "actors"),
     "tf/TF_CONFIG": bare_tf,
     "horovod/orchestrator": lambda: orchestrated("horovod", 2),
     "horovod/horovodrun": bare_horovod,
-    "torch/orchestrator@1": lambda: orchestrated("torch", 1),
+    "torch/ray_train@1": lambda: orchestrated("torch", 1),
+    "torch/actors@1": lambda: orchestrated("torch", 1, "actors"),
     "torch/torchrun@1": lambda: bare_torch(1),
+    "torch/actors attached": lambda: attached("torch", 2),
 }
-PAIRS = {"torch": ("torch/orchestrator", "torch/torchrun"), "tf": ("tf/orchestrator", "tf/TF_CONFIG"),
+# (orchestrator arm, bare arm) for each ratio.
+PAIRS = {"torch ray_train": ("torch/ray_train", "torch/torchrun"), "torch actors": ("torch/actors", "torch/torchrun"),
+         "torch actors attached": ("torch/actors attached", "torch/torchrun"),
+         "tf ray_train": ("tf/ray_train", "tf/TF_CONFIG"), "tf actors": ("tf/actors", "tf/TF_CONFIG"),
          "horovod": ("horovod/orchestrator", "horovod/horovodrun")}
+# Scaling efficiency at 2 workers through each launcher, against torchrun's (the distortion).
+EFFICIENCY = {"ray_train": ("torch/ray_train", "torch/ray_train@1"), "actors": ("torch/actors", "torch/actors@1"),
+              "torchrun": ("torch/torchrun", "torch/torchrun@1")}
 
 
 def machine() -> dict:
@@ -252,18 +283,20 @@ def summarize(runs: dict, repeats: int, cost: dict | None) -> dict:
         return statistics.median(r[key] for r in runs[name])
 
     ratios = {}
-    for framework, (orch, bare) in PAIRS.items():
-        ratios[f"{framework}_step_time"] = median(orch, "step_time_s") / median(bare, "step_time_s")
-        ratios[f"{framework}_time_to_first_step"] = median(orch, "time_to_first_step_s") / median(bare, "time_to_first_step_s")
-        ratios[f"{framework}_wall"] = median(orch, "wall_s") / median(bare, "wall_s")
-    efficiency = {
-        "orchestrator": median("torch/orchestrator", "samples_per_sec") / (2 * median("torch/orchestrator@1", "samples_per_sec")),
-        "torchrun": median("torch/torchrun", "samples_per_sec") / (2 * median("torch/torchrun@1", "samples_per_sec")),
-    }
-    # Per repeat too: the arms of one repeat ran minutes apart, a spread over repeats shows the noise.
-    per_repeat = [runs["torch/orchestrator"][i]["samples_per_sec"] / (2 * runs["torch/orchestrator@1"][i]["samples_per_sec"])
-                  / (runs["torch/torchrun"][i]["samples_per_sec"] / (2 * runs["torch/torchrun@1"][i]["samples_per_sec"]))
-                  for i in range(repeats)]
+    for pair, (orch, bare) in PAIRS.items():
+        ratios[pair] = {key.removesuffix("_s"): median(orch, key) / median(bare, key)
+                        for key in ("step_time_s", "time_to_first_step_s", "wall_s")}
+    efficiency = {name: median(two, "samples_per_sec") / (2 * median(one, "samples_per_sec"))
+                  for name, (two, one) in EFFICIENCY.items()}
+
+    def per_repeat(name: str) -> list[float]:
+        # Per repeat too: the arms of one repeat ran minutes apart, a spread over repeats shows the noise.
+        def eff(arms, i):
+            return runs[arms[0]][i]["samples_per_sec"] / (2 * runs[arms[1]][i]["samples_per_sec"])
+        return [eff(EFFICIENCY[name], i) / eff(EFFICIENCY["torchrun"], i) for i in range(repeats)]
+
+    distortion = {name: {"ratio": efficiency[name] / efficiency["torchrun"], "per_repeat": per_repeat(name)}
+                  for name in ("ray_train", "actors")}
     profile = {name: {k: statistics.median(r["profile"][k] for r in runs[name]) for k in runs[name][0]["profile"]}
                for name in runs if runs[name] and "profile" in runs[name][0]}
     return {
@@ -273,10 +306,10 @@ def summarize(runs: dict, repeats: int, cost: dict | None) -> dict:
         "repeats": repeats,
         "goals": {"step_time_ratio_max": 1.02, "time_to_first_step_ratio_max": 1.5, "distortion_min": 0.98},
         "ratios": ratios,
-        "efficiency_at_2": {**efficiency, "distortion": efficiency["orchestrator"] / efficiency["torchrun"],
-                            "distortion_per_repeat": per_repeat},
+        "efficiency_at_2": efficiency,
+        "distortion": distortion,
         "profile_time_to_first_step": profile,
-        "sweep_cost": cost,
+        "sweep_cost": cost or [],
         "medians": {name: {k: statistics.median(r[k] for r in rs) for k in ("step_time_s", "samples_per_sec",
                                                                             "time_to_first_step_s", "wall_s")}
                     for name, rs in runs.items()},
@@ -296,29 +329,34 @@ def markdown(summary: dict) -> str:
     for name, med in summary["medians"].items():
         lines.append(f"| {name} | {1000 * med['step_time_s']:.2f} ms | {med['samples_per_sec']:,.0f} "
                      f"| {med['time_to_first_step_s']:.1f} s | {med['wall_s']:.1f} s |")
-    r = summary["ratios"]
-    lines += ["", "| orchestrator / bare | step time (goal ≤ 1.02) | time to first step (goal ≤ 1.5) | wall time |",
-              "|---|---:|---:|---:|"]
-    for framework, bare in (("torch", "torchrun"), ("tf", "TF_CONFIG"), ("horovod", "horovodrun")):
-        lines.append(f"| {framework} vs {bare} | {r[f'{framework}_step_time']:.3f} | "
-                     f"{r[f'{framework}_time_to_first_step']:.2f} | {r[f'{framework}_wall']:.2f} |")
-    e = summary["efficiency_at_2"]
-    lines += ["", f"Scaling efficiency at 2 workers (torch DDP): through the orchestrator {e['orchestrator']:.3f}, "
-              f"through torchrun {e['torchrun']:.3f}; distortion ratio {e['distortion']:.3f} (goal ≥ {goals['distortion_min']}); "
-              f"per repeat {', '.join(f'{v:.3f}' for v in e['distortion_per_repeat'])}.", "",
+    goal = {"step_time": goals["step_time_ratio_max"], "time_to_first_step": goals["time_to_first_step_ratio_max"]}
+
+    def cell(value: float, key: str) -> str:
+        return f"{value:.2f}" + ("" if key not in goal else " ✓" if value <= goal[key] else " ✗")
+
+    lines += ["", f"| orchestrator / bare | step time (goal ≤ {goal['step_time']}) | time to first step "
+              f"(goal ≤ {goal['time_to_first_step']}) | wall time |", "|---|---:|---:|---:|"]
+    for pair, (orch, bare) in PAIRS.items():
+        r = summary["ratios"][pair]
+        lines.append(f"| {orch} vs {bare} | {cell(r['step_time'], 'step_time')} | "
+                     f"{cell(r['time_to_first_step'], 'time_to_first_step')} | {cell(r['wall'], 'wall')} |")
+    e, d = summary["efficiency_at_2"], summary["distortion"]
+    lines += ["", f"Scaling efficiency at 2 workers (torch DDP): through torchrun {e['torchrun']:.3f}; "
+              + "; ".join(f"launcher {name} {e[name]:.3f}, distortion {d[name]['ratio']:.3f} "
+                          f"({'✓' if d[name]['ratio'] >= goals['distortion_min'] else '✗'} goal ≥ {goals['distortion_min']}; "
+                          f"per repeat {', '.join(f'{v:.2f}' for v in d[name]['per_repeat'])})" for name in d) + ".", "",
               "Time to first step through the orchestrator, where it goes (medians, seconds):", "",
-              "| arm | CLI + Ray start | trainer build | worker group start | worker setup | first step |",
+              "| arm | CLI + Ray start | trainer build | worker start | worker setup | first step |",
               "|---|---:|---:|---:|---:|---:|"]
     for name, p in summary["profile_time_to_first_step"].items():
         lines.append(f"| {name} | {p['cli_and_ray_start_s']:.1f} | {p['trainer_build_s']:.1f} | "
                      f"{p['worker_group_start_s']:.1f} | {p['worker_setup_s']:.1f} | {p['first_step_s']:.2f} |")
-    cost = summary["sweep_cost"]
-    if cost:
+    for cost in summary["sweep_cost"]:
         p = cost["parts"]
-        lines += ["", f"Sweep cost: `orchestrator sweep {cost['job']}` ({cost['trials']} trials, {cost['failed']} failed) "
-                  f"took {cost['wall_s']:.0f} s, of which training {p['training_s']:.0f} s "
+        lines += ["", f"Sweep cost, launcher {cost['launcher']}: `orchestrator sweep {cost['job']}` ({cost['trials']} "
+                  f"trials, {cost['failed']} failed) took {cost['wall_s']:.0f} s, of which training {p['training_s']:.0f} s "
                   f"({100 * cost['training_fraction']:.0f}%): Ray start and planning {p['ray_start_and_plan_s']:.0f} s, "
-                  f"trial start (controller, placement, worker processes) {p['trial_start_s']:.0f} s, worker setup "
+                  f"trial start (placement, worker processes, backend) {p['trial_start_s']:.0f} s, worker setup "
                   f"(imports, data, model, process group) {p['worker_setup_s']:.0f} s, after training (test accuracy, "
                   f"exports, teardown) {p['after_training_s']:.0f} s, the rest {p['other_s']:.0f} s."]
     return "\n".join(lines) + "\n"
@@ -346,10 +384,11 @@ def main() -> None:
     if set(names) != set(ARMS):
         print(json.dumps(runs, indent=1))
         return
-    cost = None
+    cost = []
     if not args.no_sweep_cost:
-        print("sweep cost: the default sweep (jobs/digits-mlp.yaml) ...", flush=True)
-        cost = sweep_cost()
+        for launcher in ("ray_train", "actors"):
+            print(f"sweep cost: the default sweep (jobs/digits-mlp.yaml), launcher {launcher} ...", flush=True)
+            cost.append(sweep_cost(launcher))
     summary = summarize(runs, args.repeats, cost)
     out = ROOT / "bench/results"
     (out / "overhead.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -121,7 +121,7 @@ def _sweep(args) -> int:
             "out": out.location,
             "cluster": args.address or os.environ.get("RAY_ADDRESS") or "an embedded local Ray cluster (no RAY_ADDRESS)",
             "storage_path": storage_path(job, out),
-            "trials": [{**p.to_dict(), "launcher": launchers.get(p.strategy).describe(p)} for p in plans],
+            "trials": [{**p.to_dict(), "launcher": launchers.for_plan(p).describe(p)} for p in plans],
         }
         print(json.dumps(document, indent=2))
         return 0

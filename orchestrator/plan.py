@@ -53,6 +53,8 @@ class TrialPlan:
     """TPU arms: the slice (chips, hosts, chips per host, Ray accelerator type) and how many slices."""
     execution: Optional[str] = None
     """Built-in workloads: eager, compiled or xla (see spec.EXECUTIONS); None for a user's function."""
+    launcher: str = "ray_train"
+    """``ray_train`` or ``actors`` (spec.LAUNCHERS): what starts the workers; see launchers.for_plan."""
     export: bool = False
     """Whether this trial exports its trained model (one trial per arm, see ``build``)."""
 
@@ -177,6 +179,7 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         placement_timeout_s=spec.reliability.placement_timeout_s,
                         tpu=tpu_plan,
                         execution=execution,
+                        launcher=spec.launcher,
                         export=export,
                     )
                 )

@@ -44,6 +44,9 @@ EXECUTIONS: dict[str, tuple[str, ...]] = {
 DEFAULT_EXECUTION = {"torch": "eager", "tensorflow": "compiled"}
 BUILTIN_MODELS = ("mlp", "cnn")
 DATASETS = ("digits", "synthetic")
+# What launches each trial's workers: Ray Train (restarts, checkpoints), or plain Ray actors in a placement
+# group (no restarts; a trial starts as many processes as it has workers). See orchestrator/launchers.
+LAUNCHERS = ("ray_train", "actors")
 
 # Upper bounds that catch typos (an extra zero or three) long before they reach a cluster.
 MAX_WORKERS = 4096
@@ -312,6 +315,11 @@ class JobSpec(_Strict):
     resources: Resources = Field(default_factory=Resources)
     reliability: Reliability = Field(default_factory=Reliability)
     deploy: Deploy = Field(default_factory=lambda: Deploy())
+    launcher: Literal[LAUNCHERS] = "ray_train"
+    """``ray_train``: each trial is a Ray Train run (TorchTrainer; DataParallelTrainer with TF_CONFIG), which
+    restarts failed workers (reliability.max_failures) and keeps checkpoints. ``actors``: ddp,
+    multi_worker_mirrored and mirrored run on plain Ray actors that set up torch.distributed or TF_CONFIG
+    themselves: faster to start and lighter while training, no restarts. Horovod always runs on actors."""
     storage_path: Optional[str] = None
     """Where Ray Train keeps trial state: a local path, or a URI such as s3://bucket/prefix (default: the
     sweep's output dir)."""
@@ -339,6 +347,15 @@ class JobSpec(_Strict):
         keys = [arm.key for arm in self.arms]
         if len(set(keys)) != len(keys):
             raise ValueError(f"arms repeat: {keys}")
+        if self.launcher == "actors":
+            if self.reliability.max_failures:
+                raise ValueError(
+                    f"reliability.max_failures is {self.reliability.max_failures}, but launcher: actors never restarts "
+                    "a worker: set max_failures to 0, or launcher to ray_train for restarts"
+                )
+            tpu = [arm.key for arm in self.arms if arm.strategy == "tpu"]
+            if tpu:
+                raise ValueError(f"arm {tpu[0]}: TPU slices are scheduled by Ray Train; use launcher: ray_train")
         from orchestrator.tpu import TopologyError, slices_for, tpu_slice
 
         for arm in self.arms:

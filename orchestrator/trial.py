@@ -98,7 +98,7 @@ def run(plan: TrialPlan, storage_path: str) -> TrialRun:
     os.environ[_START_TIMEOUT_ENV] = str(plan.placement_timeout_s)
     os.environ[_REPORT_TIMEOUT_ENV] = str(plan.collective_timeout_s)
     os.environ.setdefault(_POLL_ENV, POLL_INTERVAL_S)
-    trainer = launchers.get(plan.strategy).make_trainer(
+    trainer = launchers.for_plan(plan).make_trainer(
         plan, harness.train_loop_per_worker, loop_config, run_config
     )
     launched = time.time()

@@ -30,6 +30,21 @@ _MODULES = {
 }
 
 
+# launcher: actors runs these strategies on plain Ray actors instead of Ray Train (ray_actors.py).
+ACTOR_STRATEGIES = ("ddp", "multi_worker_mirrored", "mirrored")
+
+
+class PlacementTimeout(TimeoutError):
+    """A launcher's placement group was not ready in time (named like Ray Train's error, for the diagnosis)."""
+
+
+def for_plan(plan) -> ModuleType:
+    """The launcher that runs ``plan``: its strategy's, or the plain-actor one under ``launcher: actors``."""
+    if plan.launcher == "actors" and plan.strategy in ACTOR_STRATEGIES:
+        return importlib.import_module("orchestrator.launchers.ray_actors")
+    return get(plan.strategy)
+
+
 def get(strategy: str) -> ModuleType:
     try:
         return importlib.import_module(_MODULES[strategy])

@@ -14,12 +14,9 @@ Differences from the Ray Train launchers, shown in the plan:
 from __future__ import annotations
 
 from orchestrator.errors import UserError
+from orchestrator.launchers import PlacementTimeout
 
 VERSION = "0.28.1"
-
-
-class PlacementTimeout(TimeoutError):
-    """RayExecutor's placement group was not ready in time (named like Ray Train's, for the diagnosis)."""
 
 
 def check_installed() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 
-# Set by the harness in workers that Ray Train does not run (Horovod's): where reports go instead.
+# Set by the harness in workers that Ray Train does not run (Horovod's, launcher: actors): where reports go.
 session_report: Optional[Callable[[dict], None]] = None
 
 
@@ -49,7 +49,7 @@ def reporter() -> Callable[..., None]:
 def latest_checkpoint() -> Iterator[Optional[Path]]:
     """The directory of the latest checkpoint Ray Train restored this run from, or None."""
     checkpoint = None
-    if _in_ray_train():
+    if session_report is None and _in_ray_train():
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()

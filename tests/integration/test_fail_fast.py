@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator import results, scheduler, spec
-from tests.integration.test_worker_loss import train_worker_pids
+from tests.integration.test_worker_loss import no_train_workers_left, train_worker_pids
 
 pytestmark = pytest.mark.ray
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "horovod"])
-def test_trial_that_cannot_be_placed_is_refused_within_seconds(ray_session, tmp_path, strategy):
+@pytest.mark.parametrize("strategy, launcher", [("ddp", "ray_train"), ("horovod", "ray_train"), ("ddp", "actors")])
+def test_trial_that_cannot_be_placed_is_refused_within_seconds(ray_session, tmp_path, strategy, launcher):
     ray = ray_session
 
     @ray.remote(num_cpus=2)
@@ -34,7 +34,7 @@ def test_trial_that_cannot_be_placed_is_refused_within_seconds(ray_session, tmp_
             "dataset": {"name": "synthetic", "num_samples": 256}, "batch": {"per_worker": 16},
             "training": {"steps": 20, "warmup_steps": 2, "report_every": 5},
             "sweep": {"workers": [1, 2]},
-            "reliability": {"placement_timeout_s": 3},
+            "reliability": {"placement_timeout_s": 3}, "launcher": launcher,
         })
         started = time.monotonic()
         outcome = scheduler.sweep(job, tmp_path)
@@ -54,20 +54,29 @@ def test_trial_that_cannot_be_placed_is_refused_within_seconds(ray_session, tmp_
     assert not [pg for pg in ray.util.placement_group_table().values() if pg["state"] == "PENDING"]
 
 
-def stop_a_worker_after_first_checkpoint(storage: Path, stopped: list, deadline_s: float = 240) -> None:
+def stop_a_worker_once_training(storage: Path, launcher: str, stopped: list, deadline_s: float = 240) -> None:
+    """Ray Train: after the first checkpoint. Actors keep none: 3 s after both ranks entered the function."""
     deadline = time.monotonic() + deadline_s
+    since = None
     while time.monotonic() < deadline:
-        if list(storage.glob("*/checkpoint_*")):
+        if launcher == "actors":
+            pids = train_worker_pids(b"ray::TrainWorker.run")
+            since = (since or time.monotonic()) if len(pids) >= 2 else None
+            ready = since is not None and time.monotonic() - since > 3
+        else:
             pids = train_worker_pids()
-            if len(pids) >= 2:
-                os.kill(pids[-1], signal.SIGSTOP)
-                stopped.append((pids[-1], time.time()))
-                return
+            ready = len(pids) >= 2 and bool(list(storage.glob("*/checkpoint_*")))
+        if ready:
+            os.kill(pids[-1], signal.SIGSTOP)
+            stopped.append((pids[-1], time.time()))
+            return
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("framework, strategy", [("torch", "ddp"), ("tensorflow", "multi_worker_mirrored")])
-def test_stalled_collective_times_out_and_names_the_stalled_rank(ray_session, tmp_path, framework, strategy):
+@pytest.mark.parametrize("framework, strategy, launcher", [("torch", "ddp", "ray_train"),
+                                                           ("tensorflow", "multi_worker_mirrored", "ray_train"),
+                                                           ("torch", "ddp", "actors")])
+def test_stalled_collective_times_out_and_names_the_stalled_rank(ray_session, tmp_path, framework, strategy, launcher):
     timeout = 10
     job = spec.parse({
         "name": f"stall-{framework}", "arms": [{"framework": framework, "strategy": strategy}],
@@ -76,10 +85,10 @@ def test_stalled_collective_times_out_and_names_the_stalled_rank(ray_session, tm
         # Far more steps than can run before the stop: the trial can only end by timing out.
         "training": {"steps": 200000, "warmup_steps": 2, "report_every": 10, "checkpoint_every": 20},
         "sweep": {"workers": [2]},
-        "reliability": {"collective_timeout_s": timeout},
+        "reliability": {"collective_timeout_s": timeout}, "launcher": launcher, "deploy": {"export": False},
     })
     stopped: list = []
-    stopper = threading.Thread(target=stop_a_worker_after_first_checkpoint, args=(tmp_path / "ray_storage", stopped),
+    stopper = threading.Thread(target=stop_a_worker_once_training, args=(tmp_path / "ray_storage", launcher, stopped),
                                daemon=True)
     stopper.start()
     try:
@@ -105,5 +114,6 @@ def test_stalled_collective_times_out_and_names_the_stalled_rank(ray_session, tm
     # The waiting rank gives up within the spec's bound (plus the step it was in) ...
     assert record["diagnosis"]["gave_up_wall"] - stopped_at < timeout + 5
     # ... and the trial ends once Ray Train has torn the group down (it waits up to 30 s for a stopped
-    # worker to leave the torch process group).
-    assert ended - stopped_at < timeout + 60, ended - stopped_at
+    # worker to leave the torch process group); the actor launcher kills both ranks at once.
+    assert ended - stopped_at < timeout + (60 if launcher == "ray_train" else 15), ended - stopped_at
+    assert no_train_workers_left(b"ray::TrainWorker")

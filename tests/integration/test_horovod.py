@@ -1,6 +1,7 @@
 """Horovod through horovod.ray.RayExecutor, both frameworks, 2 workers, beside the Ray Train strategies in
 one sweep: the same workload, so a framework's two strategies train the same model at the same worker
-count (same initial weights, shards and global-batch mean loss), and one report holds all four."""
+count (same initial weights, shards and global-batch mean loss), and one report holds all four. Then DDP and
+MultiWorkerMirrored again on plain Ray actors (launcher: actors): the same model again."""
 
 import json
 
@@ -39,3 +40,14 @@ def test_four_strategies_train_the_same_model_and_share_a_report(ray_session, tm
     curves = {(c["framework"], c["strategy"]) for c in report["curves"]}
     assert curves == set(records)
     assert "horovod" in (tmp_path / "report.html").read_text()
+
+    # launcher: actors sets up torch.distributed / TF_CONFIG itself: it trains what Ray Train's workers did.
+    data.update(launcher="actors", arms=[a for a in data["arms"] if a["strategy"] != "horovod"])
+    scheduler.sweep(spec.parse(data), tmp_path / "actors")
+    for record in results.read(tmp_path / "actors"):
+        assert record["status"] == "ok", record.get("error")
+        assert record["launcher"] == "actors"
+        assert [w["rank"] for w in record["per_worker"]] == [0, 1]
+        theirs = records[record["framework"], record["strategy"]]
+        assert record["final_loss"] == pytest.approx(theirs["final_loss"], rel=1e-5, abs=1e-6), record["framework"]
+        assert record["test_accuracy"] == theirs["test_accuracy"]

@@ -1,0 +1,167 @@
+"""PyTorch DDP and tf.distribute on plain Ray actors (``launcher: actors``), without Ray Train.
+
+One actor per worker, gang-scheduled in one placement group (PACK, bundle i = rank i), as Horovod's
+RayExecutor does. Before the training function runs, each actor sets up what Ray Train's backends would:
+
+ddp                    ``torch.distributed.init_process_group`` (gloo on CPU, NCCL on GPU) with rank 0's
+                       address, ``timeout`` = reliability.collective_timeout_s; RANK, WORLD_SIZE, LOCAL_RANK,
+                       MASTER_ADDR and MASTER_PORT in the environment;
+multi_worker_mirrored  TF_CONFIG naming every worker, for MultiWorkerMirroredStrategy;
+mirrored               one actor holding all the replicas' resources (nothing to set up).
+
+Why: a Ray Train trial starts a controller, a placement-group cleaner, a synchronisation actor and its
+workers, each a new process importing ``ray.train`` (which imports Ray Data and pandas), and polls its
+workers from the controller while they train. Here a trial is its workers and nothing else, and they import
+only Ray and the workload. Measured in bench/overhead.py.
+
+What it gives up, shown in the plan: no restarts (a failed worker fails the trial, so reliability.max_failures
+must be 0) and no Ray Train checkpoints; a user's function gets ``ray.train.report`` recorded, but no
+``ray.train.get_context()``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+
+from orchestrator.launchers import PlacementTimeout
+
+RESTARTS = "none (a failed worker fails the trial; reliability.max_failures must be 0)"
+
+
+def describe(plan) -> dict:
+    resources = dict(plan.resources_per_worker)
+    setup = {
+        "ddp": {"torch.distributed": {"backend": _torch_backend(plan), "timeout_s": plan.collective_timeout_s}},
+        "multi_worker_mirrored": {"TF_CONFIG": "every worker's address", "tf_strategy": "tf.distribute.MultiWorkerMirroredStrategy"},
+        "mirrored": {"tf_strategy": "tf.distribute.MirroredStrategy", "replicas_per_worker": plan.workers},
+    }[plan.strategy]
+    return {
+        "trainer": "Ray actors in one placement group (launcher: actors; no Ray Train)",
+        "placement_group": {"bundles": [resources] * plan.ray_workers, "strategy": "PACK",
+                            "timeout_s": plan.placement_timeout_s},
+        **setup,
+        "restarts": RESTARTS,
+    }
+
+
+def _torch_backend(plan) -> str:
+    return "nccl" if plan.resources_per_worker.get("GPU", 0) > 0 else "gloo"
+
+
+class ActorRun:
+    """A trainer-like object: ``fit()`` places the actors, sets up the backend, runs the function on each,
+    and raises the first worker's failure (the other workers are killed at once, not left in a collective)."""
+
+    def __init__(self, plan, train_loop_per_worker, train_loop_config: dict):
+        self.plan = plan
+        self.train_loop_per_worker = train_loop_per_worker
+        self.train_loop_config = {**train_loop_config, "harness": {**train_loop_config["harness"], "session": "actors"}}
+
+    def fit(self) -> None:
+        import ray
+        from ray.util.placement_group import placement_group, remove_placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        plan = self.plan
+        resources = dict(plan.resources_per_worker)
+        group = placement_group([resources] * plan.ray_workers, strategy="PACK")
+        workers = []
+        try:
+            try:
+                ray.get(group.ready(), timeout=plan.placement_timeout_s)
+            except ray.exceptions.GetTimeoutError:
+                raise PlacementTimeout(f"placement group of {plan.ray_workers} x {resources} not ready "
+                                       f"in {plan.placement_timeout_s} s") from None
+            actor = ray.remote(TrainWorker)
+            options = {"num_cpus": resources.get("CPU", 0), "num_gpus": resources.get("GPU", 0),
+                       "resources": {k: v for k, v in resources.items() if k not in ("CPU", "GPU")}}
+            workers = [
+                actor.options(**options, scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    group, placement_group_bundle_index=rank)).remote(dict(plan.env))
+                for rank in range(plan.ray_workers)
+            ]
+            found = ray.get([w.address.remote() for w in workers])
+            addresses, pids = [a for a, _ in found], [p for _, p in found]
+            _first_failure(ray, [w.setup.remote(plan.strategy, addresses, rank, _torch_backend(plan), plan.collective_timeout_s)
+                                 for rank, w in enumerate(workers)], pids)
+            _first_failure(ray, [w.run.remote(self.train_loop_per_worker, self.train_loop_config) for w in workers], pids)
+        finally:
+            for w in workers:
+                ray.kill(w)
+            remove_placement_group(group)
+
+
+class WorkerDied(RuntimeError):
+    """A worker's process ended (killed, out of memory, node lost) while the trial ran."""
+
+
+def _first_failure(ray, refs: list, pids: list[int]) -> None:
+    """Wait for every rank's call; raise the first failure as soon as it happens (the caller then kills the
+    other ranks, which would otherwise wait in a collective until its timeout)."""
+    rank_of = {ref: rank for rank, ref in enumerate(refs)}
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        try:
+            ray.get(done)
+        except ray.exceptions.RayActorError as err:
+            rank = rank_of[done[0]]
+            raise WorkerDied(
+                f"rank {rank} (pid {pids[rank]}) died: {str(err).splitlines()[0]} launcher: actors does not "
+                "restart workers; use launcher: ray_train with reliability.max_failures for restarts"
+            ) from err
+
+
+class TrainWorker:
+    """One training process (``ray::TrainWorker.run`` in ps)."""
+
+    def __init__(self, env: dict[str, str]):
+        # The trial's environment (threads, legacy Keras), set before anything reads it: neither torch nor
+        # TensorFlow is imported yet. Not a runtime_env: a worker process with the job's own environment
+        # starts sooner (Ray keeps some started), ~0.8 s a trial here.
+        os.environ.update(env)
+        self.torch_group = False
+
+    def address(self) -> tuple[str, int]:
+        """A free address for this worker (rank 0's is torch's rendezvous), and this process's pid."""
+        import ray
+
+        host = ray.util.get_node_ip_address()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as probe:  # a free port for rank 0's store / this worker's gRPC server
+            probe.bind(("", 0))
+            port = probe.getsockname()[1]
+        return (f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"), os.getpid()
+
+    def setup(self, strategy: str, addresses: list[str], rank: int, torch_backend: str, timeout_s: int) -> None:
+        world = len(addresses)
+        local = [a for a in addresses[:rank] if a.rsplit(":", 1)[0] == addresses[rank].rsplit(":", 1)[0]]
+        master, port = addresses[0].rsplit(":", 1)
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(len(local)),
+                          MASTER_ADDR=master.strip("[]"), MASTER_PORT=port)
+        if strategy == "ddp":
+            import torch.distributed as dist
+
+            dist.init_process_group(torch_backend, init_method=f"tcp://{addresses[0]}", rank=rank, world_size=world,
+                                    timeout=datetime.timedelta(seconds=timeout_s))
+            self.torch_group = True
+        elif strategy == "multi_worker_mirrored":
+            os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": rank}})
+
+    def run(self, function, config: dict) -> None:
+        try:
+            function(config)
+        finally:
+            if self.torch_group:
+                import torch.distributed as dist
+
+                dist.destroy_process_group()
+                self.torch_group = False
+
+
+def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, run_config=None) -> ActorRun:
+    # run_config (storage, failure config) is Ray Train's: this launcher keeps no checkpoints and never restarts.
+    return ActorRun(plan, train_loop_per_worker, train_loop_config)
