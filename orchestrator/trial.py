@@ -1,26 +1,15 @@
-"""The Ray Train edge: run one TrialPlan and return what each worker recorded."""
+"""The Ray edge of a trial: run one TrialPlan through its launcher and return what each worker recorded."""
 
 from __future__ import annotations
 
 import os
 import time
-import uuid
 from dataclasses import dataclass
 
 from orchestrator import launchers, measure
 from orchestrator.errors import TrialError
 from orchestrator.launchers import harness
 from orchestrator.plan import TrialPlan
-
-# Read by Ray Train's controller (the driver's environment is passed on to it): how long a worker group may
-# wait for its placement group, and how long its workers may wait for each other in ray.train.report.
-_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
-_REPORT_TIMEOUT_ENV = "RAY_TRAIN_COLLECTIVE_TIMEOUT_S"
-# How often the controller polls its workers. Each worker's report queue holds one report, so a worker that
-# reports again before the next poll blocks until it: at Ray's default of 2 s, a report every 0.1 s of
-# training cost ~2 s of waiting each (and a user function timed between reports looked 20x slower).
-_POLL_ENV, POLL_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"
-
 
 @dataclass
 class TrialRun:
@@ -75,32 +64,18 @@ def run(plan: TrialPlan, storage_path: str) -> TrialRun:
     """Build the trainer the plan describes and fit it.
 
     Raises TrialError with a diagnosis when the workers could not be placed in time or a collective
-    stalled; otherwise whatever Ray Train raises."""
+    stalled; otherwise whatever the launcher raises."""
     import ray
-    from ray.train import FailureConfig, RunConfig
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     # On the driver's node, so that losing another node never loses what the trial recorded.
     recorder = _recorder_class().options(scheduling_strategy=NodeAffinitySchedulingStrategy(
         ray.get_runtime_context().get_node_id(), soft=False)).remote()
-    run_config = RunConfig(
-        name=f"{plan.job}-{plan.trial_id}-{uuid.uuid4().hex[:8]}",
-        storage_path=storage_path,
-        worker_runtime_env={"env_vars": dict(plan.env)},
-        # A worker group that cannot be placed is a controller failure: by default Ray Train retries those
-        # forever. Here it ends the trial after placement_timeout_s, and the sweep goes on.
-        failure_config=FailureConfig(max_failures=plan.max_failures, controller_failure_limit=0),
-    )
     loop_config = {
         "harness": {"entrypoint": plan.entrypoint, "sys_path": [os.getcwd()], "recorder": recorder},
         "train": plan.train_config,
     }
-    os.environ[_START_TIMEOUT_ENV] = str(plan.placement_timeout_s)
-    os.environ[_REPORT_TIMEOUT_ENV] = str(plan.collective_timeout_s)
-    os.environ.setdefault(_POLL_ENV, POLL_INTERVAL_S)
-    trainer = launchers.for_plan(plan).make_trainer(
-        plan, harness.train_loop_per_worker, loop_config, run_config
-    )
+    trainer = launchers.for_plan(plan).make_trainer(plan, harness.train_loop_per_worker, loop_config, storage_path)
     launched = time.time()
     try:
         trainer.fit()

@@ -5,8 +5,9 @@ A launcher module exposes two functions, and may expose a third:
     describe(plan) -> dict
         Pure. The Ray Train trainer it would build for ``plan``: class, ScalingConfig, backend config.
         ``--dry-run`` prints it.
-    make_trainer(plan, train_loop_per_worker, train_loop_config, run_config)
-        Builds that trainer (imports Ray Train lazily). Anything with a ``fit()`` that raises on failure.
+    make_trainer(plan, train_loop_per_worker, train_loop_config, storage_path)
+        Builds that trainer (imports Ray Train lazily; ``run_config`` below for Ray Train's). Anything with a
+        ``fit()`` that raises on failure.
     check_installed() -> None
         Raises UserError when the backend's packages are missing; the sweep calls it before anything starts.
 
@@ -17,6 +18,8 @@ sweep never imports TensorFlow's launcher.
 from __future__ import annotations
 
 import importlib
+import os
+import uuid
 from types import ModuleType
 
 from orchestrator.errors import UserError
@@ -50,6 +53,33 @@ def get(strategy: str) -> ModuleType:
         return importlib.import_module(_MODULES[strategy])
     except KeyError:
         raise UserError(f"no launcher for strategy {strategy!r}; known: {', '.join(sorted(_MODULES))}") from None
+
+
+# Read by Ray Train's controller (the driver's environment is passed on to it): how long a worker group may
+# wait for its placement group, and how long its workers may wait for each other in ray.train.report.
+_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+_REPORT_TIMEOUT_ENV = "RAY_TRAIN_COLLECTIVE_TIMEOUT_S"
+# How often the controller polls its workers. Each worker's report queue holds one report, so a worker that
+# reports again before the next poll blocks until it: at Ray's default of 2 s, a report every 0.1 s of
+# training cost ~2 s of waiting each (and a user function timed between reports looked 20x slower).
+_POLL_ENV, POLL_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"
+
+
+def run_config(plan, storage_path: str):
+    """The RunConfig of every Ray Train launcher, and the controller settings the plan asks for."""
+    from ray.train import FailureConfig, RunConfig
+
+    os.environ[_START_TIMEOUT_ENV] = str(plan.placement_timeout_s)
+    os.environ[_REPORT_TIMEOUT_ENV] = str(plan.collective_timeout_s)
+    os.environ.setdefault(_POLL_ENV, POLL_INTERVAL_S)
+    return RunConfig(
+        name=f"{plan.job}-{plan.trial_id}-{uuid.uuid4().hex[:8]}",
+        storage_path=storage_path,
+        worker_runtime_env={"env_vars": dict(plan.env)},
+        # A worker group that cannot be placed is a controller failure: by default Ray Train retries those
+        # forever. Here it ends the trial after placement_timeout_s, and the sweep goes on.
+        failure_config=FailureConfig(max_failures=plan.max_failures, controller_failure_limit=0),
+    )
 
 
 def scaling_config(plan) -> dict:

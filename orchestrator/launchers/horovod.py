@@ -93,6 +93,6 @@ def _pending_placement_groups() -> set[str]:
     return {pg_id for pg_id, entry in ray.util.placement_group_table().items() if entry.get("state") == "PENDING"}
 
 
-def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, run_config=None) -> HorovodRun:
-    # run_config (storage, failure config) is Ray Train's: Horovod keeps no checkpoints and never restarts.
+def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, storage_path: str = "") -> HorovodRun:
+    # storage_path is for Ray Train's checkpoints: Horovod keeps none and never restarts.
     return HorovodRun(plan, train_loop_per_worker, train_loop_config)

@@ -162,6 +162,6 @@ class TrainWorker:
                 self.torch_group = False
 
 
-def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, run_config=None) -> ActorRun:
-    # run_config (storage, failure config) is Ray Train's: this launcher keeps no checkpoints and never restarts.
+def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, storage_path: str = "") -> ActorRun:
+    # storage_path is for Ray Train's checkpoints: this launcher keeps none and never restarts.
     return ActorRun(plan, train_loop_per_worker, train_loop_config)

@@ -16,7 +16,7 @@ process, neither of which trains anything.
 
 from __future__ import annotations
 
-from orchestrator.launchers import scaling_config
+from orchestrator.launchers import run_config, scaling_config
 
 
 def describe(plan) -> dict:
@@ -33,7 +33,7 @@ def describe(plan) -> dict:
     }
 
 
-def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, run_config):
+def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, storage_path: str):
     from ray.train import ScalingConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
@@ -44,5 +44,5 @@ def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, run_confi
         train_loop_config=train_loop_config,
         backend_config=TFConfigBackend(),
         scaling_config=ScalingConfig(**describe(plan)["scaling_config"]),
-        run_config=run_config,
+        run_config=run_config(plan, storage_path),
     )

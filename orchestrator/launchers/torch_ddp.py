@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.launchers import scaling_config
+from orchestrator.launchers import run_config, scaling_config
 
 
 def describe(plan) -> dict:
@@ -15,7 +15,7 @@ def describe(plan) -> dict:
     }
 
 
-def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, run_config):
+def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, storage_path: str):
     from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -25,5 +25,5 @@ def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, run_confi
         train_loop_config=train_loop_config,
         scaling_config=ScalingConfig(**described["scaling_config"]),
         torch_config=TorchConfig(**described["torch_config"]),
-        run_config=run_config,
+        run_config=run_config(plan, storage_path),
     )
