@@ -175,6 +175,7 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
     )
     first_steps = [t for t in (first_step_s(w["records"]) for w in workers) if t is not None]
     first = max(first_steps) if len(first_steps) == len(workers) else None
+    first_done = _first_step_done(groups[0])
     return {
         "samples_per_sec": sum(w["samples_per_sec"] for w in per_worker) if has_samples else None,
         # Data-parallel workers step in lockstep, so the trial's step rate is the slowest worker's.
@@ -187,7 +188,7 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
         "startup_s": max(w["started_wall"] for w in groups[0]) - launched_wall,
         "time_to_first_report_s": first_report - launched_wall if first_report else None,
         # Launch to the moment the slowest worker finished step 1 (built-in workloads; first attempt).
-        "time_to_first_step_s": _first_step_done(groups[0]) - launched_wall if _first_step_done(groups[0]) else None,
+        "time_to_first_step_s": first_done - launched_wall if first_done else None,
         "test_accuracy": final.get("test_accuracy"),
         "final_loss": final.get("loss"),
         # The first step pays for tracing/compiling the step (tf.function, torch.compile, XLA) and for the

@@ -319,7 +319,8 @@ class JobSpec(_Strict):
     """``ray_train``: each trial is a Ray Train run (TorchTrainer; DataParallelTrainer with TF_CONFIG), which
     restarts failed workers (reliability.max_failures) and keeps checkpoints. ``actors``: ddp,
     multi_worker_mirrored and mirrored run on plain Ray actors that set up torch.distributed or TF_CONFIG
-    themselves: faster to start and lighter while training, no restarts. Horovod always runs on actors."""
+    themselves: faster to start and lighter while training, no restarts, built-in workloads only. Horovod
+    always runs on actors."""
     storage_path: Optional[str] = None
     """Where Ray Train keeps trial state: a local path, or a URI such as s3://bucket/prefix (default: the
     sweep's output dir)."""
@@ -356,6 +357,11 @@ class JobSpec(_Strict):
             tpu = [arm.key for arm in self.arms if arm.strategy == "tpu"]
             if tpu:
                 raise ValueError(f"arm {tpu[0]}: TPU slices are scheduled by Ray Train; use launcher: ray_train")
+            if not self.workload.is_builtin and any(arm.strategy != "horovod" for arm in self.arms):
+                raise ValueError(
+                    "launcher: actors runs the built-in workloads; a user's Ray Train function needs Ray Train's "
+                    "session (ray.train.get_context, prepare_model): use launcher: ray_train"
+                )
         from orchestrator.tpu import TopologyError, slices_for, tpu_slice
 
         for arm in self.arms:

@@ -15,8 +15,8 @@ workers from the controller while they train. Here a trial is its workers and no
 only Ray and the workload. Measured in bench/overhead.py.
 
 What it gives up, shown in the plan: no restarts (a failed worker fails the trial, so reliability.max_failures
-must be 0) and no Ray Train checkpoints; a user's function gets ``ray.train.report`` recorded, but no
-``ray.train.get_context()``.
+must be 0), no Ray Train checkpoints, and no Ray Train session, so it runs the built-in workloads only (a
+user's Ray Train function calls ``ray.train.get_context()``, ``prepare_model``; the spec refuses it).
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ def _first_failure(ray, refs: list, pids: list[int]) -> None:
         except ray.exceptions.RayActorError as err:
             rank = rank_of[done[0]]
             raise WorkerDied(
-                f"rank {rank} (pid {pids[rank]}) died: {str(err).splitlines()[0]} launcher: actors does not "
-                "restart workers; use launcher: ray_train with reliability.max_failures for restarts"
+                f"rank {rank} (pid {pids[rank]}) died: {str(err).splitlines()[0].rstrip('.')}. launcher: actors does "
+                "not restart workers; use launcher: ray_train with reliability.max_failures for restarts"
             ) from err
 
 

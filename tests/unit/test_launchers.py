@@ -50,6 +50,9 @@ def test_actor_plan_shows_the_gang_its_backend_and_no_restarts():
                                       "tpu": {"accelerator": "tpu-v5e", "topology": "2x2"}}], "sweep": {"workers": [4]}},
      ["arm tensorflow/tpu", "launcher: ray_train"]),
     ({"launcher": "torchrun"}, ["launcher", "ray_train", "actors"]),
+    ({"launcher": "actors", "workload": {"entrypoint": "jobs.examples.torch_user:train_func"},
+      "arms": [{"framework": "torch", "strategy": "ddp"}], "training": {}},
+     ["built-in workloads", "Ray Train's session", "use launcher: ray_train"]),
 ])
 def test_actor_launcher_refuses_what_it_cannot_do(changes, words):
     with pytest.raises(SpecError) as err:
