@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 import uuid
 from types import ModuleType
 
@@ -39,6 +40,18 @@ ACTOR_STRATEGIES = ("ddp", "multi_worker_mirrored", "mirrored")
 
 class PlacementTimeout(TimeoutError):
     """A launcher's placement group was not ready in time (named like Ray Train's error, for the diagnosis)."""
+
+
+def free_address() -> str:
+    """``host:port`` (``[host]:port`` for IPv6) with a free port on this Ray node, for a worker to serve on."""
+    import ray
+
+    host = ray.util.get_node_ip_address()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    return f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
 
 
 def for_plan(plan) -> ModuleType:

@@ -24,9 +24,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import socket
 
-from orchestrator.launchers import PlacementTimeout
+from orchestrator.launchers import PlacementTimeout, free_address
 
 RESTARTS = "none (a failed worker fails the trial; reliability.max_failures must be 0)"
 
@@ -85,9 +84,9 @@ class ActorRun:
             ]
             found = ray.get([w.address.remote() for w in workers])
             addresses, pids = [a for a, _ in found], [p for _, p in found]
-            _first_failure(ray, [w.setup.remote(plan.strategy, addresses, rank, _torch_backend(plan), plan.collective_timeout_s)
-                                 for rank, w in enumerate(workers)], pids)
-            _first_failure(ray, [w.run.remote(self.train_loop_per_worker, self.train_loop_config) for w in workers], pids)
+            _first_failure([w.setup.remote(plan.strategy, addresses, rank, _torch_backend(plan), plan.collective_timeout_s)
+                            for rank, w in enumerate(workers)], pids)
+            _first_failure([w.run.remote(self.train_loop_per_worker, self.train_loop_config) for w in workers], pids)
         finally:
             for w in workers:
                 ray.kill(w)
@@ -98,9 +97,11 @@ class WorkerDied(RuntimeError):
     """A worker's process ended (killed, out of memory, node lost) while the trial ran."""
 
 
-def _first_failure(ray, refs: list, pids: list[int]) -> None:
+def _first_failure(refs: list, pids: list[int]) -> None:
     """Wait for every rank's call; raise the first failure as soon as it happens (the caller then kills the
     other ranks, which would otherwise wait in a collective until its timeout)."""
+    import ray
+
     rank_of = {ref: rank for rank, ref in enumerate(refs)}
     pending = list(refs)
     while pending:
@@ -127,14 +128,7 @@ class TrainWorker:
 
     def address(self) -> tuple[str, int]:
         """A free address for this worker (rank 0's is torch's rendezvous), and this process's pid."""
-        import ray
-
-        host = ray.util.get_node_ip_address()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family) as probe:  # a free port for rank 0's store / this worker's gRPC server
-            probe.bind(("", 0))
-            port = probe.getsockname()[1]
-        return (f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"), os.getpid()
+        return free_address(), os.getpid()
 
     def setup(self, strategy: str, addresses: list[str], rank: int, torch_backend: str, timeout_s: int) -> None:
         world = len(addresses)

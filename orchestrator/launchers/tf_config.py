@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 from ray.train.backend import Backend, BackendConfig
+
+from orchestrator.launchers import free_address
 
 
 class TFConfigBackend(BackendConfig):
@@ -22,20 +23,9 @@ class _TFConfig(Backend):
     def on_start(self, worker_group, backend_config) -> None:
         import ray
 
-        addresses = worker_group.execute(_address)
+        addresses = worker_group.execute(free_address)
         ray.get([worker_group.execute_single_async(index, _write_tf_config, addresses, index)
                  for index in range(len(worker_group))])
-
-
-def _address() -> str:
-    import ray
-
-    host = ray.util.get_node_ip_address()
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as probe:  # a free port for this worker's gRPC server
-        probe.bind(("", 0))
-        port = probe.getsockname()[1]
-    return f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
 
 
 def _write_tf_config(addresses: list[str], index: int) -> None:

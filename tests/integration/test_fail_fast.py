@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import results, scheduler, spec
-from tests.integration.test_worker_loss import no_train_workers_left, train_worker_pids
+from tests.integration.test_worker_loss import actor_ranks_training, no_train_workers_left, train_worker_pids
 
 pytestmark = pytest.mark.ray
 
@@ -57,12 +57,11 @@ def test_trial_that_cannot_be_placed_is_refused_within_seconds(ray_session, tmp_
 def stop_a_worker_once_training(storage: Path, launcher: str, stopped: list, deadline_s: float = 240) -> None:
     """Ray Train: after the first checkpoint. Actors keep none: 3 s after both ranks entered the function."""
     deadline = time.monotonic() + deadline_s
-    since = None
+    since: list = []
     while time.monotonic() < deadline:
         if launcher == "actors":
-            pids = train_worker_pids(b"ray::TrainWorker.run")
-            since = (since or time.monotonic()) if len(pids) >= 2 else None
-            ready = since is not None and time.monotonic() - since > 3
+            pids = actor_ranks_training(since)
+            ready = bool(pids)
         else:
             pids = train_worker_pids()
             ready = len(pids) >= 2 and bool(list(storage.glob("*/checkpoint_*")))

@@ -29,6 +29,17 @@ def train_worker_pids(title: bytes = b"ray::RayTrainWorker") -> list[int]:
     return sorted(pids)
 
 
+def actor_ranks_training(since: list, ranks: int = 2, for_s: float = 3) -> list[int]:
+    """launcher: actors keeps no checkpoints to wait for: the pids of its workers once ``ranks`` of them have
+    been in the training function for ``for_s`` seconds, else []. ``since`` holds the state between polls."""
+    pids = train_worker_pids(b"ray::TrainWorker.run")
+    if len(pids) < ranks:
+        since.clear()
+        return []
+    since[:] = since or [time.monotonic()]
+    return pids if time.monotonic() - since[0] > for_s else []
+
+
 def no_train_workers_left(title: bytes, within_s: float = 10) -> bool:
     deadline = time.monotonic() + within_s
     while train_worker_pids(title):
@@ -91,11 +102,10 @@ def test_killed_actor_worker_fails_the_trial_at_once_and_names_it(ray_session, t
     killed: list = []
 
     def kill_once_training(deadline_s: float = 240) -> None:
-        deadline, since = time.monotonic() + deadline_s, None
+        deadline, since = time.monotonic() + deadline_s, []
         while time.monotonic() < deadline:
-            pids = train_worker_pids(b"ray::TrainWorker.run")
-            since = (since or time.monotonic()) if len(pids) >= 2 else None
-            if since is not None and time.monotonic() - since > 3:
+            pids = actor_ranks_training(since)
+            if pids:
                 os.kill(pids[-1], signal.SIGKILL)
                 killed.append((pids[-1], time.time()))
                 return
