@@ -39,13 +39,13 @@ def bare(framework: str, config: dict, warmup: int) -> dict:
     return {"step_s": statistics.median(times), "wall_s": wall}
 
 
-def orchestrated(framework: str, config: dict, warmup: int, gpus: float) -> dict:
+def orchestrated(framework: str, config: dict, warmup: int, gpus: float, cpus: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         job = {
             "name": f"gpu-{framework}", "arms": [{"framework": framework, "strategy": STRATEGY[framework]}],
             "workload": {"entrypoint": ENTRY[framework], "config": config, "samples_metric": "samples"},
             "training": {"warmup_steps": warmup}, "sweep": {"workers": [1]},
-            "resources": {"cpus_per_worker": 4, "gpus_per_worker": gpus},
+            "resources": {"cpus_per_worker": cpus, "gpus_per_worker": gpus},
         }
         path = Path(tmp) / "job.yaml"
         path.write_text(json.dumps(job))  # JSON is YAML
@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--frameworks", default="torch,tensorflow")
     parser.add_argument("--gpus", type=float, default=1.0, help="GPUs per worker (0 to try the script on a CPU)")
+    parser.add_argument("--cpus", type=float, default=4.0, help="CPUs per worker (the GPU's input and launch threads)")
     parser.add_argument("--out", default=str(ROOT / "bench/results"))
     args = parser.parse_args()
     config = {"batch": args.batch, "image_size": args.image_size, "steps": args.steps, "report_every": 10}
@@ -84,7 +85,7 @@ def main() -> None:
     for repeat in range(args.repeats):
         for framework in frameworks:
             for arm in ("orchestrator", "bare") if repeat % 2 == 0 else ("bare", "orchestrator"):
-                result = (orchestrated(framework, config, args.warmup, args.gpus) if arm == "orchestrator"
+                result = (orchestrated(framework, config, args.warmup, args.gpus, args.cpus) if arm == "orchestrator"
                           else bare(framework, config, args.warmup))
                 runs[f"{framework}/{arm}"].append(result)
                 print(f"repeat {repeat + 1}/{args.repeats} {framework} {arm}: step {result['step_s'] * 1e3:.2f} ms, "

@@ -56,7 +56,9 @@ def tf_resnet(config: dict) -> None:
     batch, size, steps, every = config["batch"], config["image_size"], config["steps"], config["report_every"]
     if config.get("bf16", True):
         tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    model = tf.keras.applications.ResNet50(weights=None, input_shape=(size, size, 3), classes=1000)
+    # classifier_activation=None: the loss below takes logits.
+    model = tf.keras.applications.ResNet50(weights=None, input_shape=(size, size, 3), classes=1000,
+                                           classifier_activation=None)
     optimizer = tf.keras.optimizers.SGD(0.1, momentum=0.9)
     images = tf.random.normal((batch, size, size, 3))
     labels = tf.random.uniform((batch,), 0, 1000, dtype=tf.int32)
