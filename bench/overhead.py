@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import socket
 import statistics
 import subprocess
@@ -278,14 +279,44 @@ def machine() -> dict:
             "horovod": version("horovod")}
 
 
-def summarize(runs: dict, repeats: int, cost: dict | None) -> dict:
-    def median(name, key):
-        return statistics.median(r[key] for r in runs[name])
+def interval(estimate, repeats: int, resamples: int = 2000, seed: int = 0) -> list[float]:
+    """A 90% bootstrap interval of ``estimate(indices)``, a statistic of the repeats with those indices.
 
-    ratios = {}
+    Whole repeats are resampled, every arm's run of a repeat together (they ran minutes apart, so a drift of
+    the machine moves them alike): with 5 repeats the interval is coarse, but it says whether the noise of
+    this machine leaves a ratio on one side of its goal."""
+    rng = random.Random(seed)
+    values = sorted(estimate([rng.randrange(repeats) for _ in range(repeats)]) for _ in range(resamples))
+    return [values[int(0.05 * resamples)], values[int(0.95 * resamples) - 1]]
+
+
+def verdict(low: float, high: float, goal: float, at_most: bool) -> str:
+    """✓ when the whole interval meets the goal, ✗ when none of it does, ? when the noise cannot tell."""
+    if at_most:
+        return "✓" if high <= goal else "✗" if low > goal else "?"
+    return "✓" if low >= goal else "✗" if high < goal else "?"
+
+
+def summarize(runs: dict, repeats: int, cost: dict | None, command: str | None = None,
+              machine_info: dict | None = None) -> dict:
+    def median(name, key, indices=None):
+        chosen = runs[name] if indices is None else [runs[name][i] for i in indices]
+        return statistics.median(r[key] for r in chosen)
+
+    def ratio(orch, bare, key):
+        return lambda indices=None: median(orch, key, indices) / median(bare, key, indices)
+
+    def efficiency_ratio(name):
+        def eff(arms, indices):
+            two, one = arms
+            return median(two, "samples_per_sec", indices) / (2 * median(one, "samples_per_sec", indices))
+        return lambda indices=None: eff(EFFICIENCY[name], indices) / eff(EFFICIENCY["torchrun"], indices)
+
+    ratios, intervals = {}, {}
     for pair, (orch, bare) in PAIRS.items():
-        ratios[pair] = {key.removesuffix("_s"): median(orch, key) / median(bare, key)
-                        for key in ("step_time_s", "time_to_first_step_s", "wall_s")}
+        keys = ("step_time_s", "time_to_first_step_s", "wall_s")
+        ratios[pair] = {key.removesuffix("_s"): ratio(orch, bare, key)() for key in keys}
+        intervals[pair] = {key.removesuffix("_s"): interval(ratio(orch, bare, key), repeats) for key in keys}
     efficiency = {name: median(two, "samples_per_sec") / (2 * median(one, "samples_per_sec"))
                   for name, (two, one) in EFFICIENCY.items()}
 
@@ -295,17 +326,19 @@ def summarize(runs: dict, repeats: int, cost: dict | None) -> dict:
             return runs[arms[0]][i]["samples_per_sec"] / (2 * runs[arms[1]][i]["samples_per_sec"])
         return [eff(EFFICIENCY[name], i) / eff(EFFICIENCY["torchrun"], i) for i in range(repeats)]
 
-    distortion = {name: {"ratio": efficiency[name] / efficiency["torchrun"], "per_repeat": per_repeat(name)}
+    distortion = {name: {"ratio": efficiency[name] / efficiency["torchrun"], "per_repeat": per_repeat(name),
+                         "interval_90": interval(efficiency_ratio(name), repeats)}
                   for name in ("ray_train", "actors")}
     profile = {name: {k: statistics.median(r["profile"][k] for r in runs[name]) for k in runs[name][0]["profile"]}
                for name in runs if runs[name] and "profile" in runs[name][0]}
     return {
-        "command": f".venv/bin/python bench/overhead.py --repeats {repeats}",
-        "machine": machine(),
+        "command": command or f".venv/bin/python bench/overhead.py --repeats {repeats}",
+        "machine": machine_info or machine(),
         "workload": {**CONFIG, "steps": STEPS, "warmup_steps": WARMUP},
         "repeats": repeats,
         "goals": {"step_time_ratio_max": 1.02, "time_to_first_step_ratio_max": 1.5, "distortion_min": 0.98},
         "ratios": ratios,
+        "ratio_intervals_90": intervals,
         "efficiency_at_2": efficiency,
         "distortion": distortion,
         "profile_time_to_first_step": profile,
@@ -320,7 +353,9 @@ def summarize(runs: dict, repeats: int, cost: dict | None) -> dict:
 def markdown(summary: dict) -> str:
     m, goals = summary["machine"], summary["goals"]
     lines = ["# Orchestrator overhead, time to first step, distortion, sweep cost", "",
-             f"`{summary['command']}`: {summary['repeats']} interleaved repeats of every arm; medians.", "",
+             f"`{summary['command']}`: {summary['repeats']} interleaved repeats of every arm; medians, and for each "
+             "ratio a 90% bootstrap interval over the repeats: ✓ the whole interval meets the goal, ✗ none of it "
+             "does, ? this machine's noise cannot tell.", "",
              f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['os']}; Python {m['python']}, "
              f"Ray {m['ray']}, torch {m['torch']}, TensorFlow {m['tensorflow']}, Horovod {m['horovod']}.", "",
              f"Workload: MLP 512x512 on synthetic 8x8 images, batch {BATCH} per worker, {STEPS} steps ({WARMUP} "
@@ -331,20 +366,23 @@ def markdown(summary: dict) -> str:
                      f"| {med['time_to_first_step_s']:.1f} s | {med['wall_s']:.1f} s |")
     goal = {"step_time": goals["step_time_ratio_max"], "time_to_first_step": goals["time_to_first_step_ratio_max"]}
 
-    def cell(value: float, key: str) -> str:
-        return f"{value:.2f}" + ("" if key not in goal else " ✓" if value <= goal[key] else " ✗")
+    def cell(pair: str, key: str) -> str:
+        value, (low, high) = summary["ratios"][pair][key], summary["ratio_intervals_90"][pair][key]
+        mark = f" {verdict(low, high, goal[key], at_most=True)}" if key in goal else ""
+        return f"{value:.2f} ({low:.2f}–{high:.2f}){mark}"
 
     lines += ["", f"| orchestrator / bare | step time (goal ≤ {goal['step_time']}) | time to first step "
               f"(goal ≤ {goal['time_to_first_step']}) | wall time |", "|---|---:|---:|---:|"]
     for pair, (orch, bare) in PAIRS.items():
-        r = summary["ratios"][pair]
-        lines.append(f"| {orch} vs {bare} | {cell(r['step_time'], 'step_time')} | "
-                     f"{cell(r['time_to_first_step'], 'time_to_first_step')} | {cell(r['wall'], 'wall')} |")
+        lines.append(f"| {orch} vs {bare} | {cell(pair, 'step_time')} | {cell(pair, 'time_to_first_step')} | "
+                     f"{cell(pair, 'wall')} |")
     e, d = summary["efficiency_at_2"], summary["distortion"]
     lines += ["", f"Scaling efficiency at 2 workers (torch DDP): through torchrun {e['torchrun']:.3f}; "
               + "; ".join(f"launcher {name} {e[name]:.3f}, distortion {d[name]['ratio']:.3f} "
-                          f"({'✓' if d[name]['ratio'] >= goals['distortion_min'] else '✗'} goal ≥ {goals['distortion_min']}; "
-                          f"per repeat {', '.join(f'{v:.2f}' for v in d[name]['per_repeat'])})" for name in d) + ".", "",
+                          f"({d[name]['interval_90'][0]:.2f}–{d[name]['interval_90'][1]:.2f}) "
+                          f"{verdict(*d[name]['interval_90'], goals['distortion_min'], at_most=False)} "
+                          f"(goal ≥ {goals['distortion_min']}; per repeat "
+                          f"{', '.join(f'{v:.2f}' for v in d[name]['per_repeat'])})" for name in d) + ".", "",
               "Time to first step through the orchestrator, where it goes (medians, seconds):", "",
               "| arm | CLI + Ray start | trainer build | worker start | worker setup | first step |",
               "|---|---:|---:|---:|---:|---:|"]
@@ -367,7 +405,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-sweep-cost", action="store_true", help="skip the default sweep's cost")
     parser.add_argument("--arms", help="comma-separated subset of: " + ", ".join(ARMS))
+    parser.add_argument("--summarize", metavar="JSON", help="run nothing: summarize again the runs an earlier "
+                        "overhead.json holds (its command and machine kept)")
     args = parser.parse_args()
+    if args.summarize:
+        earlier = json.loads(Path(args.summarize).read_text())
+        write(summarize(earlier["runs"], earlier["repeats"], earlier["sweep_cost"], earlier["command"],
+                        earlier["machine"]))
+        return
     names = args.arms.split(",") if args.arms else list(ARMS)
     runs = {name: [] for name in names}
     for repeat in range(args.repeats):
@@ -389,7 +434,10 @@ def main() -> None:
         for launcher in ("ray_train", "actors"):
             print(f"sweep cost: the default sweep (jobs/digits-mlp.yaml), launcher {launcher} ...", flush=True)
             cost.append(sweep_cost(launcher))
-    summary = summarize(runs, args.repeats, cost)
+    write(summarize(runs, args.repeats, cost))
+
+
+def write(summary: dict) -> None:
     out = ROOT / "bench/results"
     (out / "overhead.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "overhead.md").write_text(markdown(summary))
