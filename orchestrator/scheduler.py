@@ -206,13 +206,16 @@ def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict, out_dir: Op
 
         record["step_lines"] = loc.training_step(plan.framework)
     started = time.time()
+    saved: dict = {}
     try:
         run = trial.run(plan, storage)
+        if out_dir is not None:  # a failed trial's files too: nothing a worker wrote is lost
+            saved = artifacts.save(out_dir, plan.trial_id, run.files, run.skipped_files)
+        if run.error is not None:
+            raise run.error
         summary = measure.summarize(run.workers, plan.warmup_steps, plan.samples_metric, run.launched_wall)
         record.update(status="ok", error=None, wall_time_s=run.ended_wall - run.launched_wall,
                       launched_at=run.launched_wall, **summary)
-        if out_dir is not None:
-            record.update(artifacts.save(out_dir, plan.trial_id, run.files, run.skipped_files))
     except measure.MeasurementError as err:
         record.update(status="failed", error=str(err), wall_time_s=time.time() - started)
     except TrialError as err:  # diagnosed: the workers could not be placed, or a collective stalled
@@ -230,6 +233,7 @@ def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict, out_dir: Op
             error_detail="".join(traceback.format_exception(err))[-4000:],
             wall_time_s=time.time() - started,
         )
+    record.update(saved)
     record["started_at"] = started
     return record
 

@@ -21,6 +21,8 @@ class TrialRun:
     files: dict[str, bytes]
     """What the workers wrote under their artifacts directory, by relative path (later attempts win)."""
     skipped_files: list[str]
+    error: Exception | None = None
+    """Why the trial failed (a TrialError where diagnosed); what it recorded and wrote until then is kept."""
 
 
 def _recorder_class():
@@ -63,8 +65,9 @@ def _recorder_class():
 def run(plan: TrialPlan, storage_path: str) -> TrialRun:
     """Build the trainer the plan describes and fit it.
 
-    Raises TrialError with a diagnosis when the workers could not be placed in time or a collective
-    stalled; otherwise whatever the launcher raises."""
+    A failure is returned in TrialRun.error, with what the workers recorded and wrote: a TrialError with a
+    diagnosis when the workers could not be placed in time or a collective stalled, otherwise what the
+    launcher raised."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -77,19 +80,29 @@ def run(plan: TrialPlan, storage_path: str) -> TrialRun:
     }
     trainer = launchers.for_plan(plan).make_trainer(plan, harness.train_loop_per_worker, loop_config, storage_path)
     launched = time.time()
+    error = None
     try:
-        trainer.fit()
+        try:
+            trainer.fit()
+        except Exception as err:
+            error = diagnose(err, plan, _recorded(recorder), _free_resources()) or err
+            if error is not err:
+                error.__cause__ = err
         ended = time.time()
-        files, skipped = ray.get(recorder.get_files.remote())
-        return TrialRun(launched_wall=launched, ended_wall=ended, workers=ray.get(recorder.get.remote()),
-                        files=files, skipped_files=skipped)
-    except Exception as err:
-        diagnosed = diagnose(err, plan, _recorded(recorder), _free_resources())
-        if diagnosed:
-            raise diagnosed from err
-        raise
+        try:
+            # A failed trial's reports and files are kept too (the TensorBoard logs of a run that crashed are
+            # the ones worth reading); a recorder that cannot answer then loses them, not the failure's account.
+            timeout = None if error is None else 60
+            files, skipped = ray.get(recorder.get_files.remote(), timeout=timeout)
+            workers = ray.get(recorder.get.remote(), timeout=timeout)
+        except Exception:
+            if error is None:
+                raise
+            files, skipped, workers = {}, [], []
     finally:
         ray.kill(recorder)
+    return TrialRun(launched_wall=launched, ended_wall=ended, workers=workers, files=files, skipped_files=skipped,
+                    error=error)
 
 
 def diagnose(err: BaseException, plan: TrialPlan, workers: list[dict], free: dict[str, float]) -> TrialError | None:

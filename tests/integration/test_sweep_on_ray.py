@@ -117,6 +117,10 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(ray_session, tmp_path):
     (record,) = results.read(tmp_path)
     assert record["status"] == "failed" and "deliberate failure at epoch 1" in record["error"]
     assert outcome.failed and "Failed trials" in (tmp_path / "report.md").read_text()
+    # What the worker wrote before it failed is kept, where a successful trial's files go.
+    kept = f"logs/{record['trial_id']}/last_words.txt"
+    assert record["artifacts"]["files"] == [kept]
+    assert (tmp_path / kept).read_text() == "rank 0 got to epoch 1\n"
 
 
 def test_mirrored_runs_two_replicas_in_one_worker(ray_session, tmp_path):
