@@ -137,6 +137,18 @@ def fit_points(workers: list[int], throughputs: list[float], seed: int = 0) -> O
     return result
 
 
+def fit_curves(records: list[dict], curves: Optional[list] = None) -> list[tuple]:
+    """Each scaling curve of ``records`` (``curves``, else orchestrator.scaling.curves of them), its
+    successful records, and its fit (None where fewer than two worker counts were measured)."""
+    from orchestrator import scaling
+
+    fitted = []
+    for curve in scaling.curves(records) if curves is None else curves:
+        rows = [r for r in records if r.get("status") == "ok" and scaling.curve_key(r) == curve.key]
+        fitted.append((curve, rows, fit_points([r["workers"] for r in rows], [r[curve.metric] for r in rows])))
+    return fitted
+
+
 def _leave_one_out(model: Model, n, x, counts) -> Optional[float]:
     if len(counts) - 1 <= model.shape_params:
         return None

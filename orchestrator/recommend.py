@@ -90,8 +90,8 @@ def scale_from_report(out_dir: str, curve: Optional[str]) -> tuple[int, int]:
 def share(out_dirs: list[str], cpus: float) -> list[dict]:
     """Plan a shared cluster of ``cpus`` CPUs for several swept jobs: workers per job maximising the sum of
     predicted throughput relative to each job's 1-worker throughput (orchestrator.fit.allocate). Each job
-    runs its best curve (highest predicted throughput at its recommended count)."""
-    from orchestrator import fit, scaling
+    runs its best curve (highest predicted throughput at its largest measured count)."""
+    from orchestrator import fit
 
     jobs, meta = {}, {}
     for number, directory in enumerate(out_dirs, 1):
@@ -99,9 +99,7 @@ def share(out_dirs: list[str], cpus: float) -> list[dict]:
         if not records:
             raise UserError(f"{directory}: no successful trials in results.jsonl")
         best = None
-        for curve in scaling.curves(records):
-            rows = [r for r in records if scaling.curve_key(r) == curve.key]
-            model = fit.fit_points([r["workers"] for r in rows], [r[curve.metric] for r in rows])
+        for curve, rows, model in fit.fit_curves(records):
             if model and (best is None or model.predict(model.measured[-1]) > best[1].predict(best[1].measured[-1])):
                 best = (curve, model, rows[0])
         if best is None:

@@ -52,9 +52,7 @@ def _predictions(records: list[dict], curves: list, settings: dict) -> dict:
     from orchestrator import fit
 
     fits, recommendations = [], []
-    for curve in curves:
-        rows = [r for r in records if scaling.curve_key(r) == curve.key]
-        model = fit.fit_points([r["workers"] for r in rows], [r[curve.metric] for r in rows])
+    for curve, _, model in fit.fit_curves(records, curves):
         key = {"framework": curve.framework, "strategy": curve.strategy, "execution": curve.execution,
                "workload": curve.workload, "name": curve.name, "label": curve.label}
         if model is None:
