@@ -138,7 +138,13 @@ def _container(name: str, image: str, resources: dict, ports: Optional[list] = N
     return container
 
 
-def _pod(container: dict, extra_volumes: tuple = (), node_selector: Optional[dict] = None) -> dict:
+# GPU node pools are tainted nvidia.com/gpu:NoSchedule (GKE, AKS, EKS's GPU AMIs): without this toleration
+# the worker pods stay Pending.
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def _pod(container: dict, extra_volumes: tuple = (), node_selector: Optional[dict] = None,
+         tolerations: tuple = ()) -> dict:
     spec = {
         "serviceAccountName": APP,
         "securityContext": dict(POD_SECURITY),
@@ -151,6 +157,8 @@ def _pod(container: dict, extra_volumes: tuple = (), node_selector: Optional[dic
     }
     if node_selector:
         spec["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        spec["tolerations"] = [dict(t) for t in tolerations]
     return {"spec": spec}
 
 
@@ -178,7 +186,8 @@ def ray_cluster(name: str, scale: Scale, image: str, job_config_map: Optional[st
         "minReplicas": scale.min_replicas,
         "maxReplicas": scale.max_replicas,
         "rayStartParams": {},
-        "template": _pod(worker, node_selector=scale.node_selector),
+        "template": _pod(worker, node_selector=scale.node_selector,
+                         tolerations=(GPU_TOLERATION,) if scale.gpus else ()),
     }
     if scale.num_of_hosts > 1:
         group["numOfHosts"] = scale.num_of_hosts

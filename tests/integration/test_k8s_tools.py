@@ -80,6 +80,37 @@ def test_chart_tpu_hosts_follow_the_topology():
     assert group["numOfHosts"] == 4 and group["replicas"] == 2
 
 
+# The chart and `orchestrator k8s render` (orchestrator/kube/manifests.py) are two writings of one
+# RayCluster: for the same scale they must agree on everything but the names a Helm release derives.
+SAME_SCALE = [
+    ("jobs/digits-mlp.yaml", {"workers": 2}, {"type": "cpu"}),
+    ("jobs/digits-mlp.yaml", {"workers": 2, "max_workers": 6}, {"type": "cpu"}),
+    ("jobs/gpu-cnn.yaml", {"workers": 2, "accelerator": "gpu"}, {"type": "gpu"}),
+    ("jobs/tpu-mlp.yaml", {"workers": 8, "accelerator": "tpu-v6e", "topology": "4x4"},
+     {"type": "tpu", "tpu": {"version": "v6e", "topology": "4x4"}}),
+]
+
+
+@pytest.mark.parametrize("job, scale_args, accelerator", SAME_SCALE, ids=["cpu", "cpu-autoscaling", "gpu", "tpu-v6e-4x4"])
+def test_chart_and_render_write_the_same_ray_cluster(job, scale_args, accelerator):
+    from orchestrator import spec
+    from orchestrator.kube import manifests
+
+    job_spec = spec.load(str(ROOT / job))
+    scale = manifests.worker_scale(job_spec, **scale_args)
+    rendered = next(d for d in manifests.build(job_spec, scale) if d["kind"] == "RayCluster")
+    if scale.gpus:
+        accelerator = {**accelerator, "gpusPerWorker": scale.gpus}
+    values = {"accelerator": accelerator, "workerGroups": {"workers": {
+        "replicas": scale.replicas, "minReplicas": scale.min_replicas, "maxReplicas": scale.max_replicas,
+        "resources": {"cpu": f"{scale.cpus:g}", "memory": f"{scale.memory_gib}Gi"}}}}
+    chart = helm_python.Chart.load(str(CHART))
+    chart.validate_schema(values)
+    text = chart.render(values, name="demo", namespace="sweeps")["orchestrator/templates/raycluster.yaml"]
+    charted = yaml.safe_load(text.replace("demo-orchestrator", manifests.APP))
+    assert charted["spec"] == rendered["spec"]
+
+
 def test_chart_lint_is_clean():
     result = helm_python.lint(str(CHART), strict=True)
     assert result["errors"] == []
