@@ -81,7 +81,7 @@ def test_chart_tpu_hosts_follow_the_topology():
 
 
 # The chart and `orchestrator k8s render` (orchestrator/kube/manifests.py) are two writings of one
-# RayCluster: for the same scale they must agree on everything but the names a Helm release derives.
+# RayCluster and RayJob: for the same scale they must agree on everything but the names a Helm release derives.
 SAME_SCALE = [
     ("jobs/digits-mlp.yaml", {"workers": 2}, {"type": "cpu"}),
     ("jobs/digits-mlp.yaml", {"workers": 2, "max_workers": 6}, {"type": "cpu"}),
@@ -98,17 +98,21 @@ def test_chart_and_render_write_the_same_ray_cluster(job, scale_args, accelerato
 
     job_spec = spec.load(str(ROOT / job))
     scale = manifests.worker_scale(job_spec, **scale_args)
-    rendered = next(d for d in manifests.build(job_spec, scale) if d["kind"] == "RayCluster")
+    docs = {d["kind"]: d for d in manifests.build(job_spec, scale, job_file=job)}
     if scale.gpus:
         accelerator = {**accelerator, "gpusPerWorker": scale.gpus}
     values = {"accelerator": accelerator, "workerGroups": {"workers": {
         "replicas": scale.replicas, "minReplicas": scale.min_replicas, "maxReplicas": scale.max_replicas,
-        "resources": {"cpu": f"{scale.cpus:g}", "memory": f"{scale.memory_gib}Gi"}}}}
+        "resources": {"cpu": f"{scale.cpus:g}", "memory": f"{scale.memory_gib}Gi"}}},
+        "job": {"spec": job, "out": f"/results/{job_spec.name}"}}
     chart = helm_python.Chart.load(str(CHART))
     chart.validate_schema(values)
-    text = chart.render(values, name="demo", namespace="sweeps")["orchestrator/templates/raycluster.yaml"]
-    charted = yaml.safe_load(text.replace("demo-orchestrator", manifests.APP))
-    assert charted["spec"] == rendered["spec"]
+    rendered = chart.render(values, name="demo", namespace="sweeps")
+    cluster, ray_job = (yaml.safe_load(rendered[f"orchestrator/templates/{name}.yaml"].replace("demo-orchestrator", manifests.APP))
+                        for name in ("raycluster", "rayjob"))
+    assert cluster["spec"] == docs["RayCluster"]["spec"]
+    # The RayJob runs the same sweep on its cluster (named after the release there, after the job here).
+    assert ray_job["spec"] == {**docs["RayJob"]["spec"], "clusterSelector": {"ray.io/cluster": manifests.APP}}
 
 
 def test_chart_lint_is_clean():
