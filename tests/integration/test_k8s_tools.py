@@ -92,7 +92,7 @@ SAME_SCALE = [
 
 
 @pytest.mark.parametrize("job, scale_args, accelerator", SAME_SCALE, ids=["cpu", "cpu-autoscaling", "gpu", "tpu-v6e-4x4"])
-def test_chart_and_render_write_the_same_ray_cluster(job, scale_args, accelerator):
+def test_chart_and_render_write_the_same_cluster_and_job(job, scale_args, accelerator):
     from orchestrator import spec
     from orchestrator.kube import manifests
 
