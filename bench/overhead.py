@@ -42,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -262,11 +261,7 @@ EFFICIENCY = {"ray_train": ("torch/ray_train", "torch/ray_train@1"), "actors": (
 
 
 def machine() -> dict:
-    def version(package):
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
+    from orchestrator.scheduler import versions
 
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
@@ -275,8 +270,7 @@ def machine() -> dict:
         memory = round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20, 1)
     return {"python": platform.python_version(), "machine": platform.machine(), "cpu": model,
             "cpus": os.cpu_count(), "memory_gib": memory, "os": platform.platform(),
-            "ray": version("ray"), "torch": version("torch"), "tensorflow": version("tensorflow-cpu"),
-            "horovod": version("horovod")}
+            **versions("ray", "torch", "tensorflow", "horovod")}
 
 
 def interval(estimate, repeats: int, resamples: int = 2000, seed: int = 0) -> list[float]:

@@ -49,18 +49,25 @@ def storage_path(spec: JobSpec, out: Output) -> str:
     return out.storage_default()
 
 
-def environment(cluster) -> dict:
+def versions(*packages: str) -> dict[str, str]:
+    """Installed versions by distribution name ("not installed" where absent); "tensorflow" is tensorflow-cpu
+    where that is the one installed."""
     def version(package: str) -> str:
         try:
             return metadata.version(package)
         except metadata.PackageNotFoundError:
             return "not installed"
 
+    found = {p: version(p) for p in packages}
+    if found.get("tensorflow") == "not installed":
+        found["tensorflow"] = version("tensorflow-cpu")
+    return found
+
+
+def environment(cluster) -> dict:
     return {
         "python": platform.python_version(),
-        "ray": version("ray"),
-        "torch": version("torch"),
-        "tensorflow": version("tensorflow-cpu") if version("tensorflow-cpu") != "not installed" else version("tensorflow"),
+        **versions("ray", "torch", "tensorflow"),
         "machine": platform.machine(),
         "cluster_nodes": len(cluster.nodes),
         "cluster_cpus": cluster.total.get("CPU", 0.0),
