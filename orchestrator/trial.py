@@ -80,29 +80,38 @@ def run(plan: TrialPlan, storage_path: str) -> TrialRun:
     }
     trainer = launchers.for_plan(plan).make_trainer(plan, harness.train_loop_per_worker, loop_config, storage_path)
     launched = time.time()
-    error = None
+    failure = None
     try:
         try:
             trainer.fit()
         except Exception as err:
-            error = diagnose(err, plan, _recorded(recorder), _free_resources()) or err
-            if error is not err:
-                error.__cause__ = err
+            failure = err
         ended = time.time()
-        try:
-            # A failed trial's reports and files are kept too (the TensorBoard logs of a run that crashed are
-            # the ones worth reading); a recorder that cannot answer then loses them, not the failure's account.
-            timeout = None if error is None else 60
-            files, skipped = ray.get(recorder.get_files.remote(), timeout=timeout)
-            workers = ray.get(recorder.get.remote(), timeout=timeout)
-        except Exception:
-            if error is None:
-                raise
-            files, skipped, workers = {}, [], []
+        files, skipped, workers = _collect(recorder, failed=failure is not None)
     finally:
         ray.kill(recorder)
+    error = None
+    if failure is not None:
+        error = diagnose(failure, plan, workers, _free_resources()) or failure
+        if error is not failure:
+            error.__cause__ = failure
     return TrialRun(launched_wall=launched, ended_wall=ended, workers=workers, files=files, skipped_files=skipped,
                     error=error)
+
+
+def _collect(recorder, failed: bool) -> tuple[dict, list, list[dict]]:
+    """What the workers wrote and recorded. A failed trial's are kept too (the TensorBoard logs of a run that
+    crashed are the ones worth reading); a recorder that cannot answer then loses them, not the failure."""
+    import ray
+
+    timeout = 60 if failed else None
+    try:
+        files, skipped = ray.get(recorder.get_files.remote(), timeout=timeout)
+        return files, skipped, ray.get(recorder.get.remote(), timeout=timeout)
+    except Exception:
+        if not failed:
+            raise
+        return {}, [], []
 
 
 def diagnose(err: BaseException, plan: TrialPlan, workers: list[dict], free: dict[str, float]) -> TrialError | None:
@@ -144,15 +153,6 @@ def _caused_by(err: BaseException, name: str) -> bool:
         stack += [e.__cause__, e.__context__, getattr(e, "controller_failure", None)]
         stack += list((getattr(e, "worker_failures", None) or {}).values())
     return False
-
-
-def _recorded(recorder) -> list[dict]:
-    import ray
-
-    try:
-        return ray.get(recorder.get.remote(), timeout=10)
-    except Exception:
-        return []
 
 
 def _free_resources() -> dict[str, float]:
