@@ -1,6 +1,6 @@
 """Orchestrator overhead against bare launchers, time to first step, distortion of efficiency, sweep cost.
 
-    .venv/bin/python bench/overhead.py [--repeats 5] [--no-sweep-cost]
+    .venv/bin/python bench/overhead.py [--repeats 5] [--no-sweep-cost] [--arms A,B --out NAME]
 
 One command, every arm side by side. For each repeat, in turn (interleaved, so a drift of the machine lands on
 every arm alike):
@@ -13,7 +13,7 @@ every arm alike):
   1 worker    torch    the orchestrator, both launchers  vs  bare `torchrun --nproc_per_node 1`
               (with the 2-worker arms: scaling efficiency through each, and their ratio, the distortion)
   attached    torch    launcher: actors at 2 workers on a Ray cluster already running (`ray start --head`
-                       before, `ray stop` after, neither timed), as `ray job submit` and KubeRay run it
+              tf       before, `ray stop` after, neither timed), as `ray job submit` and KubeRay run it
 
 Then, once, the default sweep (`make demo`'s job, jobs/digits-mlp.yaml) through the CLI with each launcher:
 its wall time split into training and everything else.
@@ -249,11 +249,13 @@ ARMS = {
     "torch/actors@1": lambda: orchestrated("torch", 1, "actors"),
     "torch/torchrun@1": lambda: bare_torch(1),
     "torch/actors attached": lambda: attached("torch", 2),
+    "tf/actors attached": lambda: attached("tf", 2),
 }
 # (orchestrator arm, bare arm) for each ratio.
 PAIRS = {"torch ray_train": ("torch/ray_train", "torch/torchrun"), "torch actors": ("torch/actors", "torch/torchrun"),
          "torch actors attached": ("torch/actors attached", "torch/torchrun"),
          "tf ray_train": ("tf/ray_train", "tf/TF_CONFIG"), "tf actors": ("tf/actors", "tf/TF_CONFIG"),
+         "tf actors attached": ("tf/actors attached", "tf/TF_CONFIG"),
          "horovod": ("horovod/orchestrator", "horovod/horovodrun")}
 # Scaling efficiency at 2 workers through each launcher, against torchrun's (the distortion).
 EFFICIENCY = {"ray_train": ("torch/ray_train", "torch/ray_train@1"), "actors": ("torch/actors", "torch/actors@1"),
@@ -291,8 +293,8 @@ def verdict(low: float, high: float, goal: float, at_most: bool) -> str:
     return "✓" if low >= goal else "✗" if high < goal else "?"
 
 
-def summarize(runs: dict, repeats: int, cost: dict | None, command: str | None = None,
-              machine_info: dict | None = None) -> dict:
+def summarize(runs: dict, repeats: int, cost: list | None, command: str, machine_info: dict | None = None,
+              date: str | None = None) -> dict:
     def median(name, key, indices=None):
         chosen = runs[name] if indices is None else [runs[name][i] for i in indices]
         return statistics.median(r[key] for r in chosen)
@@ -308,11 +310,13 @@ def summarize(runs: dict, repeats: int, cost: dict | None, command: str | None =
 
     ratios, intervals = {}, {}
     for pair, (orch, bare) in PAIRS.items():
-        keys = ("step_time_s", "time_to_first_step_s", "wall_s")
-        ratios[pair] = {key.removesuffix("_s"): ratio(orch, bare, key)() for key in keys}
-        intervals[pair] = {key.removesuffix("_s"): interval(ratio(orch, bare, key), repeats) for key in keys}
+        if runs.get(orch) and runs.get(bare):
+            keys = ("step_time_s", "time_to_first_step_s", "wall_s")
+            ratios[pair] = {key.removesuffix("_s"): ratio(orch, bare, key)() for key in keys}
+            intervals[pair] = {key.removesuffix("_s"): interval(ratio(orch, bare, key), repeats) for key in keys}
+    measured = {name for name, (two, one) in EFFICIENCY.items() if runs.get(two) and runs.get(one)}
     efficiency = {name: median(two, "samples_per_sec") / (2 * median(one, "samples_per_sec"))
-                  for name, (two, one) in EFFICIENCY.items()}
+                  for name, (two, one) in EFFICIENCY.items() if name in measured}
 
     def per_repeat(name: str) -> list[float]:
         # Per repeat too: the arms of one repeat ran minutes apart, a spread over repeats shows the noise.
@@ -322,11 +326,12 @@ def summarize(runs: dict, repeats: int, cost: dict | None, command: str | None =
 
     distortion = {name: {"ratio": efficiency[name] / efficiency["torchrun"], "per_repeat": per_repeat(name),
                          "interval_90": interval(efficiency_ratio(name), repeats)}
-                  for name in ("ray_train", "actors")}
+                  for name in ("ray_train", "actors") if {name, "torchrun"} <= measured}
     profile = {name: {k: statistics.median(r["profile"][k] for r in runs[name]) for k in runs[name][0]["profile"]}
                for name in runs if runs[name] and "profile" in runs[name][0]}
     return {
-        "command": command or f".venv/bin/python bench/overhead.py --repeats {repeats}",
+        "command": command,
+        "date": date or time.strftime("%Y-%m-%d"),
         "machine": machine_info or machine(),
         "workload": {**CONFIG, "steps": STEPS, "warmup_steps": WARMUP},
         "repeats": repeats,
@@ -362,21 +367,25 @@ def markdown(summary: dict) -> str:
 
     def cell(pair: str, key: str) -> str:
         value, (low, high) = summary["ratios"][pair][key], summary["ratio_intervals_90"][pair][key]
-        mark = f" {verdict(low, high, goal[key], at_most=True)}" if key in goal else ""
+        # Under 3 repeats the interval is no measure of the noise: no verdict.
+        mark = f" {verdict(low, high, goal[key], at_most=True)}" if key in goal and summary["repeats"] >= 3 else ""
         return f"{value:.2f} ({low:.2f}–{high:.2f}){mark}"
 
     lines += ["", f"| orchestrator / bare | step time (goal ≤ {goal['step_time']}) | time to first step "
               f"(goal ≤ {goal['time_to_first_step']}) | wall time |", "|---|---:|---:|---:|"]
-    for pair, (orch, bare) in PAIRS.items():
+    for pair in summary["ratios"]:
+        orch, bare = PAIRS[pair]
         lines.append(f"| {orch} vs {bare} | {cell(pair, 'step_time')} | {cell(pair, 'time_to_first_step')} | "
                      f"{cell(pair, 'wall')} |")
     e, d = summary["efficiency_at_2"], summary["distortion"]
-    lines += ["", f"Scaling efficiency at 2 workers (torch DDP): through torchrun {e['torchrun']:.3f}; "
-              + "; ".join(f"launcher {name} {e[name]:.3f}, distortion {d[name]['ratio']:.3f} "
-                          f"({d[name]['interval_90'][0]:.2f}–{d[name]['interval_90'][1]:.2f}) "
-                          f"{verdict(*d[name]['interval_90'], goals['distortion_min'], at_most=False)} "
-                          f"(goal ≥ {goals['distortion_min']}; per repeat "
-                          f"{', '.join(f'{v:.2f}' for v in d[name]['per_repeat'])})" for name in d) + ".", "",
+    if d:
+        lines += ["", f"Scaling efficiency at 2 workers (torch DDP): through torchrun {e['torchrun']:.3f}; "
+                  + "; ".join(f"launcher {name} {e[name]:.3f}, distortion {d[name]['ratio']:.3f} "
+                              f"({d[name]['interval_90'][0]:.2f}–{d[name]['interval_90'][1]:.2f}) "
+                              f"{verdict(*d[name]['interval_90'], goals['distortion_min'], at_most=False)} "
+                              f"(goal ≥ {goals['distortion_min']}; per repeat "
+                              f"{', '.join(f'{v:.2f}' for v in d[name]['per_repeat'])})" for name in d) + "."]
+    lines += ["",
               "Time to first step through the orchestrator, where it goes (medians, seconds):", "",
               "| arm | CLI + Ray start | trainer build | worker start | worker setup | first step |",
               "|---|---:|---:|---:|---:|---:|"]
@@ -398,16 +407,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-sweep-cost", action="store_true", help="skip the default sweep's cost")
-    parser.add_argument("--arms", help="comma-separated subset of: " + ", ".join(ARMS))
+    parser.add_argument("--arms", help="comma-separated subset of: " + ", ".join(ARMS) + " (no sweep cost then)")
+    parser.add_argument("--out", metavar="NAME", help="write bench/results/NAME.{json,md} (default: overhead for "
+                        "every arm, overhead-subset for --arms, the file's own name for --summarize)")
     parser.add_argument("--summarize", metavar="JSON", help="run nothing: summarize again the runs an earlier "
                         "overhead.json holds (its command and machine kept)")
     args = parser.parse_args()
     if args.summarize:
         earlier = json.loads(Path(args.summarize).read_text())
-        write(summarize(earlier["runs"], earlier["repeats"], earlier["sweep_cost"], earlier["command"],
-                        earlier["machine"]))
+        write(summarize(earlier["runs"], earlier["repeats"], earlier.get("sweep_cost"), earlier["command"],
+                        earlier["machine"], earlier.get("date")), args.out or Path(args.summarize).stem)
         return
     names = args.arms.split(",") if args.arms else list(ARMS)
+    unknown = [name for name in names if name not in ARMS]
+    if unknown:
+        parser.error(f"--arms: unknown arm(s) {', '.join(map(repr, unknown))}; known: {', '.join(ARMS)}")
+    command = " ".join(["bench/overhead.py", *(f'"{a}"' if " " in a else a for a in sys.argv[1:])])
     runs = {name: [] for name in names}
     for repeat in range(args.repeats):
         for name in names:
@@ -420,22 +435,21 @@ def main() -> None:
             print(f"[{repeat + 1}/{args.repeats}] {name}: step {1000 * result['step_time_s']:.2f} ms, "
                   f"{result['samples_per_sec']:,.0f} samples/s, first step at {result['time_to_first_step_s']:.1f} s, "
                   f"wall {result['wall_s']:.1f} s", flush=True)
-    if set(names) != set(ARMS):
-        print(json.dumps(runs, indent=1))
-        return
     cost = []
-    if not args.no_sweep_cost:
+    if not args.no_sweep_cost and not args.arms:
         for launcher in ("ray_train", "actors"):
             print(f"sweep cost: the default sweep (jobs/digits-mlp.yaml), launcher {launcher} ...", flush=True)
             cost.append(sweep_cost(launcher))
-    write(summarize(runs, args.repeats, cost))
+    write(summarize(runs, args.repeats, cost, f".venv/bin/python {command}"),
+          args.out or ("overhead-subset" if args.arms else "overhead"))
 
 
-def write(summary: dict) -> None:
+def write(summary: dict, name: str) -> None:
     out = ROOT / "bench/results"
-    (out / "overhead.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "overhead.md").write_text(markdown(summary))
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown(summary))
     print(markdown(summary))
+    print(f"written: bench/results/{name}.json, {name}.md")
 
 
 if __name__ == "__main__":
