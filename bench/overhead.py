@@ -352,7 +352,7 @@ def summarize(runs: dict, repeats: int, cost: list | None, command: str, machine
 def markdown(summary: dict) -> str:
     m, goals = summary["machine"], summary["goals"]
     lines = ["# Orchestrator overhead, time to first step, distortion, sweep cost", "",
-             f"`{summary['command']}`: {summary['repeats']} interleaved repeats of every arm; medians, and for each "
+             f"`{summary['command']}` ({summary['date']}): {summary['repeats']} interleaved repeats of every arm; medians, and for each "
              "ratio a 90% bootstrap interval over the repeats: ✓ the whole interval meets the goal, ✗ none of it "
              "does, ? this machine's noise cannot tell.", "",
              f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['os']}; Python {m['python']}, "
