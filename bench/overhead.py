@@ -12,8 +12,9 @@ every arm alike):
               horovod  the orchestrator (horovod.ray RayExecutor)  vs  bare `horovodrun -np 2 --gloo`
   1 worker    torch    the orchestrator, both launchers  vs  bare `torchrun --nproc_per_node 1`
               (with the 2-worker arms: scaling efficiency through each, and their ratio, the distortion)
-  attached    torch    launcher: actors at 2 workers on a Ray cluster already running (`ray start --head`
-              tf       before, `ray stop` after, neither timed), as `ray job submit` and KubeRay run it
+  attached    torch    launcher: actors at 2 workers on a Ray cluster already running (the benchmark's own
+              tf       `ray start --head`, started before and stopped after, neither timed), as `ray job
+                       submit` and KubeRay run it
 
 Then, once, the default sweep (`make demo`'s job, jobs/digits-mlp.yaml) through the CLI with each launcher:
 its wall time split into training and everything else.
@@ -36,6 +37,8 @@ import json
 import os
 import platform
 import random
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -201,14 +204,35 @@ def orchestrated(framework: str, workers: int, launcher: str = "ray_train", addr
 
 
 def attached(framework: str, workers: int) -> dict:
-    """launcher: actors on a Ray cluster that is already up: only the orchestrator's own start is timed."""
-    port = free_port()
-    subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                    "--disable-usage-stats"], env=_env(), capture_output=True, text=True, check=True)
+    """launcher: actors on a Ray cluster that is already up: only the orchestrator's own start is timed.
+
+    The cluster is this function's own (`ray start --head --block` in its own process group and temp dir),
+    stopped by signalling that group: another Ray on the machine is left alone (`ray stop` would end it)."""
+    port, temp = free_port(), Path(tempfile.mkdtemp(prefix="bench-ray-", dir="/tmp"))  # short: unix sockets
+    log = temp / "ray-start.log"
+    with open(log, "w") as out:
+        head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                                 "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                                env=_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log.read_text():
+            if head.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray start --head did not come up: {log.read_text()[-1500:]}")
+            time.sleep(0.5)
         return orchestrated(framework, workers, "actors", address=f"127.0.0.1:{port}")
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, text=True)
+        # SIGTERM to `ray start --block` alone stops its processes (2 s); to its whole group, ~30 s.
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def sweep_cost(launcher: str) -> dict:
