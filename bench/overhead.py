@@ -207,7 +207,8 @@ def attached(framework: str, workers: int) -> dict:
     """launcher: actors on a Ray cluster that is already up: only the orchestrator's own start is timed.
 
     The cluster is this function's own (`ray start --head --block` in its own process group and temp dir),
-    stopped by signalling that group: another Ray on the machine is left alone (`ray stop` would end it)."""
+    stopped through that process, then its group: another Ray on the machine is left alone (`ray stop` would
+    end it)."""
     port, temp = free_port(), Path(tempfile.mkdtemp(prefix="bench-ray-", dir="/tmp"))  # short: unix sockets
     log = temp / "ray-start.log"
     with open(log, "w") as out:
