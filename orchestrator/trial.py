@@ -106,8 +106,8 @@ def _collect(recorder, failed: bool) -> tuple[dict, list, list[dict]]:
 
     timeout = 60 if failed else None
     try:
-        files, skipped = ray.get(recorder.get_files.remote(), timeout=timeout)
-        return files, skipped, ray.get(recorder.get.remote(), timeout=timeout)
+        (files, skipped), workers = ray.get([recorder.get_files.remote(), recorder.get.remote()], timeout=timeout)
+        return files, skipped, workers
     except Exception:
         if not failed:
             raise
