@@ -21,7 +21,7 @@ from orchestrator.errors import OrchestratorError, UserError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, like every other bad input
-        self.exit(2, f"orchestrator: error: {message} (see 'orchestrator {self.prog.split()[-1]} --help')\n")
+        self.exit(2, f"orchestrator: error: {message} (see '{self.prog} --help')\n")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,11 +66,15 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="+", help="YAML files (multi-document)")
     check.add_argument("--no-security", action="store_true", help="schemas only: skip the pod-security and secret checks")
     check.add_argument("--crd-dir", help="KubeRay CRD YAML files to validate against (default: the copy shipped in the package)")
+    for command in (sweep, rep, advise, share, render, check):  # whose --help an unknown argument points to
+        command.set_defaults(parser=command)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args, unknown = parser().parse_known_args(argv)
+    if unknown:  # argparse would blame the top-level command; name the one the arguments were given to
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "sweep":
             return _sweep(args)

@@ -121,3 +121,13 @@ def test_oversized_and_binary_specs(tmp_path, capsys):
     for path, words in ((big, "larger than"), (binary, "not UTF-8")):
         assert main(["sweep", str(path), "--dry-run"]) == 2
         assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, command", [(["sweep", GOOD, "--workers", "3"], "orchestrator sweep"),
+                                           (["k8s", "render", GOOD, "--bogus"], "orchestrator k8s render"),
+                                           (["k8s", "render", GOOD, "--workers", "two"], "orchestrator k8s render"),
+                                           (["frobnicate"], "orchestrator")])
+def test_argparse_errors_point_to_the_help_of_the_command_given(capsys, argv, command):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert f"(see '{command} --help')" in capsys.readouterr().err
