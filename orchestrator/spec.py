@@ -422,11 +422,16 @@ def load(path: str | Path) -> JobSpec:
     except UnicodeDecodeError:
         raise SpecError(source, "file", "is not UTF-8 text") from None
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        where, problem = yaml_problem(err)
         raise SpecError(source, where, f"malformed YAML: {problem}") from None
     return parse(data, source)
+
+
+def yaml_problem(err: yaml.YAMLError) -> tuple[str, str]:
+    """Where a YAML parse error is (``line L, column C``) and what it is, in one line each."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+    return where, getattr(err, "problem", None) or str(err).splitlines()[0]
 
 
 def parse(data: Any, source: str = "<spec>") -> JobSpec:

@@ -23,6 +23,7 @@ from typing import Iterator, Optional
 import yaml
 
 from orchestrator.kube.schemas import crd_schemas
+from orchestrator.spec import yaml_problem
 from orchestrator.tpu import TopologyError, tpu_slice
 
 KUBERNETES_VERSION = "1.32"
@@ -47,12 +48,16 @@ def load_documents(paths: list[str]) -> Iterator[tuple[str, object]]:
         except OSError as err:
             yield f"{path}", err
             continue
+        except UnicodeDecodeError:
+            yield f"{path}", ValueError("not UTF-8 text; pass Kubernetes manifests in YAML")
+            continue
         try:
             for index, doc in enumerate(yaml.safe_load_all(text)):
                 if doc is not None:
                     yield f"{path}#{index}", doc
         except yaml.YAMLError as err:
-            yield f"{path}", err
+            where, problem = yaml_problem(err)
+            yield f"{path}: {where}", ValueError(f"malformed YAML: {problem}")
 
 
 def validate_paths(paths: list[str], security: bool = True, crd_dir: Optional[str] = None) -> list[Problem]:

@@ -201,3 +201,13 @@ def test_every_problem_is_one_line_naming_the_object(tmp_path):
     (problem,) = validate.validate_paths([str(path)])
     assert str(problem).startswith(f"{path}#1 RayCluster/orchestrator-digits-mlp: spec.workerGroupSpecs[0]: ")
     assert "\n" not in str(problem)
+
+
+def test_unreadable_files_are_one_problem_each_with_where(tmp_path):
+    broken, binary = tmp_path / "broken.yaml", tmp_path / "binary.yaml"
+    broken.write_text(yaml.safe_dump(RENDERED[0]) + "---\nspec: [\n")
+    binary.write_bytes(b"\xd0\xcf\x11\xe0 not text")
+    problems = [str(p) for p in validate.validate_paths([str(broken), str(binary)])]
+    assert problems[0].startswith(f"{broken}: line ") and "malformed YAML" in problems[0]
+    assert problems[1] == f"{binary}: cannot read: not UTF-8 text; pass Kubernetes manifests in YAML"
+    assert len(problems) == 2  # the well-formed document before the error is checked and passes
