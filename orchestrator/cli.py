@@ -107,6 +107,18 @@ def _check_address(address: str | None) -> None:
         )
 
 
+def _check_output_file(flag: str, path: str | None, example: str) -> None:
+    """A file the command will write (missing folders are created): refused before any work if it cannot be."""
+    if not path:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{flag} {path}: is a directory; pass a file path, e.g. {target / example}")
+    blocker = next((p for p in target.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise UserError(f"{flag} {path}: {blocker} is a file, not a folder; pass a path in a folder")
+
+
 def _sweep(args) -> int:
     from orchestrator import plan, spec
 
@@ -178,6 +190,7 @@ def _k8s_render(args) -> int:
     from orchestrator.kube import manifests
 
     job = spec.load(args.job)
+    _check_output_file("--output", args.output, "manifests.yaml")
     workers, max_workers = args.workers, args.max_workers
     if args.from_report:
         from orchestrator.recommend import scale_from_report
@@ -211,6 +224,7 @@ def _recommend(args) -> int:
         raise UserError(f"--threshold {args.threshold}: must be in (0, 1]")
     if args.max_workers is not None and not 1 <= args.max_workers <= 4096:
         raise UserError(f"--max-workers {args.max_workers}: must be between 1 and 4096")
+    _check_output_file("--emit", args.emit, "recommendation.yaml")
     for line in recommend.run(args.dir, args.threshold, args.max_workers, args.emit):
         print(line)
     return 0

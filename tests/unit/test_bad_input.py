@@ -93,6 +93,8 @@ ARGS = [
     ("unknown accelerator", ["k8s", "render", GOOD, "--workers", "2", "--accelerator", "fpga"], "--accelerator"),
     ("threshold above 1", ["recommend", "jobs", "--threshold", "2"], "--threshold"),
     ("share with no CPUs", ["share", "jobs", "--cpus", "0"], "--cpus"),
+    ("recommendation written over a directory", ["recommend", "jobs", "--emit", "jobs"], "--emit jobs: is a directory"),
+    ("manifests written under a file", ["k8s", "render", GOOD, "--workers", "2", "-o", f"{GOOD}/x.yaml"], f"{GOOD} is a file"),
 ]
 
 
