@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
+
+from orchestrator.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ def connect(address: str | None = None, verbose: bool = False) -> Cluster:
     if not ray.is_initialized():
         kwargs = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
         if target:
+            _check_reachable(target, "--address" if address else "RAY_ADDRESS")
             ray.init(address=target, **kwargs)
         else:
             ray.init(address="local", include_dashboard=False, **kwargs)
@@ -45,6 +49,22 @@ def connect(address: str | None = None, verbose: bool = False) -> Cluster:
         nodes=nodes,
         log_dir=_session_dir(),
     )
+
+
+def _check_reachable(target: str, source: str, timeout_s: float = 5.0) -> None:
+    """Refuse a HOST:PORT nobody listens on at once: ray.init retries a dead GCS address for ~12 minutes
+    (20 attempts of ~35 s each) before it fails. ``auto`` and ``ray://`` addresses are left to Ray."""
+    host, sep, port = target.rpartition(":")
+    if not sep or "://" in target or not port.isdigit():
+        return
+    without = "drop --address" if source == "--address" else "unset RAY_ADDRESS"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise UserError(
+            f"{source} {target}: no Ray cluster answers there ({err.strerror or err}); start one with "
+            f"'ray start --head', pass its GCS address (HOST:6379), or {without} to start an embedded local cluster"
+        ) from None
 
 
 def _session_dir() -> str:

@@ -1,10 +1,14 @@
 """The bad-input table: job specs and CLI arguments that must each get exit code 2 and a one-line message
 naming the field, within seconds, with no traceback. Nothing here starts a cluster."""
 
+import socket
+
 import pytest
 import yaml
 
+from orchestrator import cluster
 from orchestrator.cli import main
+from orchestrator.errors import UserError
 
 BASE = {
     "name": "bad",
@@ -133,3 +137,29 @@ def test_argparse_errors_point_to_the_help_of_the_command_given(capsys, argv, co
     with pytest.raises(SystemExit):
         main(argv)
     assert f"(see '{command} --help')" in capsys.readouterr().err
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_address_nobody_listens_on_is_refused_at_once(capsys, tmp_path):
+    # ray.init would retry it for ~12 minutes; the sweep refuses it before touching Ray.
+    address = f"127.0.0.1:{_closed_port()}"
+    assert main(["sweep", GOOD, "--address", address, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"--address {address}: no Ray cluster answers there" in err and "drop --address" in err
+    assert err.count("\n") == 1
+    with pytest.raises(UserError, match="RAY_ADDRESS .* unset RAY_ADDRESS"):
+        cluster._check_reachable(address, "RAY_ADDRESS")
+
+
+def test_an_address_that_answers_or_is_left_to_ray_passes():
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        cluster._check_reachable(f"127.0.0.1:{listening.getsockname()[1]}", "--address")
+    for address in ("auto", "ray://head:10001", "local"):
+        cluster._check_reachable(address, "--address")
