@@ -1,7 +1,8 @@
 """The job spec: the only module that reads job files.
 
-A job file is YAML, loaded with ``yaml.safe_load`` and validated once, here. Everything after ``load`` trusts
-the ``JobSpec`` it returns. Errors name the field, the value and what would be valid, in one line.
+A job file is YAML, loaded as safe YAML (a key given twice is refused) and validated once, here. Everything
+after ``load`` trusts the ``JobSpec`` it returns. Errors name the field, the value and what would be valid, in
+one line.
 
 A minimal job (see ``jobs/digits-mlp.yaml`` for the default one)::
 
@@ -418,13 +419,31 @@ def load(path: str | Path) -> JobSpec:
     if file.stat().st_size > MAX_SPEC_BYTES:
         raise SpecError(source, "file", f"is larger than {MAX_SPEC_BYTES} bytes; a job spec is a short YAML file")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=StrictLoader)
     except UnicodeDecodeError:
         raise SpecError(source, "file", "is not UTF-8 text") from None
     except yaml.YAMLError as err:
         where, problem = yaml_problem(err)
         raise SpecError(source, where, f"malformed YAML: {problem}") from None
     return parse(data, source)
+
+
+class StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping: plain YAML keeps the last one silently, so a
+    second ``sweep:`` lower in a file would replace the first without a word (kubectl refuses such manifests
+    too, so ``k8s validate`` reads them with it)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):  # merge keys and the like: left to YAML
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice in one mapping; keep one", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def yaml_problem(err: yaml.YAMLError) -> tuple[str, str]:

@@ -23,7 +23,7 @@ from typing import Iterator, Optional
 import yaml
 
 from orchestrator.kube.schemas import crd_schemas
-from orchestrator.spec import yaml_problem
+from orchestrator.spec import StrictLoader, yaml_problem
 from orchestrator.tpu import TopologyError, tpu_slice
 
 KUBERNETES_VERSION = "1.32"
@@ -52,7 +52,7 @@ def load_documents(paths: list[str]) -> Iterator[tuple[str, object]]:
             yield f"{path}", ValueError("not UTF-8 text; pass Kubernetes manifests in YAML")
             continue
         try:
-            for index, doc in enumerate(yaml.safe_load_all(text)):
+            for index, doc in enumerate(yaml.load_all(text, Loader=StrictLoader)):
                 if doc is not None:
                     yield f"{path}#{index}", doc
         except yaml.YAMLError as err:

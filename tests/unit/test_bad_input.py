@@ -33,6 +33,8 @@ SPECS = [
     ("malformed YAML", "name: x\narms: [\n", "malformed YAML"),
     ("not a mapping", "[1, 2]\n", "top level"),
     ("python tag", "name: !!python/object/apply:os.system ['id']\n", "malformed YAML"),
+    ("a field given twice", spec_with("sweep", {"workers": [1]}) + "sweep: {workers: [1, 2]}\n",
+     "'sweep' is given twice in one mapping; keep one"),
     ("unknown top-level field", spec_with("colour", "red"), "colour: unknown field"),
     ("misspelt field", spec_with("sweeep", {"workers": [1]}), "did you mean 'sweep'"),
     ("unknown framework", spec_with("arms.0.framework", "jax"), "arms[0].framework"),

@@ -207,7 +207,10 @@ def test_unreadable_files_are_one_problem_each_with_where(tmp_path):
     broken, binary = tmp_path / "broken.yaml", tmp_path / "binary.yaml"
     broken.write_text(yaml.safe_dump(RENDERED[0]) + "---\nspec: [\n")
     binary.write_bytes(b"\xd0\xcf\x11\xe0 not text")
-    problems = [str(p) for p in validate.validate_paths([str(broken), str(binary)])]
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {a: '1'}\ndata: {b: '2'}\n")
+    problems = [str(p) for p in validate.validate_paths([str(broken), str(binary), str(twice)])]
     assert problems[0].startswith(f"{broken}: line ") and "malformed YAML" in problems[0]
     assert problems[1] == f"{binary}: cannot read: not UTF-8 text; pass Kubernetes manifests in YAML"
-    assert len(problems) == 2  # the well-formed document before the error is checked and passes
+    assert problems[2].startswith(f"{twice}: line 5, column 1: ") and "'data' is given twice" in problems[2]
+    assert len(problems) == 3  # the well-formed document before the error is checked and passes
