@@ -129,6 +129,8 @@ def _sweep(args) -> int:
     _check_address(args.address)
     out = Output(args.out or str(Path("reports") / job.name))
     plans = plan.build(job)
+    from orchestrator import scheduler
+
     if args.dry_run:
         from orchestrator import launchers
 
@@ -137,12 +139,12 @@ def _sweep(args) -> int:
             "out": out.location,
             "cluster": args.address or os.environ.get("RAY_ADDRESS") or "an embedded local Ray cluster (no RAY_ADDRESS)",
             "storage_path": storage_path(job, out),
+            "notes": scheduler.unit_notes(plans),
             "trials": [{**p.to_dict(), "launcher": launchers.for_plan(p).describe(p)} for p in plans],
         }
         print(json.dumps(document, indent=2))
         return 0
 
-    from orchestrator import scheduler
     from orchestrator.progress import RichProgress
 
     progress = RichProgress()
@@ -154,6 +156,8 @@ def _sweep(args) -> int:
             f"({cluster.total.get('CPU', 0):g} CPU, {cluster.total.get('GPU', 0):g} GPU, {len(cluster.nodes)} node(s))"
         )
         progress.console.print(f"results and reports: {out.location}   Ray Train storage: {storage}")
+        for note in scheduler.unit_notes(plans):
+            progress.console.print(f"note: {note}", highlight=False)
 
     outcome = scheduler.sweep(job, out, address=args.address, verbose=args.verbose, progress=progress, on_cluster=announce)
     console = progress.console
@@ -192,17 +196,31 @@ def _k8s_render(args) -> int:
     job = spec.load(args.job)
     _check_output_file("--output", args.output, "manifests.yaml")
     workers, max_workers = args.workers, args.max_workers
+    job_text = None if args.in_image else Path(args.job).read_text(encoding="utf-8")
+    out_name = None
     if args.from_report:
-        from orchestrator.recommend import scale_from_report
+        from orchestrator import plan
+        from orchestrator.recommend import from_report
 
-        workers, max_workers = scale_from_report(args.from_report, args.curve)
+        if args.workers is not None or args.in_image:
+            raise UserError("k8s render --from-report takes the worker count from the report and renders the job "
+                            "at it in a ConfigMap: drop --workers and --in-image, or drop --from-report")
+        chosen = from_report(args.from_report, args.curve)
+        # The rendered cluster runs what was recommended: the chosen arm at the recommended count, sized in Ray
+        # workers (pods) for it (mirrored: one pod holding every replica; TPU: one pod per host).
+        job = spec.at_scale(job, chosen.arm, chosen.workers)
+        strategy = job.arms[0].strategy
+        workers = plan.ray_workers_for(strategy, chosen.workers)
+        max_workers = max(workers, max_workers or plan.ray_workers_for(strategy, chosen.max_workers))
+        job_text = spec.dump(job, f"{chosen.arm} at the {chosen.workers} worker(s) `orchestrator recommend "
+                                  f"{args.from_report}` recommends (from {args.job})")
+        out_name = f"{job.name}-{chosen.arm.replace('/', '-')}-w{chosen.workers}"
     if workers is None:
         raise UserError("k8s render: pass --workers N, or --from-report DIR")
     scale = manifests.worker_scale(job, workers, args.accelerator, args.topology, max_workers)
     docs = manifests.build(
         job, scale, image=args.image or manifests.DEFAULT_IMAGE,
-        job_file=args.job if args.in_image else None,
-        job_text=None if args.in_image else Path(args.job).read_text(encoding="utf-8"),
+        job_file=args.job if args.in_image else None, job_text=job_text, out_name=out_name,
     )
     text = manifests.to_yaml(docs)
     if args.output:

@@ -72,13 +72,23 @@ class Fit:
     """Mean absolute relative error predicting each measured count from the others (None with 2 counts)."""
     measured: list[int]
     _predict: Callable = field(repr=False, default=None)
-    _bands: dict = field(repr=False, default_factory=dict)
+    _samples: list = field(repr=False, default_factory=list)
+    """Bootstrap refits: parameter vectors of the model, evaluated at whatever count a band is asked for."""
 
     def predict(self, workers: int) -> float:
         return float(self._predict(np.asarray(float(workers))))
 
     def band(self, workers: int) -> tuple[float, float]:
-        return self._bands.get(workers, (self.predict(workers), self.predict(workers)))
+        """The 10th to 90th percentile of the bootstrap refits' predictions at ``workers`` (any count)."""
+        if not self._samples:
+            p = self.predict(workers)
+            return (p, p)
+        columns = np.asarray(self._samples, float).T  # one row per parameter, one column per refit
+        values = np.broadcast_to(self._predict_with(np.asarray(float(workers)), columns), columns.shape[1:])
+        low, high = np.percentile(values, BAND)
+        return (float(low), float(high))
+
+    _predict_with: Callable = field(repr=False, default=None)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "params": self.params, "r2": self.r2, "rmse_relative": self.rmse_relative,
@@ -100,14 +110,21 @@ def _fit_model(model: Model, n: np.ndarray, x: np.ndarray):
     return result.x
 
 
-def fit_points(workers: list[int], throughputs: list[float], seed: int = 0) -> Optional[Fit]:
-    """Fit every repeat's measurement (``workers[i]`` gave ``throughputs[i]``). None with one count only."""
+def models_for(scaling: Optional[str]) -> tuple[Model, ...]:
+    """The models that describe a curve of this scaling mode. Pollux's step-time form holds the per-worker
+    batch fixed while the sync cost grows with N: weak scaling only. Amdahl and USL hold for either."""
+    return MODELS if scaling in (None, "weak") else tuple(m for m in MODELS if m.name != "pollux")
+
+
+def fit_points(workers: list[int], throughputs: list[float], seed: int = 0, scaling: Optional[str] = None) -> Optional[Fit]:
+    """Fit every repeat's measurement (``workers[i]`` gave ``throughputs[i]``). None with one count only.
+    ``scaling`` (weak | strong) limits the models to those that describe it (``models_for``)."""
     n = np.asarray(workers, float)
     x = np.asarray(throughputs, float)
     counts = sorted(set(workers))
     if len(counts) < 2 or np.any(x <= 0):
         return None
-    candidates = [m for m in MODELS if m.shape_params < len(counts)]
+    candidates = [m for m in models_for(scaling) if m.shape_params < len(counts)]
     best, best_score = None, math.inf
     for model in candidates:
         loo = _leave_one_out(model, n, x, counts)
@@ -130,23 +147,21 @@ def fit_points(workers: list[int], throughputs: list[float], seed: int = 0) -> O
         loo_error=loo,
         measured=counts,
         _predict=lambda w, p=params, f=model.fn: f(w, *p),
+        _predict_with=lambda w, columns, f=model.fn: f(w, *columns),
     )
     # With one repeat a count's noise is unknown: perturb by the larger of the fit's residuals and its
     # leave-one-out error, which also carries how wrong the model's shape may be.
-    result._bands = _bootstrap(model, n, x, params, seed, floor=max(0.02, loo or 0.0))
+    result._samples = _bootstrap(model, n, x, params, seed, floor=max(0.02, loo or 0.0))
     return result
 
 
-def fit_curves(records: list[dict], curves: Optional[list] = None) -> list[tuple]:
-    """Each scaling curve of ``records`` (``curves``, else orchestrator.scaling.curves of them), its
-    successful records, and its fit (None where fewer than two worker counts were measured)."""
-    from orchestrator import scaling
+def fit_curve(curve) -> Optional[Fit]:
+    """The fit of one orchestrator.scaling.Curve, from each of its trials in the curve's own unit (None where
+    fewer than two worker counts were measured)."""
+    from orchestrator.scaling import rate
 
-    fitted = []
-    for curve in scaling.curves(records) if curves is None else curves:
-        rows = [r for r in records if r.get("status") == "ok" and scaling.curve_key(r) == curve.key]
-        fitted.append((curve, rows, fit_points([r["workers"] for r in rows], [r[curve.metric] for r in rows])))
-    return fitted
+    rows = curve.records
+    return fit_points([r.workers for r in rows], [rate(r, curve.metric) for r in rows], scaling=curve.scaling)
 
 
 def _leave_one_out(model: Model, n, x, counts) -> Optional[float]:
@@ -161,14 +176,13 @@ def _leave_one_out(model: Model, n, x, counts) -> Optional[float]:
     return float(np.mean(errors))
 
 
-def _bootstrap(model: Model, n, x, params, seed: int, floor: float = 0.02, horizon: int = 4096) -> dict:
-    """Percentile band of refitted predictions, for the worker counts up to ``horizon`` asked later."""
+def _bootstrap(model: Model, n, x, params, seed: int, floor: float = 0.02) -> list:
+    """Parameter vectors of the model refitted to resampled data; ``Fit.band`` evaluates them at any count."""
     rng = np.random.default_rng(seed)
     fitted = model.fn(n, *params)
     relative = (x - fitted) / fitted
-    by_count = {c: np.flatnonzero(n == c) for c in set(n.tolist())}
+    by_count = {c: np.flatnonzero(n == c) for c in sorted(set(n.tolist()))}
     repeated = all(len(v) > 1 for v in by_count.values())
-    grid = np.unique(np.concatenate([np.arange(1, 65), np.geomspace(64, horizon, 40).round()]))
     samples = []
     for _ in range(BOOTSTRAPS):
         if repeated:
@@ -179,15 +193,10 @@ def _bootstrap(model: Model, n, x, params, seed: int, floor: float = 0.02, horiz
             scale = max(float(np.sqrt((relative**2).mean())), floor)
             n_b, x_b = n, x * (1 + rng.normal(0, scale, len(x)))
         try:
-            p = _fit_model(model, n_b, np.maximum(x_b, 1e-9))
+            samples.append(tuple(_fit_model(model, n_b, np.maximum(x_b, 1e-9))))
         except ValueError:
             continue
-        samples.append(model.fn(grid, *p))
-    if not samples:
-        return {}
-    stack = np.vstack(samples)
-    low, high = np.percentile(stack, BAND, axis=0)
-    return {int(w): (float(lo), float(hi)) for w, lo, hi in zip(grid, low, high)}
+    return samples
 
 
 @dataclass(frozen=True)

@@ -69,8 +69,19 @@ def summarize_worker(records: list[dict], warmup: int, samples_metric: Optional[
     }
 
 
+def _on_driver_clock(worker: dict, worker_wall: float) -> float:
+    """A worker's wall-clock stamp moved onto the driver's clock: the recorder (on the driver's node) stamped
+    the worker's registration on arrival, and the worker's own clock gives the time since it registered. Clocks
+    of different nodes are never subtracted from each other."""
+    registered = worker.get("registered_wall")
+    if registered is None:  # records written before the recorder stamped registrations
+        return worker_wall
+    return registered + (worker_wall - worker["started_wall"])
+
+
 def _first_step_done(workers: list[dict]) -> Optional[float]:
-    walls = [r["metrics"]["first_step_wall"] for w in workers for r in w["records"] if "first_step_wall" in r["metrics"]]
+    walls = [_on_driver_clock(w, r["metrics"]["first_step_wall"]) for w in workers for r in w["records"]
+             if "first_step_wall" in r["metrics"]]
     return max(walls) if len(walls) == len(workers) and walls else None
 
 
@@ -99,10 +110,13 @@ def failures(groups: list[list[dict]]) -> dict:
     """What the restarts cost: how long from the last report before each failure to the first report
     after it, and how many steps were done twice (at most the checkpoint interval)."""
     events = []
+    def arrived(record: dict) -> float:  # on the recorder's clock where it stamped the record
+        return record.get("received_wall", record["wall"])
+
     for before, after in zip(groups, groups[1:]):
-        last = max((r for w in before for r in w["records"]), key=lambda r: r["wall"], default=None)
-        first = min((r for w in after for r in w["records"]), key=lambda r: r["wall"], default=None)
-        event = {"recovery_s": first["wall"] - last["wall"] if last and first else None}
+        last = max((r for w in before for r in w["records"]), key=arrived, default=None)
+        first = min((r for w in after for r in w["records"]), key=arrived, default=None)
+        event = {"recovery_s": arrived(first) - arrived(last) if last and first else None}
         last_step = max((r["metrics"].get("step", 0) for w in before for r in w["records"]), default=0)
         resumed = [r["metrics"]["step"] - len(r["metrics"].get("step_times_s", [])) for w in after
                    for r in w["records"][:1] if "step" in r["metrics"]]
@@ -171,7 +185,7 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
     final = rank0["records"][-1]["metrics"] if rank0["records"] else {}
     has_samples = all(w["samples_per_sec"] is not None for w in per_worker)
     first_report = min(
-        (w["started_wall"] + w["records"][0]["t"] for w in workers if w["records"]), default=None
+        (_on_driver_clock(w, w["started_wall"]) + w["records"][0]["t"] for w in workers if w["records"]), default=None
     )
     first_steps = [t for t in (first_step_s(w["records"]) for w in workers) if t is not None]
     first = max(first_steps) if len(first_steps) == len(workers) else None
@@ -185,7 +199,7 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
         "measured_steps": min(w["measured_steps"] for w in per_worker),
         "measured_seconds": max(w["measured_seconds"] for w in per_worker),
         # From the first attempt: after a restart the last attempt's start includes the failure.
-        "startup_s": max(w["started_wall"] for w in groups[0]) - launched_wall,
+        "startup_s": max(_on_driver_clock(w, w["started_wall"]) for w in groups[0]) - launched_wall,
         "time_to_first_report_s": first_report - launched_wall if first_report else None,
         # Launch to the moment the slowest worker finished step 1 (built-in workloads; first attempt).
         "time_to_first_step_s": first_done - launched_wall if first_done else None,

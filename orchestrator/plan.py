@@ -57,10 +57,19 @@ class TrialPlan:
     """``ray_train`` or ``actors`` (spec.LAUNCHERS): what starts the workers; see launchers.for_plan."""
     export: bool = False
     """Whether this trial exports its trained model (one trial per arm, see ``build``)."""
+    scaling: str = "weak"
+    """``weak``: the per-worker batch is fixed and the global batch grows with N; ``strong``: the global work
+    is fixed and split N ways (batch.scaling; a user's function: workload.scaling)."""
+    replicas: int = 1
+    """Model replicas that share the global batch: ``workers``, times the chips per host on TPU."""
+    controller_env: dict[str, str] = field(default_factory=dict)
+    """Ray Train launchers: the settings its controller reads from the driver's environment (placement and
+    report timeouts, poll interval), applied while the trial runs and restored after."""
 
     @property
     def arm(self) -> str:
-        """The arm's key: ``torch/ddp``, or ``torch/ddp/compiled`` off the framework's default execution."""
+        """The arm's key: ``torch/ddp``, or ``torch/ddp/compiled`` off the framework's default execution.
+        Every group-by of trials (curves, fits, adaptive sweeps, settings) uses it."""
         return execution_key(self.framework, self.strategy, self.execution)
 
     @property
@@ -69,7 +78,37 @@ class TrialPlan:
         return f"{arm}-{_slug(self.workload)}-w{self.workers}-r{self.repeat}"
 
     def to_dict(self) -> dict:
-        return {"trial_id": self.trial_id, **asdict(self)}
+        return {"trial_id": self.trial_id, "arm": self.arm, **asdict(self)}
+
+    def identity(self) -> dict:
+        """What makes two trials the same trial (scheduler.plan_hash): the plan without the fields derived
+        from the others or only labelling them, so that results written before those fields existed still
+        count as done."""
+        return {k: v for k, v in self.to_dict().items() if k not in _LABELS}
+
+
+# Plan fields that do not change what a trial runs: derived (arm, replicas, controller_env from the
+# reliability settings) or a label (scaling).
+_LABELS = ("arm", "scaling", "replicas", "controller_env")
+
+# Read by Ray Train's controller from the driver's environment: how long a worker group may wait for its
+# placement group, and how long its workers may wait for each other in ray.train.report; and how often the
+# controller polls its workers. Each worker's report queue holds one report, so a worker that reports again
+# before the next poll blocks until it: at Ray's default of 2 s, a report every 0.1 s of training cost ~2 s
+# of waiting each (and a user function timed between reports looked 20x slower).
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+REPORT_TIMEOUT_ENV = "RAY_TRAIN_COLLECTIVE_TIMEOUT_S"
+POLL_ENV, POLL_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"
+
+
+def uses_ray_train(launcher: str, strategy: str) -> bool:
+    """Whether a trial runs under Ray Train's controller (Horovod always runs on plain actors)."""
+    return launcher == "ray_train" and strategy != "horovod"
+
+
+def controller_env(placement_timeout_s: int, collective_timeout_s: int) -> dict[str, str]:
+    return {START_TIMEOUT_ENV: str(placement_timeout_s), REPORT_TIMEOUT_ENV: str(collective_timeout_s),
+            POLL_ENV: POLL_INTERVAL_S}
 
 
 def _slug(text: str) -> str:
@@ -88,13 +127,27 @@ def worker_env(threads: int) -> dict[str, str]:
     }
 
 
-def steps_for(spec: JobSpec, workers: int) -> Optional[int]:
+def steps_for(spec: JobSpec, workers: int, replicas: Optional[int] = None) -> Optional[int]:
+    """Optimiser steps of a trial: training.steps, or epochs * ceil(train samples / global batch)."""
     if spec.training.steps is not None:
         return spec.training.steps
     if not spec.workload.is_builtin:
         return None
-    per_epoch = math.ceil(data.train_size(spec.dataset.name, spec.dataset.num_samples) / spec.global_batch(workers))
+    global_batch = spec.per_worker_batch(workers) * (replicas or workers)
+    per_epoch = math.ceil(data.train_size(spec.dataset.name, spec.dataset.num_samples) / global_batch)
     return spec.training.epochs * per_epoch
+
+
+def ray_workers_for(strategy: str, workers: int) -> int:
+    """Ray workers (processes, pods) that run ``workers`` data-parallel workers: one, for ``mirrored``."""
+    return 1 if strategy in SINGLE_WORKER_STRATEGIES else workers
+
+
+def replicas_for(spec_arm, workers: int) -> int:
+    """Model replicas at ``workers``: one per worker, or on TPU one per chip (each host drives its chips)."""
+    if spec_arm.tpu is None:
+        return workers
+    return workers * tpu_slice(spec_arm.tpu.accelerator, spec_arm.tpu.topology).chips_per_host
 
 
 def build(spec: JobSpec) -> list[TrialPlan]:
@@ -112,7 +165,7 @@ def build(spec: JobSpec) -> list[TrialPlan]:
         for workers in spec.sweep.workers:
             for arm in spec.arms:
                 single = arm.strategy in SINGLE_WORKER_STRATEGIES
-                ray_workers = 1 if single else workers
+                ray_workers = ray_workers_for(arm.strategy, workers)
                 per_ray_worker = {k: v * workers for k, v in resources.items()} if single else dict(resources)
                 tpu_plan = None
                 if arm.tpu is not None:
@@ -120,7 +173,8 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                     # One Ray worker per TPU host, holding that host's chips.
                     per_ray_worker["TPU"] = float(tpu.chips_per_host)
                     tpu_plan = {**tpu.to_dict(), "slices": slices_for(workers, tpu), "workers": workers}
-                steps = steps_for(spec, workers)
+                replicas = replicas_for(arm, workers)
+                steps = steps_for(spec, workers, replicas)
                 execution, export = None, False
                 if spec.workload.is_builtin:
                     execution = arm.run_as
@@ -169,7 +223,7 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         entrypoint=entrypoint,
                         train_config=config,
                         per_worker_batch=per_worker_batch,
-                        global_batch=per_worker_batch * workers if per_worker_batch else None,
+                        global_batch=per_worker_batch * replicas if per_worker_batch else None,
                         steps=steps,
                         warmup_steps=spec.training.warmup_steps,
                         samples_metric="samples" if spec.workload.is_builtin else spec.workload.samples_metric,
@@ -181,6 +235,11 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         execution=execution,
                         launcher=spec.launcher,
                         export=export,
+                        scaling=spec.batch.scaling if spec.workload.is_builtin else spec.workload.user_scaling,
+                        replicas=replicas,
+                        controller_env=controller_env(spec.reliability.placement_timeout_s,
+                                                      spec.reliability.collective_timeout_s)
+                        if uses_ray_train(spec.launcher, arm.strategy) else {},
                     )
                 )
     return plans

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from orchestrator import results
 from orchestrator.scheduler import Progress as ProgressProtocol
 
 
@@ -40,8 +41,8 @@ class RichProgress(ProgressProtocol):
 
     def trial_ended(self, plan, record: dict) -> None:
         if record["status"] == "ok":
-            rate = record["samples_per_sec"]
-            shown = f"{rate:,.0f} samples/s" if rate is not None else f"{record['steps_per_sec']:.3g} steps/s"
+            trial = results.parse(record)
+            shown = f"{trial.throughput:,.4g} {trial.unit}"
             accuracy = record.get("test_accuracy")
             extra = f", test accuracy {accuracy:.3f}" if accuracy is not None else ""
             self.console.print(
@@ -52,6 +53,9 @@ class RichProgress(ProgressProtocol):
             self.console.print(f"[red]✗[/] {plan.trial_id}: {escape(record['error'])}")
         if self._bar:
             self._bar.advance(self._task)
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[yellow]note:[/] {escape(text)}")
 
     def stop(self) -> None:
         if self._bar:

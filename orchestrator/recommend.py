@@ -1,68 +1,124 @@
-"""`orchestrator recommend DIR`: fit DIR's curves, recommend worker counts, and act on them.
+"""`orchestrator recommend DIR` and `share`: the analysis's recommendations, and acting on them.
 
-The numbers come from report.build (orchestrator/fit.py); this module stores the settings beside the results
-so that `orchestrator report` renders the same recommendation again, and turns a recommendation into a Ray
-ScalingConfig (fixed, or elastic between the knee and the recommended count) and Kubernetes replicas.
+The numbers come from orchestrator.analysis (fits in orchestrator/fit.py), called directly on DIR's results.
+This module stores the settings beside the results, so that `orchestrator report` renders the same
+recommendation again, and turns a recommendation into a Ray ScalingConfig (fixed, or elastic between the knee
+and the recommended count) and the Kubernetes worker pods that hold it:
+
+    ddp, multi_worker_mirrored, horovod   one Ray worker (pod) per worker
+    mirrored                              one pod holding every replica
+    tpu                                   one pod per TPU host; KubeRay replicas count slices of numOfHosts
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import yaml
 
-from orchestrator import report, results
+from orchestrator import analysis, report, results
 from orchestrator.errors import UserError
+from orchestrator.plan import SINGLE_WORKER_STRATEGIES, ray_workers_for
 from orchestrator.report.tables import recommendation_lines
-from orchestrator.spec import execution_key
+
+
+def _load(out: Path) -> results.Results:
+    try:
+        found = results.load(out)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if not found.records:
+        raise UserError(f"{out / results.FILENAME}: no trial results; run 'orchestrator sweep' first")
+    return found
 
 
 def run(out_dir: str, threshold: float, max_workers: Optional[int], emit: Optional[str]) -> list[str]:
     out = Path(out_dir)
     settings = {"threshold": threshold, "max_workers": max_workers}
-    results.write_atomic(out / report.SETTINGS, json.dumps(settings, sort_keys=True) + "\n")
-    report.render(out)
-    data = json.loads((out / "report.json").read_text())
+    found = _load(out)
+    data = analysis.analyze(found, settings)
     if not data["recommendations"]:
         raise UserError(f"{out}: no curve has two or more worker counts measured; nothing to fit")
+    results.write_atomic(out / report.SETTINGS, json.dumps(settings, sort_keys=True) + "\n")
+    report.render(out)
     lines = recommendation_lines(data)
     if emit:
-        results.write_atomic(emit, emitted(data, _resources(out)))
+        results.write_atomic(emit, emitted(data, _curve_settings(found)))
         lines.append(f"wrote {emit}")
     lines.append(f"updated {out}/report.html")
     return lines
 
 
-def _resources(out: Path) -> dict:
-    by_curve = {}
-    for record in results.read(out):
-        key = execution_key(record["framework"], record["strategy"], record.get("execution"))
-        by_curve.setdefault(key, record.get("resources_per_worker") or {"CPU": 1.0})
-    return by_curve
+def _curve_settings(found: results.Results) -> dict[str, dict]:
+    """Per arm: resources per Ray worker, the strategy, and the TPU slice, from its trials."""
+    by_arm: dict[str, dict] = {}
+    for record in found.records:
+        by_arm.setdefault(record.arm, {"resources": dict(record.get("resources_per_worker") or {"CPU": 1.0}),
+                                       "strategy": record.strategy, "tpu": record.get("tpu"),
+                                       "workers": record.workers})
+    return by_arm
 
 
 def elastic_bounds(rec: dict) -> tuple[int, int]:
     return min(rec["knee"], rec["workers"]), max(rec["knee"], rec["workers"])
 
 
-def emitted(data: dict, resources: dict) -> str:
+@dataclass(frozen=True)
+class Pods:
+    """The Kubernetes worker group that holds ``workers`` data-parallel workers of one curve."""
+
+    replicas: int
+    """KubeRay worker group replicas: pods, or TPU slices."""
+    num_of_hosts: int
+    pods: int
+    resources_per_pod: dict
+
+
+def pods_for(strategy: str, workers: int, resources_per_worker: dict, measured_workers: int,
+             tpu: Optional[dict]) -> Pods:
+    """Pods for ``workers`` of a curve whose trials asked ``resources_per_worker`` of each Ray worker at
+    ``measured_workers`` (mirrored's one worker holds every replica, so its resources scale with N)."""
+    if tpu:
+        hosts = int(tpu["hosts"])
+        slices = max(1, workers // hosts)
+        return Pods(replicas=slices, num_of_hosts=hosts, pods=slices * hosts, resources_per_pod=dict(resources_per_worker))
+    ray_workers = ray_workers_for(strategy, workers)
+    per_pod = dict(resources_per_worker)
+    if strategy in SINGLE_WORKER_STRATEGIES:  # one worker holds every replica: its resources grow with N
+        per_pod = {k: v / measured_workers * workers for k, v in resources_per_worker.items()}
+    return Pods(replicas=ray_workers, num_of_hosts=1, pods=ray_workers, resources_per_pod=per_pod)
+
+
+def emitted(data: dict, curve_settings: dict) -> str:
     document = {}
     for rec in data["recommendations"]:
         key = rec["name"]
-        per_worker = resources.get(key, {"CPU": 1.0})
+        known = curve_settings.get(key, {"resources": {"CPU": 1.0}, "strategy": rec["strategy"], "tpu": None,
+                                         "workers": 1})
         low, high = elastic_bounds(rec)
+        pods = pods_for(known["strategy"], rec["workers"], known["resources"], known["workers"], known["tpu"])
+        most = pods_for(known["strategy"], high, known["resources"], known["workers"], known["tpu"])
+
         def common():
+            per_worker = pods.resources_per_pod
             return {"resources_per_worker": dict(per_worker), "use_gpu": per_worker.get("GPU", 0) > 0}
 
+        kubernetes = {"replicas": pods.replicas, "minReplicas": pods.replicas, "maxReplicas": most.replicas,
+                      "pods": pods.pods}
+        if pods.num_of_hosts > 1:
+            kubernetes["numOfHosts"] = pods.num_of_hosts
         document[key] = {
-            # ray.train.ScalingConfig(**scaling_config)
-            "scaling_config": {"num_workers": rec["workers"], **common()},
+            # ray.train.ScalingConfig(**scaling_config): Ray workers, which for mirrored is one holding N replicas
+            "scaling_config": {"num_workers": ray_workers_for(known["strategy"], rec["workers"]), **common()},
             # Ray Train V2 elastic training: num_workers=(min, max)
-            "elastic_scaling_config": {"num_workers": [low, high], **common()},
-            # orchestrator k8s render --from-report DIR --curve KEY writes these
-            "kubernetes": {"replicas": rec["workers"], "minReplicas": rec["workers"], "maxReplicas": high},
+            "elastic_scaling_config": {"num_workers": [ray_workers_for(known["strategy"], low),
+                                                       ray_workers_for(known["strategy"], high)], **common()},
+            # orchestrator k8s render --from-report DIR --curve KEY renders this worker group
+            "kubernetes": kubernetes,
+            "workers": rec["workers"],
             "predicted_efficiency": round(rec["predicted_efficiency"], 4),
             "threshold": rec["threshold"],
         }
@@ -70,42 +126,63 @@ def emitted(data: dict, resources: dict) -> str:
     return header + yaml.safe_dump(document, sort_keys=True)
 
 
-def scale_from_report(out_dir: str, curve: Optional[str]) -> tuple[int, int]:
-    path = Path(out_dir) / "report.json"
-    if not path.exists():
-        raise UserError(f"--from-report {out_dir}: no report.json; run `orchestrator recommend {out_dir}` first")
-    data = json.loads(path.read_text())
-    recs = {r.get("name") or f"{r['framework']}/{r['strategy']}": r for r in data.get("recommendations", [])}
+@dataclass(frozen=True)
+class Chosen:
+    """What `k8s render --from-report` renders: one curve's arm at its recommended count."""
+
+    arm: str
+    workers: int
+    max_workers: int
+
+
+def from_report(out_dir: str, curve: Optional[str]) -> Chosen:
+    """The recommendation of ``curve`` (default: the verdict's best, else the one with the most predicted
+    throughput), computed from DIR's results with the settings `recommend` stored."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise UserError(f"--from-report {out_dir}: no such directory; pass the --out directory of a sweep")
+    data = analysis.analyze(_load(out), report.read_settings(out))
+    recs = {r["name"]: r for r in data["recommendations"]}
     if not recs:
         raise UserError(f"--from-report {out_dir}: the report holds no recommendation (fewer than two worker counts measured)")
     if curve is None:
-        best = max(recs.values(), key=lambda r: r["predicted_throughput"])
+        verdict = data.get("verdict") or {}
+        best_label = verdict.get("best")
+        best = next((r for r in recs.values() if r["label"] == best_label), None)
+        if best is None:
+            best = max(recs.values(), key=lambda r: r["predicted_throughput"])
     elif curve in recs:
         best = recs[curve]
     else:
         raise UserError(f"--curve {curve!r}: not in the report; known: {', '.join(sorted(recs))}")
-    return best["workers"], elastic_bounds(best)[1]
+    return Chosen(arm=best["name"], workers=best["workers"], max_workers=elastic_bounds(best)[1])
 
 
 def share(out_dirs: list[str], cpus: float) -> list[dict]:
     """Plan a shared cluster of ``cpus`` CPUs for several swept jobs: workers per job maximising the sum of
     predicted throughput relative to each job's 1-worker throughput (orchestrator.fit.allocate). Each job
-    runs its best curve (highest predicted throughput at its largest measured count)."""
-    from orchestrator import fit
+    runs its best curve (highest predicted throughput at its largest measured count; curves in different
+    units are each relative to their own 1 worker, so any of them can be chosen)."""
+    from orchestrator import fit, scaling
 
     jobs, meta = {}, {}
     for number, directory in enumerate(out_dirs, 1):
-        records = [r for r in results.read(directory) if r.get("status") == "ok"]
-        if not records:
+        found = _load(Path(directory))
+        if not found.ok:
             raise UserError(f"{directory}: no successful trials in results.jsonl")
         best = None
-        for curve, rows, model in fit.fit_curves(records):
-            if model and (best is None or model.predict(model.measured[-1]) > best[1].predict(best[1].measured[-1])):
-                best = (curve, model, rows[0])
+        for curve in scaling.curves(found.ok):
+            model = fit.fit_curve(curve)
+            if model is None:
+                continue
+            score = model.predict(model.measured[-1]) / model.predict(1)
+            if best is None or score > best[2]:
+                best = (curve, model, score)
         if best is None:
             raise UserError(f"{directory}: no curve has two or more worker counts measured; nothing to fit")
-        curve, model, row = best
-        name = f"{number}. {row['job']}"
+        curve, model, _ = best
+        row = curve.records[0]
+        name = f"{number}. {row.job}"
         per_worker = (row.get("resources_per_worker") or {}).get("CPU", 1.0)
         jobs[name] = (model, per_worker)
         meta[name] = curve.label

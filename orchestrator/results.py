@@ -1,8 +1,20 @@
-"""results.jsonl: one line per finished trial, the sweep's only source of truth.
+"""results.jsonl and the trial record: the one module that knows the record's schema.
+
+results.jsonl holds one JSON line per finished trial (successful or not), in the order they finished. It is
+append-only: a rerun of the same trial id (after an edit of the job, or a retry of a failed trial) appends
+a new line and never rewrites an old one, so nothing measured is lost. Everything that analyses results
+reads them through ``load``, which returns the *latest* record of each trial id as a typed
+``TrialRecord``, and says how many older ones it left out.
 
 Every write replaces the whole file atomically (write a temporary file, fsync, rename), so a sweep killed at
-any moment leaves either the old file or the new one, never a truncated line. Reports are rendered from
-this file alone.
+any moment leaves either the old file or the new one, never a truncated line.
+
+Schema versions (``schema`` in each line; a line without it is version 1):
+
+    1  the plan's fields, the measurements (orchestrator.measure), status, error, environment
+    2  adds ``arm`` (the arm key), ``scaling`` (weak | strong) and ``metric`` (what throughput counts)
+
+Version-1 lines still read: the missing fields are derived from the ones they hold.
 """
 
 from __future__ import annotations
@@ -10,12 +22,146 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping, Optional
 
 FILENAME = "results.jsonl"
+SCHEMA_VERSION = 2
+
+# What a trial's throughput counts, by the metric it is measured in. A user function that reports no sample
+# count is timed between its reports: its "step" is one report interval.
+UNITS = {"samples_per_sec": "samples/s", "steps_per_sec": "steps/s", "reports_per_sec": "reports/s"}
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as the analysis sees it. ``data`` is the whole line as written (read-only)."""
+
+    trial_id: str
+    status: str
+    job: Optional[str]
+    arm: str
+    """The arm key (``torch/ddp``, ``torch/ddp/compiled``): which curve the trial belongs to."""
+    framework: str
+    strategy: str
+    execution: Optional[str]
+    workload: str
+    workers: int
+    repeat: int
+    scaling: Optional[str]
+    """``weak`` (fixed per-worker batch) or ``strong`` (fixed global work); None where unknown."""
+    metric: str
+    """``samples_per_sec``, ``steps_per_sec`` (built-in steps) or ``reports_per_sec`` (a user function's
+    report intervals): what ``throughput`` measures."""
+    throughput: Optional[float]
+    step_time_mean_s: Optional[float]
+    test_accuracy: Optional[float]
+    error: Optional[str]
+    data: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def unit(self) -> str:
+        return UNITS[self.metric]
+
+    @property
+    def builtin(self) -> bool:
+        return self.execution is not None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field of the line beyond the typed ones (settings, deployment, TensorBoard, failures...)."""
+        return self.data.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+
+def metric_of(line: Mapping) -> str:
+    """Which throughput a record is measured in: samples where the trial counted them, else its steps
+    (built-in workloads) or report intervals (a user's function)."""
+    if line.get("samples_per_sec") is not None:
+        return "samples_per_sec"
+    builtin = line.get("execution") is not None or line.get("samples_metric") == "samples"
+    return "steps_per_sec" if builtin else "reports_per_sec"
+
+
+def _scaling_of(line: Mapping) -> Optional[str]:
+    if line.get("scaling") in ("weak", "strong"):
+        return line["scaling"]
+    return None
+
+
+def parse(line: Mapping) -> TrialRecord:
+    """A record from one results.jsonl line, of any schema version."""
+    from orchestrator.spec import execution_key
+
+    metric = line.get("metric") or metric_of(line)
+    rate_key = "steps_per_sec" if metric == "reports_per_sec" else metric
+    return TrialRecord(
+        trial_id=str(line["trial_id"]),
+        status=str(line.get("status", "failed")),
+        job=line.get("job"),
+        arm=line.get("arm") or execution_key(line["framework"], line["strategy"], line.get("execution")),
+        framework=line["framework"],
+        strategy=line["strategy"],
+        execution=line.get("execution"),
+        workload=str(line.get("workload", "")),
+        workers=int(line["workers"]),
+        repeat=int(line.get("repeat", 0)),
+        scaling=_scaling_of(line),
+        metric=metric,
+        throughput=line.get(rate_key),
+        step_time_mean_s=line.get("step_time_mean_s"),
+        test_accuracy=line.get("test_accuracy"),
+        error=line.get("error"),
+        data=MappingProxyType(dict(line)),
+    )
+
+
+def typed(records: Iterable) -> list[TrialRecord]:
+    """Records as TrialRecords (lines given as dicts are parsed)."""
+    return [r if isinstance(r, TrialRecord) else parse(r) for r in records]
+
+
+@dataclass(frozen=True)
+class Results:
+    """What a results.jsonl holds for analysis: the latest record of each trial id, in the order those
+    records were written, and how many older records of those ids were left out."""
+
+    records: list[TrialRecord]
+    superseded: int
+
+    @property
+    def ok(self) -> list[TrialRecord]:
+        return [r for r in self.records if r.ok]
+
+    @property
+    def failed(self) -> list[TrialRecord]:
+        return [r for r in self.records if not r.ok]
+
+
+def latest(lines: Iterable) -> Results:
+    """Latest-wins per trial id: a rerun's record replaces the earlier one of the same id."""
+    by_id: dict[str, TrialRecord] = {}
+    total = 0
+    for record in typed(lines):
+        total += 1
+        by_id.pop(record.trial_id, None)  # an id takes the place of its latest record
+        by_id[record.trial_id] = record
+    return Results(records=list(by_id.values()), superseded=total - len(by_id))
+
+
+def load(out_dir: str | Path) -> Results:
+    return latest(read(out_dir))
 
 
 def read(out_dir: str | Path) -> list[dict]:
+    """Every line of results.jsonl as written, superseded ones included (nothing is lost)."""
     path = Path(out_dir) / FILENAME
     if not path.exists():
         return []
@@ -23,28 +169,26 @@ def read(out_dir: str | Path) -> list[dict]:
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 raise ValueError(f"{path}:{number}: not a JSON line; was the file edited by hand?") from None
+            if not isinstance(record, dict) or not {"trial_id", "framework", "strategy", "workers"} <= set(record):
+                raise ValueError(f"{path}:{number}: not a trial record (it needs trial_id, framework, strategy and "
+                                 "workers); was the file edited by hand?")
+            records.append(record)
     return records
 
 
 def append(out_dir: str | Path, record: dict) -> None:
     path = Path(out_dir) / FILENAME
     existing = path.read_bytes() if path.exists() else b""
-    line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+    line = (json.dumps({"schema": SCHEMA_VERSION, **record}, sort_keys=True) + "\n").encode("utf-8")
     write_atomic(path, existing + line)
 
 
-def completed(records: list[dict]) -> dict[str, dict]:
+def completed(records: Iterable) -> dict[str, TrialRecord]:
     """Successful trials by trial id, for resuming a sweep (the latest record of an id wins)."""
-    done = {}
-    for record in records:
-        if record.get("status") == "ok":
-            done[record["trial_id"]] = record
-        else:
-            done.pop(record.get("trial_id"), None)
-    return done
+    return {r.trial_id: r for r in latest(records).records if r.ok}
 
 
 def write_atomic(path: str | Path, content: bytes | str) -> None:

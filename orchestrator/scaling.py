@@ -5,8 +5,11 @@ For a curve with baseline b (the smallest worker count measured, normally 1) and
     speedup(N)    = X(N) / X(b)
     efficiency(N) = X(N) / ((N / b) * X(b))          = X(N) / (N * X(1)) when b = 1
 
-Throughput is samples/s where samples are counted, else steps (reports) per second. With a fixed data set
-and a step rate, efficiency = t(1) / (N * t(N)), the strong-scaling form, since rate = 1 / t.
+Throughput is samples/s where samples are counted, else built-in steps per second, or, for a user's function
+that counts no samples, its reports per second (a "step" is then the time between two reports). With a fixed
+data set and a step rate, efficiency = t(1) / (N * t(N)), the strong-scaling form, since rate = 1 / t.
+Two curves' throughputs are compared only in the same unit, and their efficiencies only on the same baseline
+and scaling mode (``comparable_throughput``, ``comparable_efficiency``).
 Spread is the sample standard deviation over repeats; the efficiency's spread propagates both
 relative spreads (first order).
 """
@@ -16,9 +19,10 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from orchestrator import results
 from orchestrator.spec import DEFAULT_EXECUTION, execution_key
 
 
@@ -50,13 +54,15 @@ def label(framework: str, strategy: str, execution: Optional[str]) -> str:
     return text
 
 
-def record_label(record: dict) -> str:
-    return label(record["framework"], record["strategy"], record.get("execution"))
+def record_label(record) -> str:
+    record = results.typed([record])[0]
+    return label(record.framework, record.strategy, record.execution)
 
 
-def curve_key(record: dict) -> tuple:
-    """Which curve a trial record (or a curve's dict) belongs to."""
-    return (record["framework"], record["strategy"], record.get("execution"), record["workload"])
+def curve_key(record) -> tuple:
+    """Which curve a trial record belongs to: its arm key and the workload it trained."""
+    record = results.typed([record])[0]
+    return (record.arm, record.workload)
 
 
 @dataclass(frozen=True)
@@ -67,21 +73,30 @@ class Curve:
     """eager, compiled or xla for built-in workloads; None for a user's function."""
     workload: str
     metric: str
+    """samples_per_sec, steps_per_sec (built-in steps) or reports_per_sec (a user function's reports)."""
     baseline_workers: int
     points: list[Point]
-
-    @property
-    def key(self) -> tuple:
-        return (self.framework, self.strategy, self.execution, self.workload)
+    scaling: Optional[str] = None
+    """weak or strong (None: unknown, from records written before it was recorded)."""
+    records: tuple = field(default=(), repr=False, compare=False)
+    """The successful trials the curve was built from (latest record of each trial id)."""
 
     @property
     def name(self) -> str:
-        """``torch/ddp``, or ``torch/ddp/compiled`` off the framework's default execution."""
+        """The arm key: ``torch/ddp``, or ``torch/ddp/compiled`` off the framework's default execution."""
         return execution_key(self.framework, self.strategy, self.execution)
+
+    @property
+    def key(self) -> tuple:
+        return (self.name, self.workload)
 
     @property
     def label(self) -> str:
         return label(self.framework, self.strategy, self.execution)
+
+    @property
+    def unit(self) -> str:
+        return results.UNITS[self.metric]
 
     def point(self, workers: int) -> Optional[Point]:
         return next((p for p in self.points if p.workers == workers), None)
@@ -95,38 +110,64 @@ class Curve:
             "label": self.label,
             "workload": self.workload,
             "metric": self.metric,
+            "unit": self.unit,
+            "scaling": self.scaling,
             "baseline_workers": self.baseline_workers,
+            "efficiency_formula": efficiency_formula(self.baseline_workers),
             "points": [p.to_dict() for p in self.points],
         }
+
+
+def efficiency_formula(baseline: int) -> str:
+    """The efficiency a curve reports, written out for its baseline."""
+    if baseline == 1:
+        return "X(N) / (N · X(1))"
+    return f"X(N) / ((N / {baseline}) · X({baseline}))"
 
 
 def _mean_std(values: list[float]) -> tuple[float, Optional[float]]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def curves(records: list[dict]) -> list[Curve]:
-    """One curve per (framework, strategy, execution, workload), from the successful trials only."""
-    grouped: dict[tuple, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for record in records:
-        if record.get("status") == "ok":
-            grouped[curve_key(record)][record["workers"]].append(record)
+def rate(record: results.TrialRecord, metric: str) -> float:
+    """A record's throughput in ``metric`` (a curve mixing records with and without sample counts is
+    measured in steps for all of them)."""
+    if metric == record.metric:
+        return record.throughput
+    return record.get("steps_per_sec")
+
+
+def _curve_metric(trials: list[results.TrialRecord]) -> str:
+    metrics = {r.metric for r in trials}
+    if metrics == {"samples_per_sec"}:
+        return "samples_per_sec"
+    return "reports_per_sec" if "reports_per_sec" in metrics else "steps_per_sec"
+
+
+def curves(records) -> list[Curve]:
+    """One curve per (arm, workload), from the successful trials only; the latest record of each trial id
+    wins (a rerun replaces the record it reran)."""
+    grouped: dict[tuple, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    for record in results.latest(records).ok:
+        grouped[(record.arm, record.workload)][record.workers].append(record)
     result = []
-    for (framework, strategy, execution, workload), by_workers in sorted(grouped.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+    for _, by_workers in sorted(grouped.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
         trials = [r for rs in by_workers.values() for r in rs]
-        metric = "samples_per_sec" if all(r.get("samples_per_sec") is not None for r in trials) else "steps_per_sec"
+        metric = _curve_metric(trials)
+        modes = {r.scaling for r in trials if r.scaling}
         baseline = min(by_workers)
-        base_mean, base_std = _mean_std([r[metric] for r in by_workers[baseline]])
+        base_mean, base_std = _mean_std([rate(r, metric) for r in by_workers[baseline]])
         points = []
         for workers in sorted(by_workers):
             rows = by_workers[workers]
-            mean, std = _mean_std([r[metric] for r in rows])
+            mean, std = _mean_std([rate(r, metric) for r in rows])
             efficiency = mean / ((workers / baseline) * base_mean)
             efficiency_std = None
             if std is not None and base_std is not None and workers != baseline:
                 efficiency_std = efficiency * math.hypot(std / mean, base_std / base_mean)
             elif std is not None and workers == baseline:
                 efficiency_std = std / mean
-            accuracies = [r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None]
+            accuracies = [r.test_accuracy for r in rows if r.test_accuracy is not None]
             points.append(
                 Point(
                     workers=workers,
@@ -137,12 +178,39 @@ def curves(records: list[dict]) -> list[Curve]:
                     speedup=mean / base_mean,
                     efficiency=efficiency,
                     efficiency_std=efficiency_std,
-                    step_time_mean_s=statistics.fmean(r["step_time_mean_s"] for r in rows),
+                    step_time_mean_s=statistics.fmean(r.step_time_mean_s for r in rows),
                     test_accuracy=statistics.fmean(accuracies) if accuracies else None,
                 )
             )
-        result.append(Curve(framework, strategy, execution, workload, metric, baseline, points))
+        first = trials[0]
+        result.append(Curve(first.framework, first.strategy, first.execution, first.workload, metric, baseline,
+                            points, scaling=modes.pop() if len(modes) == 1 else None, records=tuple(trials)))
     return result
+
+
+def comparable_throughput(a: Curve, b: Curve) -> Optional[str]:
+    """None when the two curves' throughputs can be compared; otherwise why not, in words."""
+    if a.metric != b.metric:
+        counted = [c for c in (a, b) if c.metric == "samples_per_sec"]
+        other = b if counted and counted[0] is a else a
+        if counted:
+            return (f"{other.label} reports no sample count ({other.unit}) while {counted[0].label} counts "
+                    "samples/s: their throughputs are in different units")
+        return f"{a.label} is measured in {a.unit} and {b.label} in {b.unit}: different units"
+    if a.metric != "samples_per_sec" and a.workload != b.workload:
+        return (f"{a.label} and {b.label} are different functions measured in {a.unit}: one {a.unit[:-2]} is "
+                "not the same work in both")
+    return None
+
+
+def comparable_efficiency(a: Curve, b: Curve) -> Optional[str]:
+    """None when the two curves' efficiencies are on the same footing; otherwise why not."""
+    if a.baseline_workers != b.baseline_workers:
+        return (f"{a.label}'s efficiency is relative to {a.baseline_workers} worker(s) and {b.label}'s to "
+                f"{b.baseline_workers}: different baselines")
+    if a.scaling and b.scaling and a.scaling != b.scaling:
+        return f"{a.label} scales {a.scaling} and {b.label} {b.scaling}: different scaling modes"
+    return None
 
 
 @dataclass(frozen=True)
@@ -150,41 +218,50 @@ class Comparison:
     """Two curves of the same job at their largest common worker count."""
 
     workers: int
-    faster: str
-    slower: str
-    throughput_ratio: float
-    """faster / slower throughput at ``workers``."""
-    better_scaling: str
-    efficiency_gap: float
-    """Efficiency of ``better_scaling`` minus the other's, at ``workers``."""
+    curves: tuple[str, str]
+    faster: Optional[str]
+    slower: Optional[str]
+    throughput_ratio: Optional[float]
+    """faster / slower throughput at ``workers``; None where the units differ (``throughput_not_compared``)."""
+    throughput_not_compared: Optional[str]
+    better_scaling: Optional[str]
+    worse_scaling: Optional[str]
+    efficiency_gap: Optional[float]
+    """Efficiency of ``better_scaling`` minus the other's, at ``workers``; None on different baselines."""
+    efficiency_not_compared: Optional[str]
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def compare(all_curves: list[Curve]) -> list[Comparison]:
+    """Every pair of curves at their largest common worker count: throughput where the units agree,
+    efficiency where the baselines and scaling modes do, and why not where they do not."""
     out = []
     for i, a in enumerate(all_curves):
         for b in all_curves[i + 1 :]:
-            # One results file holds one job, so every pair of curves is the same work in two ways.
-            if a.metric != b.metric:
-                continue
             common = sorted({p.workers for p in a.points} & {p.workers for p in b.points})
             if not common:
                 continue
             n = common[-1]
             pa, pb = a.point(n), b.point(n)
-            fast, slow = (a, b) if pa.throughput >= pb.throughput else (b, a)
-            pf, ps = fast.point(n), slow.point(n)
-            good, bad = (a, b) if pa.efficiency >= pb.efficiency else (b, a)
+            throughput_reason = comparable_throughput(a, b)
+            efficiency_reason = comparable_efficiency(a, b)
+            faster = slower = ratio = None
+            if throughput_reason is None:
+                fast, slow = (a, b) if pa.throughput >= pb.throughput else (b, a)
+                faster, slower = fast.label, slow.label
+                ratio = fast.point(n).throughput / slow.point(n).throughput
+            better = worse = gap = None
+            if efficiency_reason is None:
+                good, bad = (a, b) if pa.efficiency >= pb.efficiency else (b, a)
+                better, worse = good.label, bad.label
+                gap = good.point(n).efficiency - bad.point(n).efficiency
             out.append(
                 Comparison(
-                    workers=n,
-                    faster=fast.label,
-                    slower=slow.label,
-                    throughput_ratio=pf.throughput / ps.throughput,
-                    better_scaling=good.label,
-                    efficiency_gap=good.point(n).efficiency - bad.point(n).efficiency,
+                    workers=n, curves=(a.label, b.label), faster=faster, slower=slower, throughput_ratio=ratio,
+                    throughput_not_compared=throughput_reason, better_scaling=better, worse_scaling=worse,
+                    efficiency_gap=gap, efficiency_not_compared=efficiency_reason,
                 )
             )
     return out

@@ -39,7 +39,7 @@ class SweepOutcome:
 
 def plan_hash(plan: TrialPlan) -> str:
     """What makes two trials the same trial: everything in the plan."""
-    return hashlib.sha256(json.dumps(plan.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(plan.identity(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def storage_path(spec: JobSpec, out: Output) -> str:
@@ -83,7 +83,26 @@ class Progress:
     def trial_started(self, plan: TrialPlan, index: int) -> None: ...
     def trial_skipped(self, plan: TrialPlan) -> None: ...
     def trial_ended(self, plan: TrialPlan, record: dict) -> None: ...
+    def note(self, text: str) -> None: ...
     def stop(self) -> None: ...
+
+
+def unit_notes(plans: list[TrialPlan]) -> list[str]:
+    """What the sweep says at its start about arms whose throughput is not samples/s."""
+    arms = sorted({p.arm for p in plans if p.samples_metric is None})
+    if not arms:
+        return []
+    return [f"{', '.join(arms)}: no sample count (workload.samples_metric unset), so throughput is reports/s, "
+            "timed between the function's ray.train.report calls; the report compares these arms with others by "
+            "speedup and efficiency only, not by throughput"]
+
+
+def missing_samples_note(plan: TrialPlan, record: dict) -> Optional[str]:
+    """Said once per arm whose function did not report the job's samples_metric: its unit is reports/s."""
+    if plan.samples_metric and record.get("status") == "ok" and record.get("samples_per_sec") is None:
+        return (f"{plan.arm} did not report {plan.samples_metric!r} (workload.samples_metric) in every report: its "
+                "throughput is reports/s, compared with other arms by speedup and efficiency only")
+    return None
 
 
 def check_out_dir(spec: JobSpec, out_dir: Path) -> list[dict]:
@@ -115,7 +134,7 @@ def sweep(
         existing = check_out_dir(spec, out)
     except ValueError as err:
         raise UserError(str(err)) from None
-    done = results.completed(existing)
+    done = results.completed(existing)  # the latest record of each trial id, where it succeeded
     plans = planning.build(spec)
     for strategy in sorted({plan.strategy for plan in plans}):
         check = getattr(launchers.get(strategy), "check_installed", None)
@@ -132,18 +151,24 @@ def sweep(
     outcome = SweepOutcome(out_dir=out)
     extra = {"adaptive": {"candidates": spec.sweep.workers, "repeats": spec.sweep.repeats}} if spec.sweep.adaptive else {}
 
+    noted: set[str] = set()
+
     def run(plan: TrialPlan, index: int) -> dict:
         digest = plan_hash(plan)
         if plan.trial_id in done and done[plan.trial_id].get("plan_hash") == digest:
             outcome.skipped.append(plan.trial_id)
             progress.trial_skipped(plan)
-            return done[plan.trial_id]
+            return dict(done[plan.trial_id].data)
         progress.trial_started(plan, index)
         record = {**run_trial(plan, storage, digest, env, out), **extra}
         results.append(out, record)
         output.sync(record.get("artifacts", {}).get("files", []))
         outcome.ran.append(record)
         progress.trial_ended(plan, record)
+        missing = missing_samples_note(plan, record)
+        if missing and plan.arm not in noted:
+            noted.add(plan.arm)
+            progress.note(missing)
         return record
 
     progress.start(len(plans))
@@ -165,9 +190,9 @@ def _adaptive_sweep(spec: JobSpec, plans: list[TrialPlan], run: Callable, progre
     time, until its recommendation is stable. Arms take turns, so they see the same machine."""
     from orchestrator import adaptive
 
-    arms: dict[tuple, dict[int, list[TrialPlan]]] = {}
+    arms: dict[str, dict[int, list[TrialPlan]]] = {}
     for plan in plans:
-        arms.setdefault((plan.framework, plan.strategy), {}).setdefault(plan.workers, []).append(plan)
+        arms.setdefault(plan.arm, {}).setdefault(plan.workers, []).append(plan)
     history = {arm: [] for arm in arms}
     measured = {arm: {} for arm in arms}
     failed = {arm: set() for arm in arms}
@@ -179,7 +204,7 @@ def _adaptive_sweep(spec: JobSpec, plans: list[TrialPlan], run: Callable, progre
             decision = adaptive.decide(candidates, measured[arm], spec.sweep.threshold, history[arm])
             if decision.recommended is not None:
                 history[arm].append(decision.recommended)
-            label = f"{arm[0]} {arm[1]}"
+            label = arm
             if decision.next_workers is None:
                 open_arms.remove(arm)
                 decisions.append(f"{label}: stopped, {decision.reason}")
@@ -189,8 +214,10 @@ def _adaptive_sweep(spec: JobSpec, plans: list[TrialPlan], run: Callable, progre
             for plan in arms[arm][decision.next_workers]:
                 record = run(plan, index)
                 index += 1
-                if record.get("status") == "ok":
-                    rates.append(record["samples_per_sec"] or record["steps_per_sec"])
+                trial = results.parse(record)
+                if trial.ok:
+                    # One arm is one unit: its plans all count samples, or none of them does.
+                    rates.append(trial.throughput)
             if rates:
                 measured[arm][decision.next_workers] = rates
             else:
@@ -205,7 +232,7 @@ def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict, out_dir: Op
     record = {
         "trial_id": plan.trial_id,
         "plan_hash": digest,
-        **{k: v for k, v in plan.to_dict().items() if k not in ("trial_id", "train_config", "env")},
+        **{k: v for k, v in plan.to_dict().items() if k not in ("trial_id", "train_config", "env", "controller_env")},
         "environment": env,
     }
     if plan.execution is not None:  # a built-in workload: its training step, measured in lines
@@ -223,6 +250,7 @@ def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict, out_dir: Op
         summary = measure.summarize(run.workers, plan.warmup_steps, plan.samples_metric, run.launched_wall)
         record.update(status="ok", error=None, wall_time_s=run.ended_wall - run.launched_wall,
                       launched_at=run.launched_wall, **summary)
+        record["metric"] = results.metric_of(record)
     except measure.MeasurementError as err:
         record.update(status="failed", error=str(err), wall_time_s=time.time() - started)
     except TrialError as err:  # diagnosed: the workers could not be placed, or a collective stalled

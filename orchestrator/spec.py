@@ -152,7 +152,12 @@ class Workload(_Strict):
     """Passed unchanged to the user's function as its ``config``."""
     samples_metric: Optional[str] = None
     """Metric key in which the user's function reports samples processed by that worker since its last
-    report. With it throughput is samples/s; without it, reports (steps) per second."""
+    report. With it throughput is samples/s; without it, reports per second (a "step" is then the time
+    between two reports)."""
+    scaling: Optional[Literal["weak", "strong"]] = None
+    """A user's function: ``strong`` (default) when its work is fixed and split among the workers (a data
+    set sharded by prepare_data_loader), ``weak`` when each worker's work is fixed. Built-in workloads take
+    theirs from ``batch.scaling``. It decides which scaling models are fitted (Pollux's is weak-only)."""
 
     _entrypoint = field_validator("entrypoint")(_check_entrypoint)
 
@@ -168,7 +173,17 @@ class Workload(_Strict):
             unknown = set(self.params) - {"hidden", "channels"}
             if unknown:
                 raise ValueError(f"unknown params {sorted(unknown)}; mlp takes 'hidden', cnn takes 'channels'")
+            if self.scaling is not None:
+                raise ValueError(f"scaling {self.scaling!r} is for a user's function; a built-in model takes "
+                                 "batch.scaling (weak | strong)")
+            if self.config or self.samples_metric:
+                raise ValueError("config and samples_metric are for a user's function (entrypoint); a built-in "
+                                 "model takes params, and counts its samples itself")
         return self
+
+    @property
+    def user_scaling(self) -> str:
+        return self.scaling or "strong"
 
     @property
     def is_builtin(self) -> bool:
@@ -381,6 +396,13 @@ class JobSpec(_Strict):
                     "compiles (or not) itself"
                 )
             return self
+        overridden = [arm.key for arm in self.arms if arm.entrypoint is not None]
+        if overridden:
+            raise ValueError(
+                f"arm {overridden[0]}: entrypoint beside "
+                f"workload.model {self.workload.model!r}: an arm's entrypoint replaces a user's function, and a "
+                "built-in model has none; drop the arm's entrypoint, or set workload.entrypoint instead of model"
+            )
         if self.training.steps is None and self.training.epochs is None:
             raise ValueError("training: set 'steps' or 'epochs' for a built-in workload")
         if self.batch.global_ is not None and self.batch.scaling == "strong":
@@ -396,7 +418,35 @@ class JobSpec(_Strict):
                     f"batch.global ({self.batch.global_}) does not divide by the smallest worker count "
                     f"({self.sweep.workers[0]})"
                 )
+        self._check_every_count_has_work()
         return self
+
+    def _check_every_count_has_work(self) -> None:
+        """Refuse, before anything runs, a worker count whose trial would have nothing to measure (epochs
+        give fewer steps than the warm-up) or whose workers' shards are smaller than their batch."""
+        from orchestrator.plan import replicas_for, steps_for
+        from orchestrator.workloads import data
+
+        samples = data.train_size(self.dataset.name, self.dataset.num_samples)
+        for arm in self.arms:
+            for count in self.sweep.workers:
+                replicas = replicas_for(arm, count)
+                batch = self.per_worker_batch(count)
+                shard = samples // replicas
+                if shard < batch:
+                    raise ValueError(
+                        f"sweep.workers {count} ({arm.key}): each of the {replicas} replicas gets {samples} // "
+                        f"{replicas} = {shard} training samples, fewer than its batch of {batch}; lower the batch "
+                        f"or the worker count" + (", or raise dataset.num_samples" if self.dataset.name == "synthetic" else "")
+                    )
+                steps = steps_for(self, count, replicas)
+                if self.training.epochs is not None and steps <= self.training.warmup_steps:
+                    raise ValueError(
+                        f"training.epochs {self.training.epochs} at {count} worker(s) ({arm.key}) is {steps} step(s) "
+                        f"({self.training.epochs} x ceil({samples} / global batch {batch * replicas})), not more than "
+                        f"warmup_steps {self.training.warmup_steps}: nothing is left to measure; raise epochs or "
+                        "lower warmup_steps"
+                    )
 
     # Arithmetic the rest of the code asks of a spec, written out once.
     def per_worker_batch(self, workers: int) -> int:
@@ -408,6 +458,25 @@ class JobSpec(_Strict):
 
     def global_batch(self, workers: int) -> int:
         return self.per_worker_batch(workers) * workers
+
+
+def at_scale(spec: JobSpec, arm_key: str, workers: int) -> JobSpec:
+    """The job reduced to one arm at one worker count (one repeat): what the resources sized for a
+    recommendation run (``k8s render --from-report``). Validated again, so it is a job like any other."""
+    arm = next((a for a in spec.arms if a.key == arm_key), None)
+    if arm is None:
+        raise SpecError(spec.name, "arms", f"has no arm {arm_key!r} (the report's curve); its arms: "
+                        f"{', '.join(a.key for a in spec.arms)}. Pass the job file the report was swept from, or --curve")
+    data = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["arms"] = [arm.model_dump(mode="json", by_alias=True, exclude_none=True)]
+    data["sweep"] = {**data["sweep"], "workers": [workers], "adaptive": False, "repeats": 1}
+    return parse(data, f"{spec.name} at {workers} worker(s) of {arm_key}")
+
+
+def dump(spec: JobSpec, header: str = "") -> str:
+    """A job spec as YAML that ``load`` reads back to the same spec."""
+    body = yaml.safe_dump(spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
+    return "".join(f"# {line}\n" for line in header.splitlines()) + body
 
 
 def load(path: str | Path) -> JobSpec:

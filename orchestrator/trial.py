@@ -34,11 +34,13 @@ def _recorder_class():
             self.workers: dict[str, dict] = {}
             self.artifacts: list[tuple] = []
 
+        # The recorder runs on the driver's node: its clock is the one the driver stamps a trial's launch
+        # with, so every duration from launch is measured on one clock, whichever node a worker is on.
         def start(self, key: str, worker: dict) -> None:
-            self.workers[key] = {**worker, "records": [], "finished_wall": None}
+            self.workers[key] = {**worker, "registered_wall": time.time(), "records": [], "finished_wall": None}
 
         def add(self, key: str, record: dict) -> None:
-            self.workers[key]["records"].append(record)
+            self.workers[key]["records"].append({**record, "received_wall": time.time()})
 
         def finish(self, key: str, wall: float) -> None:
             self.workers[key]["finished_wall"] = wall
@@ -83,7 +85,8 @@ def run(plan: TrialPlan, storage_path: str) -> TrialRun:
     failure = None
     try:
         try:
-            trainer.fit()
+            with launchers.controller_environment(plan):
+                trainer.fit()
         except Exception as err:
             failure = err
         ended = time.time()

@@ -106,6 +106,7 @@ def worker_scale(
         }
     elif topology:
         raise UserError(f"--topology is for TPU accelerators, not {accelerator}")
+    _check_tpu_matches(spec, accelerator, topology)
     return Scale(
         replicas=replicas,
         min_replicas=replicas,
@@ -117,6 +118,27 @@ def worker_scale(
         memory_gib=max(2, math.ceil(cpus * memory_gib_per_cpu)),
         node_selector=selector,
     )
+
+
+def _check_tpu_matches(spec: JobSpec, accelerator: str, topology: Optional[str]) -> None:
+    """A job's TPU arms run on the slice they name: rendering them on other nodes (or rendering TPU nodes for a
+    job with no TPU arm) would leave pods that cannot run the sweep, or chips nothing uses."""
+    slices = sorted({(arm.tpu.accelerator, arm.tpu.topology) for arm in spec.arms if arm.tpu is not None})
+    if not slices:
+        if accelerator.startswith("tpu"):
+            raise UserError(f"--accelerator {accelerator}: job {spec.name!r} has no arm with strategy tpu, so its "
+                            "workers would hold TPU chips they never use; render it with --accelerator cpu or gpu, "
+                            "or add a tpu arm")
+        return
+    if len(slices) > 1:
+        shown = ", ".join(f"{a} {t}" for a, t in slices)
+        raise UserError(f"job {spec.name!r} has TPU arms on different slices ({shown}); one RayCluster has one "
+                        "worker group shape: render a job file per slice")
+    wanted_accelerator, wanted_topology = slices[0]
+    if (accelerator, topology) != (wanted_accelerator, wanted_topology):
+        given = f"--accelerator {accelerator}" + (f" --topology {topology}" if topology else "")
+        raise UserError(f"{given}: job {spec.name!r} runs its tpu arm on {wanted_accelerator} {wanted_topology} "
+                        f"slices; render it with --accelerator {wanted_accelerator} --topology {wanted_topology}")
 
 
 def _labels(component: str) -> dict:
@@ -319,9 +341,11 @@ def build(
     image: str = DEFAULT_IMAGE,
     job_file: Optional[str] = None,
     job_text: Optional[str] = None,
+    out_name: Optional[str] = None,
 ) -> list[dict]:
     """Every resource of one sweep. ``job_file`` is a path inside the image (the shipped jobs/), or, with
-    ``job_text``, the spec travels in a ConfigMap mounted on the head."""
+    ``job_text``, the spec travels in a ConfigMap mounted on the head. Results go to /results/``out_name``
+    (default: the job's name)."""
     cluster = f"{APP}-{spec.name}"[:63].rstrip("-.")
     docs = [*rbac(), results_claim()]
     config_map = None
@@ -336,7 +360,7 @@ def build(
     else:
         job_path = job_file or f"jobs/{spec.name}.yaml"
     docs.append(ray_cluster(cluster, scale, image, config_map))
-    docs.append(ray_job(f"{cluster}-sweep"[:63], cluster, f"orchestrator sweep {job_path} --out /results/{spec.name}"))
+    docs.append(ray_job(f"{cluster}-sweep"[:63], cluster, f"orchestrator sweep {job_path} --out /results/{out_name or spec.name}"))
     docs += network_policies(cluster)
     return docs
 

@@ -17,7 +17,9 @@ sweep never imports TensorFlow's launcher.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
 import os
 import socket
 import uuid
@@ -68,23 +70,34 @@ def get(strategy: str) -> ModuleType:
         raise UserError(f"no launcher for strategy {strategy!r}; known: {', '.join(sorted(_MODULES))}") from None
 
 
-# Read by Ray Train's controller (the driver's environment is passed on to it): how long a worker group may
-# wait for its placement group, and how long its workers may wait for each other in ray.train.report.
-_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
-_REPORT_TIMEOUT_ENV = "RAY_TRAIN_COLLECTIVE_TIMEOUT_S"
-# How often the controller polls its workers. Each worker's report queue holds one report, so a worker that
-# reports again before the next poll blocks until it: at Ray's default of 2 s, a report every 0.1 s of
-# training cost ~2 s of waiting each (and a user function timed between reports looked 20x slower).
-_POLL_ENV, POLL_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"
+@contextlib.contextmanager
+def controller_environment(plan):
+    """The driver's environment while a trial runs: Ray Train's controller reads its settings from it when
+    fit() starts the controller (plan.controller_env: placement and report timeouts, poll interval).
+    Restored afterwards, so one trial's settings never leak into the next or into the user's process."""
+    saved = {key: os.environ.get(key) for key in plan.controller_env}
+    os.environ.update(plan.controller_env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def tf_config(addresses: list[str], index: int) -> str:
+    """TF_CONFIG for worker ``index`` of a MultiWorkerMirroredStrategy cluster of ``addresses`` (host:port),
+    as both TF launchers write it."""
+    return json.dumps({"cluster": {"worker": list(addresses)}, "task": {"type": "worker", "index": index}})
 
 
 def run_config(plan, storage_path: str):
-    """The RunConfig of every Ray Train launcher, and the controller settings the plan asks for."""
+    """The RunConfig of every Ray Train launcher (the controller's settings are plan.controller_env, applied
+    around fit() by controller_environment)."""
     from ray.train import FailureConfig, RunConfig
 
-    os.environ[_START_TIMEOUT_ENV] = str(plan.placement_timeout_s)
-    os.environ[_REPORT_TIMEOUT_ENV] = str(plan.collective_timeout_s)
-    os.environ.setdefault(_POLL_ENV, POLL_INTERVAL_S)
     return RunConfig(
         name=f"{plan.job}-{plan.trial_id}-{uuid.uuid4().hex[:8]}",
         storage_path=storage_path,

@@ -22,10 +22,9 @@ user's Ray Train function calls ``ray.train.get_context()``, ``prepare_model``; 
 from __future__ import annotations
 
 import datetime
-import json
 import os
 
-from orchestrator.launchers import PlacementTimeout, free_address
+from orchestrator.launchers import PlacementTimeout, free_address, tf_config
 
 RESTARTS = "none (a failed worker fails the trial; reliability.max_failures must be 0)"
 
@@ -143,7 +142,7 @@ class TrainWorker:
                                     timeout=datetime.timedelta(seconds=timeout_s))
             self.torch_group = True
         elif strategy == "multi_worker_mirrored":
-            os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": rank}})
+            os.environ["TF_CONFIG"] = tf_config(addresses, rank)
 
     def run(self, function, config: dict) -> None:
         try:

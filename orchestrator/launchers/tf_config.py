@@ -3,12 +3,11 @@ TensorFlow where nothing trains (the driver, each trial's controller); see tf_di
 
 from __future__ import annotations
 
-import json
 import os
 
 from ray.train.backend import Backend, BackendConfig
 
-from orchestrator.launchers import free_address
+from orchestrator.launchers import free_address, tf_config
 
 
 class TFConfigBackend(BackendConfig):
@@ -29,4 +28,4 @@ class _TFConfig(Backend):
 
 
 def _write_tf_config(addresses: list[str], index: int) -> None:
-    os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+    os.environ["TF_CONFIG"] = tf_config(addresses, index)

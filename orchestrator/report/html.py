@@ -8,10 +8,13 @@ from __future__ import annotations
 from html import escape
 
 from orchestrator.report import plots
-from orchestrator.report.tables import comparison_sentences, fmt, recommendation_lines, recovery_lines, rows
+from orchestrator.report.tables import (comparison_sentences, efficiency_footer, fmt, recommendation_lines,
+                                        recovery_lines, rows, trial_counts, unit)
 
 STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#222;padding:0 1rem}
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#222;padding:0 1rem;
+overflow-wrap:anywhere}
+.scroll{overflow-x:auto;max-width:100%;margin:.5rem 0} .scroll td,.scroll th{overflow-wrap:normal}
 h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;font-size:.9rem} th,td{border:1px solid #ccc;padding:.3rem .6rem}
 th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
@@ -28,10 +31,13 @@ def page(data: dict) -> str:
         f"<title>Scaling report: {escape(str(data['job']))}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>Scaling report: {escape(str(data['job']))}</h1>",
-        f"<p class=note>{data['trials']['ok']} trial(s) measured, {data['trials']['failed']} failed. "
+        f"<p class=note>{escape(trial_counts(data))} "
         "Throughput excludes warm-up; error bars are the standard deviation over repeats. "
-        "Efficiency = X(N) / (N × X(1)).</p>",
+        f"{escape(efficiency_footer(data))}</p>",
     ]
+    notes = data.get("unit_notes") or []
+    if notes:
+        parts.append("<ul class=note>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
     sentences = comparison_sentences(data)
     if sentences:
         parts.append("<h2>PyTorch and TensorFlow, side by side</h2><ul>")
@@ -39,7 +45,10 @@ def page(data: dict) -> str:
         parts.append("</ul>")
     if curves:
         parts.append('<div class=plots>')
-        parts.append(f"<figure>{plots.throughput_svg(curves, data['fits'])}</figure>")
+        # One throughput axis per unit: samples/s and reports/s never share one.
+        for metric in sorted({c["metric"] for c in curves}):
+            same = [c for c in curves if c["metric"] == metric]
+            parts.append(f"<figure>{plots.throughput_svg(same, data['fits'])}</figure>")
         parts.append(f"<figure>{plots.efficiency_svg(curves, data['fits'])}</figure>")
         parts.append("</div>")
     advice = recommendation_lines(data)
@@ -53,8 +62,9 @@ def page(data: dict) -> str:
         ["framework", "strategy", "execution", "workload", "workers", "repeats", "throughput", "±", "unit",
          "speedup", "efficiency", "step time", "test accuracy"],
         [[r["framework"], r["strategy"], r["execution"], r["workload"], r["workers"], r["repeats"], fmt(r["throughput"]),
-          fmt(r["throughput_std"]), "samples/s" if r["metric"] == "samples_per_sec" else "steps/s",
-          f"{r['speedup']:.2f}", fmt(r["efficiency"], pct=True), f"{1000 * r['step_time_mean_s']:.2f} ms",
+          fmt(r["throughput_std"]), unit(r["metric"]),
+          f"{r['speedup']:.2f}", fmt(r["efficiency"], pct=True),
+          f"{1000 * r['step_time_mean_s']:.2f} ms" + (" between reports" if r["metric"] == "reports_per_sec" else ""),
           fmt(r["test_accuracy"])] for r in rows(data)],
     ))
     if data["settings"]:
@@ -111,7 +121,7 @@ def _beyond_speed(data: dict) -> list[str]:
             ["framework", "strategy", "workers", "execution", "throughput", "unit", "vs default", "step time",
              "first step", "compile time"],
             [[r["framework"], r["strategy"], r["workers"], r["execution"], fmt(r["throughput"]),
-              "samples/s" if r["metric"] == "samples_per_sec" else "steps/s",
+              unit(r["metric"]),
               f"{r['vs_default']:.2f}x" if r["vs_default"] else None,
               f"{1000 * r['step_time_mean_s']:.2f} ms" if r["step_time_mean_s"] else None,
               f"{r['first_step_s']:.2f} s" if r["first_step_s"] is not None else None,
@@ -173,7 +183,7 @@ class _Raw(str):
 
 def _table(header: list[str], body: list[list]) -> str:
     head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-    lines = [f"<table><thead><tr>{head}</tr></thead><tbody>"]
+    lines = [f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>"]
     for row in body:
         cells = "".join(
             f"<td>{v}</td>" if isinstance(v, _Raw)
@@ -181,7 +191,7 @@ def _table(header: list[str], body: list[list]) -> str:
             for v in row
         )
         lines.append(f"<tr>{cells}</tr>")
-    lines.append("</tbody></table>")
+    lines.append("</tbody></table></div>")
     return "\n".join(lines)
 
 

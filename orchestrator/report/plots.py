@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 
+from orchestrator.results import UNITS
+
 COLORS = {"torch": ("#d62728", "#ff7f0e", "#8c564b"), "tensorflow": ("#1f77b4", "#17becf", "#2ca02c")}
 MARKERS = ("o", "s", "^", "D")
+
 
 
 def _style(curves: list[dict]) -> dict[int, tuple[str, str]]:
@@ -69,9 +72,11 @@ def throughput_svg(curves: list[dict], fits: list[dict] = ()) -> str:
         errs = [p["throughput_std"] or 0.0 for p in curve["points"]]
         axes.errorbar(xs, ys, yerr=errs, color=color, marker=marker, capsize=3,
                       label=_label(curve))
-        units.add("samples/s" if curve["metric"] == "samples_per_sec" else "steps/s")
+        units.add(UNITS[curve["metric"]])
+    if len(units) > 1:
+        raise ValueError(f"one throughput axis per unit, got {sorted(units)}")
     axes.set_xlabel("workers")
-    axes.set_ylabel(" or ".join(sorted(units)) or "throughput")
+    axes.set_ylabel(units.pop() if units else "throughput")
     axes.set_title("Throughput vs workers (mean ± std over repeats)")
     _integer_ticks(axes, curves)
     axes.set_ylim(bottom=0)
@@ -99,7 +104,9 @@ def efficiency_svg(curves: list[dict], fits: list[dict] = ()) -> str:
         axes.errorbar(xs, ys, yerr=errs, color=color, marker=marker, capsize=3,
                       label=_label(curve))
     axes.set_xlabel("workers")
-    axes.set_ylabel("efficiency = X(N) / (N · X(1))")
+    formulas = {c.get("efficiency_formula") or "X(N) / (N · X(1))" for c in curves}
+    axes.set_ylabel(f"efficiency = {formulas.pop()}" if len(formulas) == 1
+                    else "efficiency, each vs its smallest count")
     axes.set_title("Scaling efficiency vs workers")
     _integer_ticks(axes, curves)
     axes.set_ylim(0, max(1.1, max((p["efficiency"] for c in curves for p in c["points"]), default=1) * 1.1))
@@ -144,7 +151,7 @@ def execution_svg(rows: list[dict]) -> str:
         axes.set_xticklabels(names, fontsize=8)
         axes.grid(alpha=0.3, axis="y")
         axes.legend()
-    units = {"samples/s" if r["metric"] == "samples_per_sec" else "steps/s" for r in rows}
+    units = {UNITS[r["metric"]] for r in rows}
     left.set_ylabel(" or ".join(sorted(units)))
     left.set_title("Steady-state throughput (warm-up excluded)")
     right.set_ylabel("seconds")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
+from orchestrator.results import UNITS
+
 CSV_COLUMNS = (
     "framework", "strategy", "execution", "workload", "workers", "repeats", "metric", "throughput", "throughput_std",
     "speedup", "efficiency", "efficiency_std", "step_time_mean_s", "test_accuracy",
@@ -46,32 +48,63 @@ def _md(text) -> str:
     return str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def unit(metric: str) -> str:
+    return UNITS[metric]
+
+
+def step_name(metric: str) -> str:
+    """What one "step" of a curve is: a user function without a sample count is timed between its reports."""
+    return "report interval" if metric == "reports_per_sec" else "step"
+
+
 def comparison_sentences(data: dict) -> list[str]:
     out = []
     for c in data["comparisons"]:
-        out.append(
-            f"At {c['workers']} worker(s), {c['faster']} is {c['throughput_ratio']:.2f}x the throughput of "
-            f"{c['slower']}; {c['better_scaling']} scales better by {100 * c['efficiency_gap']:.1f} "
-            "efficiency points."
-        )
+        a, b = c["curves"]
+        if c["throughput_ratio"] is not None:
+            speed = f"{c['faster']} is {c['throughput_ratio']:.2f}x the throughput of {c['slower']}"
+        else:
+            speed = f"throughputs of {a} and {b} are not compared ({c['throughput_not_compared']})"
+        if c["efficiency_gap"] is not None:
+            scale = f"{c['better_scaling']} scales better by {100 * c['efficiency_gap']:.1f} efficiency points"
+        else:
+            scale = f"efficiencies are not compared ({c['efficiency_not_compared']})"
+        out.append(f"At {c['workers']} worker(s), {speed}; {scale}.")
     return out
+
+
+def efficiency_footer(data: dict) -> str:
+    """How efficiency is defined for the curves shown, each with its own baseline."""
+    formulas = sorted({c["efficiency_formula"] for c in data["curves"]})
+    if len(formulas) <= 1:
+        return "Efficiency = " + (formulas[0] if formulas else "X(N) / (N · X(1))") + "."
+    per_curve = "; ".join(f"{c['label']}: {c['efficiency_formula']}" for c in data["curves"])
+    return f"Efficiency is relative to each curve's smallest measured count: {per_curve}."
+
+
+def trial_counts(data: dict) -> str:
+    t = data["trials"]
+    text = f"{t['ok']} trial(s) measured, {t['failed']} failed."
+    if t.get("superseded"):
+        text += (f" {t['superseded']} older record(s) of trials run again are left out (kept in results.jsonl; "
+                 "the latest record of each trial counts).")
+    return text
 
 
 def markdown(data: dict) -> str:
     lines = [f"# Scaling report: {_md(data['job'])}", ""]
-    lines.append(f"{data['trials']['ok']} trial(s) measured, {data['trials']['failed']} failed. "
-                 "Throughput excludes warm-up; ± is the standard deviation over repeats.")
+    lines.append(f"{trial_counts(data)} Throughput excludes warm-up; ± is the standard deviation over repeats.")
     lines.append("")
+    lines += [f"- {_md(note)}" for note in data.get("unit_notes") or []]
     lines += [f"- {_md(s)}" for s in comparison_sentences(data)]
     if data["comparisons"]:
         lines.append("")
     lines += ["| framework | strategy | execution | workload | workers | repeats | throughput | ± | speedup | efficiency | test accuracy |",
               "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows(data):
-        unit = "samples/s" if r["metric"] == "samples_per_sec" else "steps/s"
         lines.append(
             f"| {_md(r['framework'])} | {_md(r['strategy'])} | {_md(r['execution'] or '–')} | {_md(r['workload'])} | {r['workers']} | {r['repeats']} "
-            f"| {fmt(r['throughput'])} {unit} | {fmt(r['throughput_std'])} | {r['speedup']:.2f} "
+            f"| {fmt(r['throughput'])} {unit(r['metric'])} | {fmt(r['throughput_std'])} | {r['speedup']:.2f} "
             f"| {fmt(r['efficiency'], pct=True)} | {fmt(r['test_accuracy'])} |"
         )
     shared = sorted({f"{s['label']} at {s['workers']}" for s in data["settings"] if s["shares_cores"]})
@@ -86,8 +119,7 @@ def markdown(data: dict) -> str:
     if data["failed_trials"]:
         lines += ["", "## Failed trials", ""]
         lines += [f"- `{_md(f['trial_id'])}`: {_md(f['error'])}" for f in data["failed_trials"]]
-    lines += ["", "Efficiency = throughput(N) / (N × throughput(1)); rendered from results.jsonl by "
-              "`orchestrator report`.", ""]
+    lines += ["", f"{efficiency_footer(data)} Rendered from results.jsonl by `orchestrator report`.", ""]
     return "\n".join(lines)
 
 
@@ -99,11 +131,10 @@ def beyond_speed_markdown(data: dict) -> list[str]:
                   "| framework | strategy | workers | execution | throughput | vs default | compile time |",
                   "|---|---|---:|---|---:|---:|---:|"]
         for r in rows:
-            unit = "samples/s" if r["metric"] == "samples_per_sec" else "steps/s"
             ratio = f"{r['vs_default']:.2f}x" if r["vs_default"] else "–"
             compile_s = f"{r['compile_s']:.2f} s" if r["compile_s"] is not None else "–"
             lines.append(f"| {_md(r['framework'])} | {_md(r['strategy'])} | {r['workers']} | {r['execution']} "
-                         f"| {fmt(r['throughput'])} {unit} | {ratio} | {compile_s} |")
+                         f"| {fmt(r['throughput'])} {unit(r['metric'])} | {ratio} | {compile_s} |")
     deployments = data.get("deployment") or []
     if deployments:
         lines += ["", "## Deployment exports", "",
@@ -137,7 +168,9 @@ def recommendation_lines(data: dict) -> list[str]:
     for rec, fitted in zip(data["recommendations"], data["fits"]):
         out.append(
             f"{rec['label']}: {rec['workers']} worker(s) keep predicted efficiency "
-            f"≥ {100 * threshold:.0f}% ({100 * rec['predicted_efficiency']:.0f}%, about {fmt(rec['predicted_throughput'])}/s, "
+            f"≥ {100 * threshold:.0f}% ({100 * rec['predicted_efficiency']:.0f}%"
+            + (f" of {rec['baseline_workers']}-worker scaling" if rec.get("baseline_workers", 1) != 1 else "")
+            + f", about {fmt(rec['predicted_throughput'])} {rec.get('unit', 'samples/s')}, "
             f"band {fmt(rec['band'][0])}–{fmt(rec['band'][1])}); knee at {rec['knee']}, peak at {rec['peak']}. "
             f"Model {fitted['model']}, fit R² {fitted['r2']:.3f}"
             + (f", leave-one-out error {100 * fitted['loo_error']:.1f}%" if fitted["loo_error"] is not None else "")
@@ -149,11 +182,19 @@ def recommendation_lines(data: dict) -> list[str]:
             f"worker(s) in {arm['trials_run']} of {arm['planned_trials']} planned trials ({arm['trials_saved']} saved)."
         )
     verdict = data.get("verdict")
-    if verdict:
+    if verdict and verdict.get("basis") == "throughput":
         out.append(
-            f"Best: {verdict['best']} at {verdict['workers']} worker(s), {verdict['throughput_ratio']:.2f}x the "
+            f"Best: {verdict['best']} at {verdict['workers']} worker(s), {verdict['ratio']:.2f}x the "
             f"predicted throughput of {verdict['versus']} at its own {verdict['versus_workers']}."
         )
+    elif verdict and verdict.get("basis") == "speedup":
+        out.append(
+            f"Best scaling: {verdict['best']} at {verdict['workers']} worker(s), predicted {verdict['best_value']:.2f}x "
+            f"its own {verdict['baseline_workers']}-worker throughput, against {verdict['versus_value']:.2f}x for "
+            f"{verdict['versus']} at its own {verdict['versus_workers']}. Throughputs are not ranked: {verdict['reason']}."
+        )
+    elif verdict:
+        out.append(f"No curve is ranked best: {verdict['reason']}.")
     return out
 
 

@@ -148,7 +148,7 @@ def test_report_sections_side_by_side(tmp_path):
     rows = {(r["execution"], r["workers"]): r for r in data["execution"]["rows"]}
     assert rows[("compiled", 2)]["vs_default"] == pytest.approx(2400 / 1800)
     assert rows[("compiled", 1)]["compile_s"] == 9.0 and data["execution"]["compared"] == ["torch"]
-    assert [c["label"] for c in data["curves"]] == ["torch ddp (compiled)", "torch ddp"]
+    assert [c["label"] for c in data["curves"]] == ["torch ddp", "torch ddp (compiled)"]
     assert data["deployment"][0]["models"][1]["bytes"] == 2048
     assert data["tensorboard"]["runs"][0]["logdir"] == "tensorboard/torch-eager-w1"
     assert data["lines_of_code"] == [{"framework": "torch", "source": "s.py", "functions": {"train_step": 7},

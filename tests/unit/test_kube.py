@@ -15,6 +15,15 @@ from tests.conftest import ROOT
 SCHEMAS, _ = crd_schemas()
 JOB = spec.load(ROOT / "jobs/digits-mlp.yaml")
 GPU_JOB = spec.load(ROOT / "jobs/gpu-cnn.yaml")
+TPU_JOB = spec.load(ROOT / "jobs/tpu-mlp.yaml")
+
+
+def tpu_job(accelerator, topology, workers):
+    """The TPU job on another slice, sweeping ``workers`` (the manifests must match the job's slice)."""
+    data = TPU_JOB.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["arms"][0]["tpu"] = {"accelerator": accelerator, "topology": topology}
+    data["sweep"]["workers"] = [workers]
+    return spec.parse(data)
 
 
 def problems(docs):
@@ -47,8 +56,9 @@ def test_render_cpu_and_gpu_at_every_scale_is_valid(workers, accelerator):
     ],
 )
 def test_render_tpu_topology_arithmetic(accelerator, topology, workers, hosts, chips_per_host, replicas):
-    scale = manifests.worker_scale(JOB, max(workers, 2) if hosts == 1 else workers, accelerator, topology)
-    docs = manifests.build(JOB, scale)
+    job = tpu_job(accelerator, topology, workers)
+    scale = manifests.worker_scale(job, workers, accelerator, topology)
+    docs = manifests.build(job, scale)
     assert problems(docs) == []
     group = by_kind(docs, "RayCluster")["spec"]["workerGroupSpecs"][0]
     assert group.get("numOfHosts", 1) == hosts
@@ -73,18 +83,27 @@ def test_tpu_slices():
     [
         ({"workers": 1}, "sweeps up to 2 Ray workers"),
         ({"workers": 4, "accelerator": "gpu"}, "asks for no GPU per worker"),
-        ({"workers": 4, "accelerator": "tpu-v6e"}, "needs --topology"),
-        ({"workers": 6, "accelerator": "tpu-v6e", "topology": "4x4"}, "not a multiple of the 4 host(s)"),
-        ({"workers": 4, "accelerator": "tpu-v6e", "topology": "5x5"}, "is not a tpu-v6e slice"),
+        ({"workers": 8, "accelerator": "tpu-v6e"}, "needs --topology"),
+        ({"workers": 10, "accelerator": "tpu-v6e", "topology": "4x4"}, "not a multiple of the 4 host(s)"),
+        ({"workers": 8, "accelerator": "tpu-v6e", "topology": "5x5"}, "is not a tpu-v6e slice"),
+        ({"workers": 8, "accelerator": "tpu-v6e", "topology": "2x2"}, "--topology 4x4"),
+        ({"workers": 8, "accelerator": "tpu-v5e", "topology": "4x4"}, "render it with --accelerator tpu-v6e"),
+        ({"workers": 8, "accelerator": "cpu"}, "runs its tpu arm on tpu-v6e 4x4 slices"),
         ({"workers": 4, "accelerator": "cpu", "topology": "2x2"}, "--topology is for TPU"),
         ({"workers": 4, "accelerator": "fpga"}, "known accelerators are cpu, gpu"),
         ({"workers": 4, "max_workers": 2}, "below --workers"),
     ],
 )
 def test_wrong_combinations_are_refused(kwargs, words):
+    job = TPU_JOB if kwargs["workers"] >= 8 else JOB
     with pytest.raises(UserError) as caught:
-        manifests.worker_scale(JOB, **kwargs)
+        manifests.worker_scale(job, **kwargs)
     assert words in str(caught.value)
+
+
+def test_tpu_nodes_for_a_job_without_a_tpu_arm_are_refused():
+    with pytest.raises(UserError, match="has no arm with strategy tpu"):
+        manifests.worker_scale(JOB, 4, "tpu-v6e", "4x4")
 
 
 def test_gpu_job_needs_the_gpu_accelerator():
@@ -125,7 +144,7 @@ def test_secure_defaults():
 # ---------------------------------------------------------------- mutations the validator must catch
 
 RENDERED = manifests.build(JOB, manifests.worker_scale(JOB, 2))
-TPU_RENDERED = manifests.build(JOB, manifests.worker_scale(JOB, 4, "tpu-v6e", "4x4"))
+TPU_RENDERED = manifests.build(TPU_JOB, manifests.worker_scale(TPU_JOB, 8, "tpu-v6e", "4x4"))
 
 
 def head(doc):

@@ -34,7 +34,7 @@ def test_all_four_files_consistent_with_results(sweep_dir):
     written = report.render(sweep_dir)
     assert sorted(p.name for p in written) == sorted(report.FILES)
     data = json.loads((sweep_dir / "report.json").read_text())
-    assert data["trials"] == {"ok": 5, "failed": 1}
+    assert data["trials"] == {"ok": 5, "failed": 1, "superseded": 0}
     torch = next(c for c in data["curves"] if c["framework"] == "torch")
     assert {"framework", "strategy", "workload", "points"} <= set(torch)
     p1, p2 = torch["points"]
@@ -78,8 +78,8 @@ def test_empty_dir_is_a_user_error(tmp_path):
 
 
 def test_atomic_append_keeps_earlier_lines(tmp_path):
-    results.append(tmp_path, {"trial_id": "a", "status": "ok"})
-    results.append(tmp_path, {"trial_id": "b", "status": "failed"})
+    results.append(tmp_path, {**record("torch", "ddp", 1, 0, 10.0), "trial_id": "a"})
+    results.append(tmp_path, {**record("torch", "ddp", 1, 1, 0, status="failed"), "trial_id": "b"})
     assert [r["trial_id"] for r in results.read(tmp_path)] == ["a", "b"]
     assert list(results.completed(results.read(tmp_path))) == ["a"]
     assert not list(tmp_path.glob(".*.tmp"))

@@ -6,7 +6,8 @@ from orchestrator import scaling
 
 
 def trial(workers, rate, framework="torch", strategy="ddp", repeat=0, metric="samples_per_sec", status="ok", acc=None):
-    record = {"framework": framework, "strategy": strategy, "workload": "mlp", "workers": workers, "repeat": repeat,
+    record = {"trial_id": f"{framework}-{strategy}-w{workers}-r{repeat}-{status}", "framework": framework,
+              "strategy": strategy, "workload": "mlp", "workers": workers, "repeat": repeat,
               "status": status, "samples_per_sec": None, "steps_per_sec": 1.0, "step_time_mean_s": 0.01,
               "test_accuracy": acc}
     record[metric] = rate
@@ -41,7 +42,7 @@ def test_strong_scaling_time_form_matches_rate_form():
     for r in records:
         r["samples_per_sec"] = None
     (curve,) = scaling.curves(records)
-    assert curve.metric == "steps_per_sec"
+    assert curve.metric == "reports_per_sec" and curve.unit == "reports/s"  # a user function's report intervals
     assert curve.points[1].efficiency == pytest.approx(10 / (4 * 3))
 
 

@@ -1,5 +1,6 @@
-"""The comparison beyond speed, as report data: graph vs eager execution, deployment exports, TensorBoard
-runs, and lines of code in the training step. Built from the successful trials' records alone."""
+"""Pure analysis of the comparison beyond speed, which orchestrator.analysis puts in the report: graph vs eager
+execution, deployment exports, TensorBoard runs, and lines of code in the training step. Built from the
+successful trials' records (orchestrator.results.TrialRecord) alone."""
 
 from __future__ import annotations
 

@@ -1,0 +1,170 @@
+"""Pure analysis of a sweep's results: curves, fits, predictions, recommendations, comparisons and the verdict.
+
+    analyze(results.Results, settings) -> dict      what report.json holds; every report format shows it
+
+The reports (orchestrator/report) only format this; ``recommend`` and ``share`` call it directly. No Ray, no
+files: the caller reads results.jsonl through orchestrator.results (latest record of each trial id).
+
+Rules that keep the numbers true:
+- throughputs are compared (comparisons, the verdict, a shared plot axis) only in the same unit; curves in
+  different units are compared by speedup over their own baseline, and the report says why;
+- efficiencies are compared only on the same baseline worker count and scaling mode;
+- superseded records (a trial id run again) never enter a curve; the report counts them.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from orchestrator import beyond_speed, fit, results, scaling
+
+DEFAULTS = {"threshold": 0.8, "max_workers": None}
+
+
+def horizon(model: fit.Fit, settings: dict) -> int:
+    """The largest worker count a recommendation considers: the user's, else 4x the largest measured (>= 16)."""
+    return settings["max_workers"] or max(16, 4 * max(model.measured))
+
+
+def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
+    """Fitted scaling models, predictions with their band, and a recommended worker count per curve."""
+    fits, recommendations = [], []
+    for curve in curves:
+        model = fit.fit_curve(curve)
+        if model is None:
+            continue
+        key = {"framework": curve.framework, "strategy": curve.strategy, "execution": curve.execution,
+               "workload": curve.workload, "name": curve.name, "label": curve.label, "unit": curve.unit,
+               "baseline_workers": curve.baseline_workers}
+        top = horizon(model, settings)
+        rec = fit.recommend(model, settings["threshold"], top, baseline=curve.baseline_workers)
+        predicted = []
+        for n in range(1, top + 1):
+            low, high = model.band(n)
+            predicted.append({"workers": n, "throughput": model.predict(n), "low": low, "high": high,
+                              "efficiency": fit.efficiency(model, n, curve.baseline_workers),
+                              "measured": n in model.measured})
+        fits.append({**key, **model.to_dict(), "predicted": predicted})
+        predicted_speedup = rec.predicted_throughput / model.predict(curve.baseline_workers)
+        recommendations.append({**key, **rec.to_dict(), "predicted_speedup": predicted_speedup})
+    return {"fits": fits, "recommendations": recommendations,
+            "verdict": verdict(curves, recommendations),
+            "recommend_settings": {"threshold": settings["threshold"], "max_workers": settings["max_workers"]}}
+
+
+def verdict(curves: list[scaling.Curve], recommendations: list[dict]) -> Optional[dict]:
+    """Which curve is best at its recommended count. By predicted throughput where every recommended curve
+    is in the same unit; else by predicted speedup over its own baseline where all share one baseline; else
+    no verdict, and why."""
+    if len(recommendations) < 2:
+        return None
+    by_name = {(c.name, c.workload): c for c in curves}
+    chosen = [by_name[(r["name"], r["workload"])] for r in recommendations]
+    pairs = [(a, b) for i, a in enumerate(chosen) for b in chosen[i + 1:]]
+    unit_reason = next((why for a, b in pairs if (why := scaling.comparable_throughput(a, b))), None)
+    if unit_reason is None:
+        basis, value = "throughput", "predicted_throughput"
+    else:
+        baseline_reason = next((why for a, b in pairs if (why := scaling.comparable_efficiency(a, b))), None)
+        if baseline_reason is not None:
+            return {"basis": None, "reason": f"{unit_reason}; and {baseline_reason}, so no curve is ranked"}
+        basis, value = "speedup", "predicted_speedup"
+    ranked = sorted(recommendations, key=lambda r: r[value], reverse=True)
+    best, runner = ranked[0], ranked[1]
+    return {
+        "basis": basis,
+        "best": best["label"],
+        "workers": best["workers"],
+        "ratio": best[value] / runner[value],
+        "best_value": best[value],
+        "versus": runner["label"],
+        "versus_workers": runner["workers"],
+        "versus_value": runner[value],
+        "baseline_workers": best["baseline_workers"],
+        "reason": unit_reason,
+    }
+
+
+def unit_notes(curves: list[scaling.Curve]) -> list[str]:
+    """What each curve's throughput counts, where that is not samples."""
+    notes = []
+    for c in curves:
+        if c.metric == "reports_per_sec":
+            notes.append(f"{c.label} reports no sample count: its throughput is reports/s (one 'step' is the time "
+                         "between two of its ray.train.report calls), so its efficiency is t(b) / ((N/b) · t(N)) per "
+                         "report interval, and its throughput is not compared with other curves'. Set "
+                         "workload.samples_metric to count samples.")
+        elif c.metric == "steps_per_sec":
+            notes.append(f"{c.label}: throughput in steps/s (some trials counted no samples).")
+    return notes
+
+
+def _shares_cores(record: results.TrialRecord) -> bool:
+    """Whether this trial's workers ran more threads in all than the cluster has CPUs (fractional-CPU
+    workers make that possible). Its throughput then measures contention as much as scaling."""
+    threads = record.get("threads_per_worker") or 1
+    cluster = (record.get("environment") or {}).get("cluster_cpus") or 0
+    return cluster > 0 and record.workers * threads > cluster
+
+
+def adaptive_savings(records: list[results.TrialRecord]) -> list[dict]:
+    """Per arm of an adaptive sweep: trials planned (every candidate count x repeats) and run."""
+    arms = {}
+    for r in records:
+        plan = r.get("adaptive")
+        if plan:
+            entry = arms.setdefault(r.arm, {"framework": r.framework, "strategy": r.strategy, "name": r.arm,
+                                            "label": scaling.record_label(r),
+                                            "planned_trials": len(plan["candidates"]) * plan["repeats"],
+                                            "trials_run": 0, "workers_measured": set()})
+            entry["trials_run"] += 1
+            entry["workers_measured"].add(r.workers)
+    out = []
+    for key in sorted(arms):
+        entry = arms[key]
+        entry["workers_measured"] = sorted(entry["workers_measured"])
+        entry["trials_saved"] = entry["planned_trials"] - entry["trials_run"]
+        out.append(entry)
+    return out
+
+
+def settings_ran(records: list[results.TrialRecord]) -> list[dict]:
+    """Per arm and worker count, what was run: batch sizes, steps, threads, placement, launcher."""
+    seen = {}
+    for r in records:
+        seen.setdefault((r.arm, r.workers), {
+            "framework": r.framework, "strategy": r.strategy, "execution": r.execution, "name": r.arm,
+            "label": scaling.record_label(r), "workers": r.workers, "scaling": r.scaling,
+            "ray_workers": r.get("ray_workers"), "per_worker_batch": r.get("per_worker_batch"),
+            "global_batch": r.get("global_batch"), "steps": r.get("steps"),
+            "warmup_steps": r.get("warmup_steps"), "threads_per_worker": r.get("threads_per_worker"),
+            "resources_per_worker": r.get("resources_per_worker"), "nodes": len(r.get("nodes") or []),
+            "launcher": r.get("launcher"), "shares_cores": _shares_cores(r),
+        })
+    return [seen[k] for k in sorted(seen)]
+
+
+def analyze(found: results.Results, settings: Optional[dict] = None) -> dict:
+    """The report as data: what report.json holds and what every other format shows."""
+    settings = {**DEFAULTS, **(settings or {})}
+    ok, failed = found.ok, found.failed
+    curves = scaling.curves(ok)
+    first = found.records[0] if found.records else None
+    return {
+        "job": first.job if first else None,
+        "source": results.FILENAME,
+        "trials": {"ok": len(ok), "failed": len(failed), "superseded": found.superseded},
+        "curves": [c.to_dict() for c in curves],
+        "unit_notes": unit_notes(curves),
+        "comparisons": [c.to_dict() for c in scaling.compare(curves)],
+        "failed_trials": [{"trial_id": r.trial_id, "error": r.error or ""} for r in failed],
+        "recovered_trials": [
+            {"trial_id": r.trial_id, "failures": r.get("failures"), "events": r.get("failure_events") or []}
+            for r in ok if r.get("failures")
+        ],
+        "settings": settings_ran(ok),
+        "adaptive": adaptive_savings(found.records),
+        "environment": dict(first.get("environment") or {}) if first else {},
+        **predictions(curves, settings),
+        **beyond_speed.sections(ok),
+    }
