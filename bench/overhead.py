@@ -48,6 +48,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from orchestrator import results  # noqa: E402
+
 PY = sys.executable
 BIN = Path(PY).parent
 STEPS, WARMUP, BATCH, REPORT = 400, 50, 64, 50
@@ -185,7 +188,8 @@ def orchestrated(framework: str, workers: int, launcher: str = "ray_train", addr
                    cwd=ROOT, env=_env(RAY_AUTH_MODE="token") if address else _env(), capture_output=True, text=True,
                    check=True)
     wall = time.perf_counter() - started
-    (record,) = [json.loads(line) for line in (work / "out/results.jsonl").read_text().splitlines()]
+    (trial,) = results.load(work / "out").records
+    record = trial.data
     rank0 = next(w for w in record["per_worker"] if w["rank"] == 0)
     first_done = record["launched_at"] + record["time_to_first_step_s"]
     return {

@@ -16,29 +16,30 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import fit  # noqa: E402
+from orchestrator import fit, results, scaling  # noqa: E402
 
 
-def held_out_errors(records: list[dict]) -> list[dict]:
+def held_out_errors(lines: list[dict]) -> list[dict]:
+    """Per curve (orchestrator.scaling, the latest record of each trial), each measured count held out in turn."""
     out = []
-    ok = [r for r in records if r.get("status") == "ok"]
-    for key in sorted({(r["framework"], r["strategy"], r["workload"]) for r in ok}):
-        rows = [r for r in ok if (r["framework"], r["strategy"], r["workload"]) == key]
-        metric = "samples_per_sec" if all(r.get("samples_per_sec") for r in rows) else "steps_per_sec"
-        counts = sorted({r["workers"] for r in rows})
+    for curve in scaling.curves(results.latest(lines).ok):
+        rows = curve.records
+        counts = sorted({r.workers for r in rows})
         for held in counts:
-            train = [r for r in rows if r["workers"] != held]
-            if len({r["workers"] for r in train}) < 2:
+            train = [r for r in rows if r.workers != held]
+            if len({r.workers for r in train}) < 2:
                 continue
-            model = fit.fit_points([r["workers"] for r in train], [r[metric] for r in train])
-            measured = float(np.mean([r[metric] for r in rows if r["workers"] == held]))
+            model = fit.fit_points([r.workers for r in train], [scaling.rate(r, curve.metric) for r in train],
+                                   scaling=curve.scaling)
+            measured = float(np.mean([scaling.rate(r, curve.metric) for r in rows if r.workers == held]))
             predicted = model.predict(held)
             low, high = model.band(held)
             out.append({
-                "framework": key[0], "strategy": key[1], "workload": key[2], "held_out_workers": held,
-                "fitted_on": sorted({r["workers"] for r in train}), "model": model.model,
+                "framework": curve.framework, "strategy": curve.strategy, "workload": curve.workload,
+                "arm": curve.name, "unit": curve.unit, "held_out_workers": held,
+                "fitted_on": sorted({r.workers for r in train}), "model": model.model,
                 "measured": measured, "predicted": predicted, "relative_error": (predicted - measured) / measured,
-                "inside_band": low <= measured <= high, "extrapolation": held > max(r["workers"] for r in train),
+                "inside_band": low <= measured <= high, "extrapolation": held > max(r.workers for r in train),
             })
     return out
 
@@ -46,8 +47,8 @@ def held_out_errors(records: list[dict]) -> list[dict]:
 def main(paths: list[str]) -> None:
     rows = []
     for path in paths:
-        records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-        rows += [{"source": path, **row} for row in held_out_errors(records)]
+        lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        rows += [{"source": path, **row} for row in held_out_errors(lines)]
     errors = [abs(r["relative_error"]) for r in rows]
     summary = {
         "machine": {"python": platform.python_version(), "machine": platform.machine(), "cpus": __import__("os").cpu_count()},

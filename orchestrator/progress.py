@@ -43,10 +43,12 @@ class RichProgress(ProgressProtocol):
         if record["status"] == "ok":
             trial = results.parse(record)
             shown = f"{trial.throughput:,.4g} {trial.unit}"
+            ms = 1000 * record["step_time_mean_s"]
+            step = f"{ms:.2f} ms between reports" if trial.metric == "reports_per_sec" else f"step {ms:.2f} ms"
             accuracy = record.get("test_accuracy")
             extra = f", test accuracy {accuracy:.3f}" if accuracy is not None else ""
             self.console.print(
-                f"[green]✓[/] {plan.trial_id}: {shown}, step {1000 * record['step_time_mean_s']:.2f} ms{extra} "
+                f"[green]✓[/] {plan.trial_id}: {shown}, {step}{extra} "
                 f"[dim]({record['wall_time_s']:.0f} s)[/]"
             )
         else:

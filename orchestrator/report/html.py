@@ -14,7 +14,7 @@ from orchestrator.report.tables import (comparison_sentences, efficiency_footer,
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#222;padding:0 1rem;
 overflow-wrap:anywhere}
-.scroll{overflow-x:auto;max-width:100%;margin:.5rem 0} .scroll td,.scroll th{overflow-wrap:normal}
+.scroll{overflow-x:auto;max-width:100%;margin:.5rem 0} .scroll td,.scroll th{overflow-wrap:normal} .scroll td{white-space:nowrap}
 h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;font-size:.9rem} th,td{border:1px solid #ccc;padding:.3rem .6rem}
 th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
@@ -70,9 +70,10 @@ def page(data: dict) -> str:
     if data["settings"]:
         parts.append("<h2>What ran</h2>")
         parts.append(_table(
-            ["framework", "strategy", "execution", "workers", "Ray workers", "batch / worker", "global batch", "steps",
-             "warm-up", "threads / worker", "resources / worker", "nodes", "shares cores"],
-            [[s["framework"], s["strategy"], s["execution"], s["workers"], s["ray_workers"], s["per_worker_batch"],
+            ["framework", "strategy", "execution", "workers", "scaling", "launcher", "Ray workers", "batch / worker",
+             "global batch", "steps", "warm-up", "threads / worker", "resources / worker", "nodes", "shares cores"],
+            [[s["framework"], s["strategy"], s["execution"], s["workers"], s.get("scaling"), s.get("launcher"),
+              s["ray_workers"], s["per_worker_batch"],
               s["global_batch"], s["steps"], s["warmup_steps"], s["threads_per_worker"],
               ", ".join(f"{k}: {v:g}" for k, v in sorted((s["resources_per_worker"] or {}).items())), s["nodes"],
               "yes" if s["shares_cores"] else "no"]
