@@ -66,6 +66,12 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="+", help="YAML files (multi-document)")
     check.add_argument("--no-security", action="store_true", help="schemas only: skip the pod-security and secret checks")
     check.add_argument("--crd-dir", help="KubeRay CRD YAML files to validate against (default: the copy shipped in the package)")
+    check.add_argument("--kubernetes-version", metavar="X.Y",
+                       help="Kubernetes release whose schemas built-in kinds are checked against (default 1.35; kubernetes-validate ships 1.25 to 1.37)")
+    check.add_argument("--ignore-missing-schemas", action="store_true",
+                       help="report documents whose kind has no schema (Gateway API, Volcano, ...) as skipped, not invalid")
+    check.add_argument("--skip", action="append", default=[], metavar="KIND[,KIND]",
+                       help="kinds not to check: HTTPRoute, or gateway.networking.k8s.io/v1/HTTPRoute (repeatable)")
     for command in (sweep, rep, advise, share, render, check):  # whose --help an unknown argument points to
         command.set_defaults(parser=command)
     return top
@@ -275,13 +281,20 @@ def _share(args) -> int:
 def _k8s_validate(args) -> int:
     from orchestrator.kube import validate
 
-    problems = validate.validate_paths(args.paths, security=not args.no_security, crd_dir=args.crd_dir)
-    for problem in problems:
+    version = validate.kubernetes_version(args.kubernetes_version)
+    skip = frozenset(kind.strip() for value in args.skip for kind in value.split(",") if kind.strip())
+    options = validate.Options(security=not args.no_security, kubernetes_version=version,
+                               ignore_missing_schemas=args.ignore_missing_schemas, skip_kinds=skip)
+    summary = validate.validate_paths(args.paths, crd_dir=args.crd_dir, options=options)
+    for problem in summary.problems:
         print(problem)
-    if problems:
-        print(f"{len(problems)} problem(s)", file=sys.stderr)
+    for skipped in summary.skipped:
+        print(skipped, file=sys.stderr)
+    if summary.problems:
+        print(f"{len(summary.problems)} problem(s); {summary.line(version)}", file=sys.stderr)
         return 1
-    print(f"ok: {', '.join(args.paths)}", file=sys.stderr)
+    shown = ", ".join(args.paths) if len(args.paths) <= 3 else f"{len(args.paths)} files"
+    print(f"ok: {shown}: {summary.line(version)}", file=sys.stderr)
     return 0
 
 

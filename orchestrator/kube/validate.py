@@ -1,14 +1,26 @@
-"""Check Kubernetes manifests offline: schemas, then the security rules this project holds itself to.
+"""Check Kubernetes manifests offline, agreeing with what an API server admits: schemas, then the security
+rules this project holds itself to.
 
-    orchestrator k8s validate k8s/rendered.yaml [more.yaml ...] [--no-security] [--crd-dir DIR]
+    orchestrator k8s validate FILE.yaml [more.yaml ...] [--no-security] [--crd-dir DIR]
+        [--kubernetes-version 1.35] [--ignore-missing-schemas] [--skip KIND[,KIND...]]
 
-1. Schemas. KubeRay kinds (ray.io) against the CRDs' openAPIV3Schema, made strict: a field the schema
-   does not know is an error (the API server would drop it silently, which is how typos go unnoticed).
-   Built-in kinds against the official Kubernetes schemas of ``kubernetes-validate``, strict as well.
-2. Security (``--no-security`` turns it off): every pod template meets the Pod Security Standard
-   "restricted"; no token, password or secret is written as a literal env value; RBAC has no wildcards;
-   the Ray dashboard and Jobs API are not exposed beyond the cluster; a TPU worker group's numOfHosts and
-   google.com/tpu match its topology.
+1. Schemas. KubeRay kinds (ray.io: RayCluster, RayJob, RayService, RayCronJob) against the CRDs'
+   openAPIV3Schema, as the API server applies a structural schema: null values of fields that are not
+   ``nullable`` are dropped, then ``default``s are filled in, then the object is validated. Strict: a field
+   the schema does not know is an error (the API server would drop it silently, which is how typos go
+   unnoticed). ``metadata`` needs ``name`` or ``generateName``. Built-in kinds against the official
+   Kubernetes schemas of ``kubernetes-validate`` for one Kubernetes release (``--kubernetes-version``,
+   default ``DEFAULT_KUBERNETES_VERSION``; every message names it), strict as well, nulls dropped as the API
+   server's decoder does.
+2. Kinds without a schema (Gateway API routes, Volcano or KAI queues, ...) are an error by default; as in
+   kubeconform, ``--ignore-missing-schemas`` reports them as skipped, and ``--skip`` skips named kinds
+   (``HTTPRoute`` or ``gateway.networking.k8s.io/v1/HTTPRoute``). The summary counts valid, invalid and
+   skipped documents.
+3. Security (``--no-security`` turns it off): every pod template, the autoscaler's container included (in a
+   RayCluster, a RayJob's rayClusterSpec and a RayService's rayClusterConfig), meets the Pod Security Standard
+   "restricted", volume types included; no token, password or secret is written as a literal env value; RBAC
+   has no wildcards; the Ray dashboard and Jobs API are not exposed beyond the cluster; a TPU worker group's
+   numOfHosts and google.com/tpu match its topology.
 
 Every problem is one line: ``FILE#DOC Kind/name: field.path: what is wrong``.
 """
@@ -16,17 +28,27 @@ Every problem is one line: ``FILE#DOC Kind/name: field.path: what is wrong``.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import yaml
 
+from orchestrator.errors import UserError
 from orchestrator.kube.schemas import crd_schemas
 from orchestrator.spec import StrictLoader, yaml_problem
 from orchestrator.tpu import TopologyError, tpu_slice
 
-KUBERNETES_VERSION = "1.32"
+# A release current managed clusters run (GKE, EKS and AKS all offer it in late 2026); any release
+# kubernetes-validate ships can be chosen with --kubernetes-version.
+DEFAULT_KUBERNETES_VERSION = "1.35"
+# The Pod Security Standard "restricted" allows only these volume types.
+RESTRICTED_VOLUMES = ("configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret")
+_VOLUME_FIELDS = ("name",)
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_GENERATE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*)?$")
 SECRET_WORDS = ("TOKEN", "PASSWORD", "SECRET", "API_KEY", "CREDENTIAL")
 GKE_TPU_ACCELERATORS = {"tpu-v5-lite-podslice": "tpu-v5e", "tpu-v6e-slice": "tpu-v6e"}
 
@@ -39,6 +61,48 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.field}: {self.message}" if self.field else f"{self.where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Options:
+    security: bool = True
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    ignore_missing_schemas: bool = False
+    """Report a document whose kind has no schema as skipped instead of invalid (kubeconform's flag)."""
+    skip_kinds: frozenset = frozenset()
+    """Kinds (``HTTPRoute``) or group/version/kinds (``gateway.networking.k8s.io/v1/HTTPRoute``) not checked."""
+
+
+@dataclass
+class Summary:
+    problems: list[Problem] = field(default_factory=list)
+    valid: int = 0
+    invalid: int = 0
+    skipped: list[str] = field(default_factory=list)
+    """``FILE#DOC Kind/name: why`` for every document not checked."""
+
+    def line(self, version: str) -> str:
+        return (f"{self.valid} valid, {self.invalid} invalid, {len(self.skipped)} skipped "
+                f"(Kubernetes {version} schemas for built-in kinds)")
+
+
+def kubernetes_versions() -> list[str]:
+    """The Kubernetes releases (major.minor) whose schemas kubernetes-validate ships."""
+    from kubernetes_validate.utils import all_versions, major_minor
+
+    found = {major_minor(v) for v in all_versions()}
+    return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
+
+
+def kubernetes_version(value: Optional[str]) -> str:
+    """``--kubernetes-version`` as major.minor, refused with the known releases when there is no schema for it."""
+    if value is None:
+        return DEFAULT_KUBERNETES_VERSION
+    match = re.fullmatch(r"v?(\d+)\.(\d+)(\.\d+)?", value.strip())
+    known = kubernetes_versions()
+    if not match or f"{match.group(1)}.{match.group(2)}" not in known:
+        raise UserError(f"--kubernetes-version {value}: no Kubernetes schemas for it; known: {', '.join(known)}")
+    return f"{match.group(1)}.{match.group(2)}"
 
 
 def load_documents(paths: list[str]) -> Iterator[tuple[str, object]]:
@@ -60,39 +124,140 @@ def load_documents(paths: list[str]) -> Iterator[tuple[str, object]]:
             yield f"{path}: {where}", ValueError(f"malformed YAML: {problem}")
 
 
-def validate_paths(paths: list[str], security: bool = True, crd_dir: Optional[str] = None) -> list[Problem]:
-    problems = []
+def validate_paths(paths: list[str], security: bool = True, crd_dir: Optional[str] = None,
+                   options: Optional[Options] = None) -> Summary:
+    options = options or Options(security=security)
+    summary = Summary()
     schemas, _ = crd_schemas(crd_dir)
     for where, doc in load_documents(paths):
         if isinstance(doc, Exception):
-            problems.append(Problem(where, "", f"cannot read: {str(doc).splitlines()[0]}"))
+            summary.problems.append(Problem(where, "", f"cannot read: {str(doc).splitlines()[0]}"))
+            summary.invalid += 1
             continue
-        problems += validate_document(doc, where, schemas, security)
+        problems, skipped = check_document(doc, where, schemas, options)
+        if skipped:
+            summary.skipped.append(skipped)
+        elif problems:
+            summary.invalid += 1
+            summary.problems += problems
+        else:
+            summary.valid += 1
+    return summary
+
+
+def validate_document(doc, where: str, schemas: dict, security: bool = True,
+                      options: Optional[Options] = None) -> list[Problem]:
+    problems, _ = check_document(doc, where, schemas, options or Options(security=security))
     return problems
 
 
-def validate_document(doc, where: str, schemas: dict, security: bool = True) -> list[Problem]:
+class _MissingSchema(Exception):
+    pass
+
+
+def _label(doc: dict, where: str) -> str:
+    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    name = metadata.get("name") or (f"{metadata['generateName']}*" if metadata.get("generateName") else "?")
+    return f"{where} {doc['kind']}/{name}"
+
+
+def check_document(doc, where: str, schemas: dict, options: Options) -> tuple[list[Problem], Optional[str]]:
+    """The document's problems, or why it was skipped."""
     if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
-        return [Problem(where, "", "not a Kubernetes object (needs apiVersion and kind)")]
-    name = (doc.get("metadata") or {}).get("name", "?")
-    label = f"{where} {doc['kind']}/{name}"
-    problems = [Problem(label, f, m) for f, m in schema_problems(doc, schemas)]
-    if security:
-        problems += [Problem(label, f, m) for f, m in security_problems(doc)]
-    return problems
+        return [Problem(where, "", "not a Kubernetes object (needs apiVersion and kind)")], None
+    label = _label(doc, where)
+    full_kind = f"{doc['apiVersion']}/{doc['kind']}"
+    if doc["kind"] in options.skip_kinds or full_kind in options.skip_kinds:
+        return [], f"{label}: skipped (--skip)"
+    try:
+        problems = [Problem(label, f, m) for f, m in schema_problems(doc, schemas, options.kubernetes_version)]
+    except _MissingSchema as missing:
+        if options.ignore_missing_schemas:
+            return [], f"{label}: skipped, {missing}"
+        return [Problem(label, "apiVersion", f"{missing}; pass --ignore-missing-schemas to report it as skipped, "
+                                             f"or --skip {doc['kind']}")], None
+    if options.security:
+        problems += [Problem(label, f, m) for f, m in security_problems(admitted_view(doc, schemas))]
+    return problems, None
 
 
 # ---------------------------------------------------------------- schemas
 
 
-def schema_problems(doc: dict, schemas: dict) -> list[tuple[str, str]]:
-    group_version = doc["apiVersion"]
+def _crd_key(doc: dict, schemas: dict) -> Optional[str]:
+    group_version = str(doc["apiVersion"])
     if "/" in group_version and group_version.split("/")[0].endswith("ray.io"):
         key = f"{group_version}/{doc['kind']}"
         if key not in schemas:
-            return [("apiVersion", f"no schema for {key}; known: {', '.join(sorted(schemas))}")]
-        return _json_schema_problems(doc, _strict_crd_validator(key, id(schemas), schemas))
-    return _builtin_problems(doc)
+            raise _MissingSchema(f"no schema for {key}; known: {', '.join(sorted(schemas))}")
+        return key
+    return None
+
+
+def admitted_view(doc: dict, schemas: dict) -> dict:
+    """The object as the API server would store it: for a KubeRay kind, nulls of non-nullable fields dropped
+    and the schema's defaults filled in; for a built-in kind, nulls dropped (its decoder reads null as unset)."""
+    try:
+        key = _crd_key(doc, schemas)
+    except _MissingSchema:
+        return doc
+    if key is None:
+        return _drop_nulls(doc)
+    return apply_structural(doc, schemas[key])
+
+
+def schema_problems(doc: dict, schemas: dict, version: str = DEFAULT_KUBERNETES_VERSION) -> list[tuple[str, str]]:
+    key = _crd_key(doc, schemas)
+    if key is None:
+        return _builtin_problems(_drop_nulls(doc), version)
+    admitted = apply_structural(doc, schemas[key])
+    return _metadata_problems(admitted) + _json_schema_problems(admitted, _strict_crd_validator(key, schemas))
+
+
+def _metadata_problems(doc: dict) -> list[tuple[str, str]]:
+    metadata = doc.get("metadata")
+    if not isinstance(metadata, dict):
+        return [("metadata", "must be an object with name (or generateName, for kubectl create)")]
+    name, generate = metadata.get("name"), metadata.get("generateName")
+    if name is None and generate is None:
+        return [("metadata", "needs name, or generateName (for kubectl create)")]
+    out = []
+    if name is not None and not (isinstance(name, str) and _NAME.match(name) and len(name) <= 253):
+        out.append(("metadata.name", f"{name!r} is not a DNS subdomain name (lower case letters, digits, '-' and '.')"))
+    if generate is not None and not (isinstance(generate, str) and _GENERATE_NAME.match(generate) and len(generate) <= 248):
+        out.append(("metadata.generateName", f"{generate!r} is not a name prefix (lower case letters, digits, '-' and '.')"))
+    return out
+
+
+def apply_structural(value, schema: dict):
+    """What the API server does with a structural schema before validating: drop null values of fields that
+    are not ``nullable``, then fill in ``default``s of missing fields (in objects that are present)."""
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, dict) and (schema.get("type") == "object" or "properties" in schema):
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties") if isinstance(schema.get("additionalProperties"), dict) else None
+        out = {}
+        for key, item in value.items():
+            sub = properties.get(key, extra)
+            if item is None and sub is not None and not sub.get("nullable"):
+                continue  # pruned, as a non-nullable null is
+            out[key] = apply_structural(item, sub) if sub is not None else item
+        for key, sub in properties.items():
+            if key not in out and isinstance(sub, dict) and "default" in sub:
+                out[key] = apply_structural(copy.deepcopy(sub["default"]), sub)
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [apply_structural(item, schema["items"]) for item in value]
+    return value
+
+
+def _drop_nulls(value):
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
 
 
 def _json_schema_problems(doc: dict, validator) -> list[tuple[str, str]]:
@@ -110,20 +275,20 @@ def _short(message: str) -> str:
 _CRD_VALIDATORS: dict = {}
 
 
-def _strict_crd_validator(key: str, schemas_id: int, schemas: dict):
-    cache_key = (key, schemas_id)
-    if cache_key not in _CRD_VALIDATORS:
+def _strict_crd_validator(key: str, schemas: dict):
+    """A validator per CRD schema, cached by the schema object itself: the cache keeps the schema alive, so
+    an entry is used only while ``schemas[key]`` is that very object (an id is never recycled under it)."""
+    schema_object = schemas[key]
+    cached = _CRD_VALIDATORS.get(key)
+    if cached is None or cached[0] is not schema_object:
         import jsonschema
 
-        schema = to_json_schema(copy.deepcopy(schemas[key]))
-        # metadata is `type: object` in CRDs; hold it to what the API server requires of every object.
-        schema.setdefault("properties", {})["metadata"] = {
-            "type": "object",
-            "required": ["name"],
-            "properties": {"name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", "maxLength": 253}},
-        }
-        _CRD_VALIDATORS[cache_key] = jsonschema.Draft7Validator(schema)
-    return _CRD_VALIDATORS[cache_key]
+        schema = to_json_schema(copy.deepcopy(schema_object))
+        # metadata is `type: object` in CRDs; its name and generateName are checked by _metadata_problems.
+        schema.setdefault("properties", {})["metadata"] = {"type": "object"}
+        cached = (schema_object, jsonschema.Draft7Validator(schema))
+        _CRD_VALIDATORS[key] = cached
+    return cached[1]
 
 
 def to_json_schema(node):
@@ -146,17 +311,17 @@ def to_json_schema(node):
     return node
 
 
-def _builtin_problems(doc: dict) -> list[tuple[str, str]]:
+def _builtin_problems(doc: dict, version: str) -> list[tuple[str, str]]:
     import kubernetes_validate
     from kubernetes_validate.utils import InvalidSchemaError, SchemaNotFoundError, ValidationError
 
     try:
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(doc, version, strict=True)
     except ValidationError as err:
         path = ".".join(str(p) for p in err.path) or "(root)"
-        return [(path, _short(err.message))]
-    except (SchemaNotFoundError, InvalidSchemaError) as err:
-        return [("apiVersion", f"no Kubernetes {KUBERNETES_VERSION} schema for {doc['apiVersion']} {doc['kind']}: {err}")]
+        return [(path, f"{_short(err.message)} (Kubernetes {version})")]
+    except (SchemaNotFoundError, InvalidSchemaError):
+        raise _MissingSchema(f"no Kubernetes {version} schema for {doc['apiVersion']} {doc['kind']}") from None
     return []
 
 
@@ -173,15 +338,28 @@ def pod_specs(doc: dict) -> Iterator[tuple[str, dict]]:
     elif kind == "CronJob":
         template = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
         yield "spec.jobTemplate.spec.template.spec", template.get("spec") or {}
-    elif kind == "RayCluster":
-        yield from _ray_cluster_pods(spec, "spec")
-    elif kind == "RayJob":
-        if spec.get("rayClusterSpec"):
-            yield from _ray_cluster_pods(spec["rayClusterSpec"], "spec.rayClusterSpec")
-        if spec.get("submitterPodTemplate"):
-            yield "spec.submitterPodTemplate.spec", spec["submitterPodTemplate"].get("spec") or {}
-    elif kind == "RayService" and spec.get("rayClusterConfig"):
-        yield from _ray_cluster_pods(spec["rayClusterConfig"], "spec.rayClusterConfig")
+    for prefix, cluster in ray_cluster_specs(doc):
+        yield from _ray_cluster_pods(cluster, prefix)
+    job, job_path = {"RayJob": (spec, "spec"), "RayCronJob": (spec.get("jobTemplate"), "spec.jobTemplate")}.get(
+        kind, (None, None))
+    if isinstance(job, dict) and isinstance(job.get("submitterPodTemplate"), dict):
+        yield f"{job_path}.submitterPodTemplate.spec", job["submitterPodTemplate"].get("spec") or {}
+
+
+def ray_cluster_specs(doc: dict) -> list[tuple[str, dict]]:
+    """Every Ray cluster spec in a KubeRay object, with its field path: a RayCluster's spec, a RayJob's
+    rayClusterSpec, a RayService's rayClusterConfig, a RayCronJob's jobTemplate.rayClusterSpec."""
+    spec = doc.get("spec") or {}
+    if not isinstance(spec, dict):
+        return []
+    kind = doc.get("kind")
+    found = {
+        "RayCluster": ("spec", spec),
+        "RayJob": ("spec.rayClusterSpec", spec.get("rayClusterSpec")),
+        "RayService": ("spec.rayClusterConfig", spec.get("rayClusterConfig")),
+        "RayCronJob": ("spec.jobTemplate.rayClusterSpec", (spec.get("jobTemplate") or {}).get("rayClusterSpec")),
+    }.get(kind)
+    return [found] if found and isinstance(found[1], dict) else []
 
 
 def _ray_cluster_pods(spec: dict, prefix: str):
@@ -197,8 +375,11 @@ def restricted_problems(path: str, pod: dict, extra_containers: tuple = ()) -> I
         if pod.get(host):
             yield f"{path}.{host}", "must not be true (restricted)"
     for i, volume in enumerate(pod.get("volumes") or []):
-        if "hostPath" in volume:
-            yield f"{path}.volumes[{i}].hostPath", "hostPath volumes are not allowed (restricted)"
+        if not isinstance(volume, dict):
+            continue
+        for kind in sorted(set(volume) - set(RESTRICTED_VOLUMES) - set(_VOLUME_FIELDS)):
+            yield (f"{path}.volumes[{volume.get('name', i)}].{kind}",
+                   f"{kind} volumes are not allowed (restricted allows {', '.join(RESTRICTED_VOLUMES)})")
     pod_ctx = pod.get("securityContext") or {}
     if pod_ctx.get("runAsUser") == 0:
         yield f"{path}.securityContext.runAsUser", "must not be 0 (restricted)"
@@ -207,7 +388,7 @@ def restricted_problems(path: str, pod: dict, extra_containers: tuple = ()) -> I
     containers += [("ephemeralContainers", c) for c in pod.get("ephemeralContainers") or []]
     containers += list(extra_containers)
     for index, (group, container) in enumerate(containers):
-        where = f"{path}.{group}[{container.get('name', index)}]" if group != "autoscaler" else group
+        where = group if group.endswith("autoscalerOptions") else f"{path}.{group}[{container.get('name', index)}]"
         ctx = container.get("securityContext") or {}
         if ctx.get("privileged"):
             yield f"{where}.securityContext.privileged", "must not be true (restricted)"
@@ -239,21 +420,30 @@ def _literal_secrets(where: str, container: dict) -> Iterator[tuple[str, str]]:
             yield f"{where}.env[{env.get('name')}]", "a literal secret; use valueFrom.secretKeyRef"
 
 
+def _autoscalers(doc: dict) -> dict[str, tuple]:
+    """The in-tree autoscaler container of each Ray cluster spec in the object (KubeRay runs it beside the
+    head), keyed by the head's pod path."""
+    out = {}
+    for prefix, cluster in ray_cluster_specs(doc):
+        if cluster.get("enableInTreeAutoscaling"):
+            container = {"name": "autoscaler", **(cluster.get("autoscalerOptions") or {})}
+            out[f"{prefix}.headGroupSpec.template.spec"] = ((f"{prefix}.autoscalerOptions", container),)
+    return out
+
+
 def security_problems(doc: dict) -> list[tuple[str, str]]:
     out = []
-    autoscaler = ()
     spec = doc.get("spec") or {}
-    if doc.get("kind") == "RayCluster" and spec.get("enableInTreeAutoscaling"):
-        autoscaler = (("autoscaler", {"name": "autoscaler", **(spec.get("autoscalerOptions") or {})}),)
+    autoscalers = _autoscalers(doc)
     for path, pod in pod_specs(doc):
-        out += list(restricted_problems(path, pod, autoscaler if "headGroupSpec" in path else ()))
+        out += list(restricted_problems(path, pod, autoscalers.get(path, ())))
     if doc.get("kind") in ("Role", "ClusterRole"):
         for i, rule in enumerate(doc.get("rules") or []):
             for key in ("apiGroups", "resources", "verbs", "resourceNames"):
                 if "*" in (rule.get(key) or []):
                     out.append((f"rules[{i}].{key}", "wildcard '*' is not allowed; list what is needed"))
-    if doc.get("kind") in ("RayCluster", "RayJob", "RayService"):
-        out += _ray_cluster_rules(doc)
+    for prefix, cluster in ray_cluster_specs(doc):
+        out += _ray_cluster_rules(prefix, cluster)
     if doc.get("kind") == "Service" and spec.get("type") in ("LoadBalancer", "NodePort"):
         ports = {p.get("port") for p in spec.get("ports") or []} | {p.get("targetPort") for p in spec.get("ports") or []}
         if ports & {8265, 6379, 10001, "dashboard", "gcs-server", "client"}:
@@ -261,15 +451,8 @@ def security_problems(doc: dict) -> list[tuple[str, str]]:
     return out
 
 
-def _ray_cluster_rules(doc: dict) -> list[tuple[str, str]]:
-    spec = doc.get("spec") or {}
-    kind = doc["kind"]
-    clusters = {"RayCluster": ("spec", spec), "RayJob": ("spec.rayClusterSpec", spec.get("rayClusterSpec")),
-                "RayService": ("spec.rayClusterConfig", spec.get("rayClusterConfig"))}
-    prefix, cluster = clusters[kind]
+def _ray_cluster_rules(prefix: str, cluster: dict) -> list[tuple[str, str]]:
     out = []
-    if not cluster:
-        return out
     service_type = (cluster.get("headGroupSpec") or {}).get("serviceType", "ClusterIP")
     if service_type != "ClusterIP":
         out.append((f"{prefix}.headGroupSpec.serviceType", f"{service_type} exposes the dashboard and Jobs API; use ClusterIP"))

@@ -156,7 +156,7 @@ def orchestrator(*argv):
 
 def test_cli_render_then_validate(tmp_path):
     out = tmp_path / "tpu.yaml"
-    done = orchestrator("k8s", "render", "jobs/digits-mlp.yaml", "--workers", "8", "--accelerator", "tpu-v5e", "--topology", "4x4", "-o", str(out))
+    done = orchestrator("k8s", "render", "jobs/tpu-mlp.yaml", "--workers", "8", "--accelerator", "tpu-v6e", "--topology", "4x4", "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert "2 x 4 worker pod(s)" in done.stderr
     checked = orchestrator("k8s", "validate", str(out))

@@ -217,7 +217,7 @@ def test_every_problem_is_one_line_naming_the_object(tmp_path):
     bad = mutate("RayCluster", lambda d: worker(d).update(replica=2))
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump_all([RENDERED[0], bad]))
-    (problem,) = validate.validate_paths([str(path)])
+    (problem,) = validate.validate_paths([str(path)]).problems
     assert str(problem).startswith(f"{path}#1 RayCluster/orchestrator-digits-mlp: spec.workerGroupSpecs[0]: ")
     assert "\n" not in str(problem)
 
@@ -228,7 +228,7 @@ def test_unreadable_files_are_one_problem_each_with_where(tmp_path):
     binary.write_bytes(b"\xd0\xcf\x11\xe0 not text")
     twice = tmp_path / "twice.yaml"
     twice.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {a: '1'}\ndata: {b: '2'}\n")
-    problems = [str(p) for p in validate.validate_paths([str(broken), str(binary), str(twice)])]
+    problems = [str(p) for p in validate.validate_paths([str(broken), str(binary), str(twice)]).problems]
     assert problems[0].startswith(f"{broken}: line ") and "malformed YAML" in problems[0]
     assert problems[1] == f"{binary}: cannot read: not UTF-8 text; pass Kubernetes manifests in YAML"
     assert problems[2].startswith(f"{twice}: line 5, column 1: ") and "'data' is given twice" in problems[2]
