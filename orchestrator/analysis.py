@@ -85,6 +85,78 @@ def verdict(curves: list[scaling.Curve], recommendations: list[dict]) -> Optiona
     }
 
 
+_MEAN_KEYS = ("input_ms", "compute_ms", "exposed_comm_ms", "wait_ms", "other_ms", "step_ms", "measured_sum_ms",
+              "ring_bound_ms", "allreduce_ms", "overlap_fraction")
+
+
+def _mean(values: list) -> Optional[float]:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def step_breakdowns(curves: list[scaling.Curve]) -> dict:
+    """Per curve and worker count: the step's parts (means over the repeats that measured them), the
+    collective's bandwidth and alpha-beta fit, the ring bound; a sentence per curve; what is not known."""
+    rows, sentences, notes = [], [], []
+    for curve in curves:
+        by_count: dict[int, list[dict]] = {}
+        for record in curve.records:
+            if record.get("breakdown"):
+                by_count.setdefault(record.workers, []).append(record.get("breakdown"))
+        for workers in sorted(by_count):
+            found = by_count[workers]
+            row = {"name": curve.name, "label": curve.label, "framework": curve.framework, "workers": workers,
+                   "trials": len(found), "backend": next((b.get("backend") for b in found if b.get("backend")), None),
+                   "gradient_bytes": found[0].get("gradient_bytes")}
+            row.update({key: _mean([b.get(key) for b in found]) for key in _MEAN_KEYS})
+            benches = [b["collective"] for b in found if b.get("collective")]
+            if benches:
+                row["collective"] = benches[0]
+                row["busbw_peak_gbps"] = _mean([c["busbw_peak_gbps"] for c in benches])
+                row["alpha_us"] = _mean([c["alpha_us"] for c in benches])
+                row["beta_ns_per_kib"] = _mean([c["beta_ns_per_kib"] for c in benches])
+            row["ranks"] = found[0].get("ranks")
+            row["framework_timers"] = found[0].get("framework_timers")
+            rows.append(row)
+        mine = [r for r in rows if r["name"] == curve.name and r.get("step_ms") and r.get("compute_ms") is not None]
+        if mine:
+            sentences.append(breakdown_sentence(curve.label, mine))
+        elif curve.execution is None:  # a user's function
+            has_bench = any(r["name"] == curve.name and r.get("collective") for r in rows)
+            notes.append(
+                f"{curve.label}: a user's function is not broken down into compute, communication and input: its "
+                "steps are its own code, timed only between its reports. "
+                + ("Measured without changing it: the all-reduce microbenchmark in its own workers, after it ran "
+                   "(same placement and backend)." if has_bench else
+                   "Its collective is not measured either: " + (
+                       "TensorFlow's strategy belongs to the function, and a second one cannot be made in its "
+                       "process." if curve.framework == "tensorflow" else
+                       "only with 2 or more workers and a torch process group, after the function returns."))
+            )
+    return {"rows": rows, "sentences": sentences, "notes": notes}
+
+
+def breakdown_sentence(label: str, rows: list[dict]) -> str:
+    """The largest cost at the largest worker count and how it grew from the smallest."""
+    from orchestrator.breakdown import NAMES, largest_part
+
+    top, base = rows[-1], rows[0]
+    part = largest_part(top)
+    value = top[part] + (max(0.0, top.get("other_ms") or 0.0) if part == "wait_ms" else 0.0)
+    name = "wait and other" if part == "wait_ms" else NAMES[part]
+    text = f"{label}: at {top['workers']} worker(s) {name} is {100 * value / top['step_ms']:.0f}% of the step ({value:.2f} ms"
+    if part == "exposed_comm_ms" and top.get("ring_bound_ms"):
+        text += f", {value / top['ring_bound_ms']:.1f}x the ring bound of {top['ring_bound_ms']:.3f} ms"
+    text += ")"
+    if base is not top:
+        before = base[part] + (max(0.0, base.get("other_ms") or 0.0) if part == "wait_ms" else 0.0)
+        growth = f"{value / before:.1f}x its {before:.2f} ms" if before > 1e-3 else f"up from {before:.2f} ms"
+        text += f", {growth} at {base['workers']} worker(s)"
+    if top.get("overlap_fraction") is not None:
+        text += f"; {100 * top['overlap_fraction']:.0f}% of the all-reduce overlaps compute"
+    return text + "."
+
+
 def unit_notes(curves: list[scaling.Curve]) -> list[str]:
     """What each curve's throughput counts, where that is not samples."""
     notes = []
@@ -165,6 +237,7 @@ def analyze(found: results.Results, settings: Optional[dict] = None) -> dict:
         "settings": settings_ran(ok),
         "adaptive": adaptive_savings(found.records),
         "environment": dict(first.get("environment") or {}) if first else {},
+        "breakdown": step_breakdowns(curves),
         **predictions(curves, settings),
         **beyond_speed.sections(ok),
     }

@@ -17,6 +17,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Optional
 
+from orchestrator import breakdown
+
 
 class MeasurementError(ValueError):
     """The trial ran but left nothing to measure."""
@@ -167,6 +169,18 @@ def stall(workers: list[dict]) -> Optional[dict]:
     }
 
 
+def _last_steps_median(workers: list[dict], per_worker: list[dict]) -> float:
+    """The step the breakdown is held against: the median of the last report's timed steps (the ones just
+    before the breakdown's blocks, so that a slow drift of the machine does not come between them), of the
+    slowest rank; the whole run's median where the last report holds few steps."""
+    medians = []
+    for worker, summary in zip(workers, per_worker):
+        last = next((r["metrics"].get("step_times_s") or [] for r in reversed(worker["records"])
+                     if r["metrics"].get("step_times_s")), [])
+        medians.append(statistics.median(last) if len(last) >= 10 else summary["step_time_p50_s"])
+    return max(medians)
+
+
 def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], launched_wall: float) -> dict:
     """The trial's measurements from every worker's records (see harness.train_loop_per_worker).
 
@@ -190,11 +204,17 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
     first_steps = [t for t in (first_step_s(w["records"]) for w in workers) if t is not None]
     first = max(first_steps) if len(first_steps) == len(workers) else None
     first_done = _first_step_done(groups[0])
+    step_time = max(w["step_time_mean_s"] for w in per_worker)
+    broken_down = breakdown.trial([{"rank": w["rank"], "collective": w.get("collective"),
+                                    "collective_backend": w.get("collective_backend"),
+                                    "breakdown": next((r["metrics"]["breakdown"] for r in reversed(w["records"])
+                                                       if "breakdown" in r["metrics"]), None)}
+                                   for w in workers], _last_steps_median(workers, per_worker))
     return {
         "samples_per_sec": sum(w["samples_per_sec"] for w in per_worker) if has_samples else None,
         # Data-parallel workers step in lockstep, so the trial's step rate is the slowest worker's.
         "steps_per_sec": min(w["steps_per_sec"] for w in per_worker),
-        "step_time_mean_s": max(w["step_time_mean_s"] for w in per_worker),
+        "step_time_mean_s": step_time,
         "step_time_std_s": max(w["step_time_std_s"] for w in per_worker),
         "measured_steps": min(w["measured_steps"] for w in per_worker),
         "measured_seconds": max(w["measured_seconds"] for w in per_worker),
@@ -215,4 +235,5 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
         "final_step": final.get("step"),
         **restarts,
         "per_worker": per_worker,
+        "breakdown": broken_down,
     }

@@ -62,6 +62,9 @@ class TrialPlan:
     is fixed and split N ways (batch.scaling; a user's function: workload.scaling)."""
     replicas: int = 1
     """Model replicas that share the global batch: ``workers``, times the chips per host on TPU."""
+    breakdown: Optional[dict] = None
+    """measure.breakdown's settings (blocks, steps, repeats), None when off: built-in workloads break their
+    step down; for a user's function the harness runs the collective microbenchmark after it."""
     controller_env: dict[str, str] = field(default_factory=dict)
     """Ray Train launchers: the settings its controller reads from the driver's environment (placement and
     report timeouts, poll interval), applied while the trial runs and restored after."""
@@ -82,14 +85,19 @@ class TrialPlan:
 
     def identity(self) -> dict:
         """What makes two trials the same trial (scheduler.plan_hash): the plan without the fields derived
-        from the others or only labelling them, so that results written before those fields existed still
-        count as done."""
-        return {k: v for k, v in self.to_dict().items() if k not in _LABELS}
+        from the others, only labelling them, or measuring beside the timed steps (the breakdown), so that
+        results written before those fields existed still count as done."""
+        identity = {k: v for k, v in self.to_dict().items() if k not in _LABELS}
+        # The step breakdown runs after the timed steps and leaves the trained model as it was: a trial
+        # measured without it is the same measurement of everything else.
+        if self.execution is not None:  # a built-in workload's config (a user's config is theirs, whole)
+            identity["train_config"] = {k: v for k, v in identity["train_config"].items() if k != "breakdown"}
+        return identity
 
 
 # Plan fields that do not change what a trial runs: derived (arm, replicas, controller_env from the
 # reliability settings) or a label (scaling).
-_LABELS = ("arm", "scaling", "replicas", "controller_env")
+_LABELS = ("arm", "scaling", "replicas", "controller_env", "breakdown")
 
 # Read by Ray Train's controller from the driver's environment: how long a worker group may wait for its
 # placement group, and how long its workers may wait for each other in ray.train.report; and how often the
@@ -150,6 +158,14 @@ def replicas_for(spec_arm, workers: int) -> int:
     return workers * tpu_slice(spec_arm.tpu.accelerator, spec_arm.tpu.topology).chips_per_host
 
 
+def breakdown_settings(spec: JobSpec) -> Optional[dict]:
+    """What the workers' step breakdown and collective microbenchmark run (None: measure.breakdown off)."""
+    m = spec.measure
+    if not m.breakdown:
+        return None
+    return {"blocks": m.breakdown_blocks, "steps": m.breakdown_steps, "repeats": m.collective_repeats}
+
+
 def build(spec: JobSpec) -> list[TrialPlan]:
     """Every (arm, worker count, repeat) of the job, in the order they run.
 
@@ -202,6 +218,7 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         "replicas": workers if single else 1,
                         "execution": execution,
                         "export": {"latency_runs": spec.deploy.latency_runs} if export else None,
+                        "breakdown": breakdown_settings(spec),
                     }
                     workload = spec.workload.model
                 else:
@@ -237,6 +254,7 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         export=export,
                         scaling=spec.batch.scaling if spec.workload.is_builtin else spec.workload.user_scaling,
                         replicas=replicas,
+                        breakdown=breakdown_settings(spec),
                         controller_env=controller_env(spec.reliability.placement_timeout_s,
                                                       spec.reliability.collective_timeout_s)
                         if uses_ray_train(spec.launcher, arm.strategy) else {},

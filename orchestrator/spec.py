@@ -281,6 +281,22 @@ class Deploy(_Strict):
     """Single-sample inferences timed per model for its latency (after 10 untimed ones)."""
 
 
+class Measure(_Strict):
+    """What each trial measures beyond throughput."""
+
+    breakdown: bool = True
+    """After the timed steps: blocks of steps with and without the gradient all-reduce, interleaved, give
+    compute, exposed communication, input and wait per step; then an all-reduce microbenchmark in the same
+    workers gives the collective's bandwidth (orchestrator/workloads/breakdown.py). The model, loss, accuracy
+    and timed throughput are unchanged by it."""
+    breakdown_blocks: int = Field(default=3, ge=2, le=100)
+    """Blocks of each kind (sync, local); the first of each is a warm-up."""
+    breakdown_steps: int = Field(default=5, ge=1, le=10_000)
+    """Steps per block."""
+    collective_repeats: int = Field(default=5, ge=1, le=1000)
+    """All-reduces timed per message size in the microbenchmark (their median is kept)."""
+
+
 class Sweep(_Strict):
     workers: list[int] = Field(min_length=1, max_length=64)
     """Worker counts to run, e.g. [1, 2, 4]. Efficiency is relative to the smallest (ideally 1)."""
@@ -331,6 +347,7 @@ class JobSpec(_Strict):
     resources: Resources = Field(default_factory=Resources)
     reliability: Reliability = Field(default_factory=Reliability)
     deploy: Deploy = Field(default_factory=lambda: Deploy())
+    measure: Measure = Field(default_factory=lambda: Measure())
     launcher: Literal[LAUNCHERS] = "ray_train"
     """``ray_train``: each trial is a Ray Train run (TorchTrainer; DataParallelTrainer with TF_CONFIG), which
     restarts failed workers (reliability.max_failures) and keeps checkpoints. ``actors``: ddp,

@@ -45,6 +45,9 @@ def _recorder_class():
         def finish(self, key: str, wall: float) -> None:
             self.workers[key]["finished_wall"] = wall
 
+        def collective(self, key: str, backend: str, points: list) -> None:
+            self.workers[key].update(collective=points, collective_backend=backend)
+
         def error(self, key: str, error: dict) -> None:
             self.workers[key]["error"] = error
 
@@ -77,7 +80,9 @@ def run(plan: TrialPlan, storage_path: str) -> TrialRun:
     recorder = _recorder_class().options(scheduling_strategy=NodeAffinitySchedulingStrategy(
         ray.get_runtime_context().get_node_id(), soft=False)).remote()
     loop_config = {
-        "harness": {"entrypoint": plan.entrypoint, "sys_path": [os.getcwd()], "recorder": recorder},
+        "harness": {"entrypoint": plan.entrypoint, "sys_path": [os.getcwd()], "recorder": recorder,
+                    # a user's function: the collective microbenchmark the harness runs after it
+                    "collective": plan.breakdown if plan.execution is None else None},
         "train": plan.train_config,
     }
     trainer = launchers.for_plan(plan).make_trainer(plan, harness.train_loop_per_worker, loop_config, storage_path)

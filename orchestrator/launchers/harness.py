@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import math
 import os
 import shutil
@@ -107,7 +108,44 @@ def train_loop_per_worker(config: dict) -> None:
                 ray.get(recorder.files.remote(key, files, skipped), timeout=60)
         finally:
             shutil.rmtree(artifacts, ignore_errors=True)
+    if harness.get("collective"):
+        measured = user_collective(harness["collective"])
+        if measured:
+            ray.get(recorder.collective.remote(key, *measured))
     ray.get(recorder.finish.remote(key, time.time()))
+
+
+def user_collective(settings: dict):
+    """After a user's torch function: the all-reduce microbenchmark in its own process group (the same
+    placement and backend its DDP used), as (backend, points); None where it cannot be run without changing
+    the function (TensorFlow: its strategy is the function's own, and a second one cannot be made in the
+    process; a single worker has no collective)."""
+    if "torch" not in sys.modules:
+        return None
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    from orchestrator.workloads import breakdown
+
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+    buffers = {}
+
+    def allreduce(nbytes: int) -> float:
+        if nbytes not in buffers:
+            buffers[nbytes] = torch.zeros(nbytes // 4, device=device)
+        tensor = buffers[nbytes]
+        start = time.perf_counter()
+        dist.all_reduce(tensor)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    # A user's gradient size is unknown here: the sizes span 4 KiB to 16 MiB.
+    sizes = breakdown.message_sizes(4 * 1024 * 1024)
+    return dist.get_backend(), breakdown.microbenchmark(allreduce, sizes, settings.get("repeats", 5))
 
 
 def collect(root: str) -> tuple[dict[str, bytes], list[str]]:
@@ -148,4 +186,9 @@ def _plain(metrics: dict) -> dict:
                 pass
         elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
             out[str(key)] = [float(v) for v in value]
+        elif isinstance(value, dict):  # nested JSON (the built-in workloads' step breakdown)
+            try:
+                out[str(key)] = json.loads(json.dumps(value, allow_nan=False))
+            except (TypeError, ValueError):
+                pass
     return out

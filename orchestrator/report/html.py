@@ -8,8 +8,8 @@ from __future__ import annotations
 from html import escape
 
 from orchestrator.report import plots
-from orchestrator.report.tables import (comparison_sentences, efficiency_footer, fmt, recommendation_lines,
-                                        recovery_lines, rows, trial_counts, unit)
+from orchestrator.report.tables import (BREAKDOWN_NOTE, breakdown_table, comparison_sentences, efficiency_footer, fmt,
+                                        recommendation_lines, recovery_lines, rows, trial_counts, unit)
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#222;padding:0 1rem;
@@ -51,6 +51,7 @@ def page(data: dict) -> str:
             parts.append(f"<figure>{plots.throughput_svg(same, data['fits'])}</figure>")
         parts.append(f"<figure>{plots.efficiency_svg(curves, data['fits'])}</figure>")
         parts.append("</div>")
+    parts += _breakdown(data)
     advice = recommendation_lines(data)
     if advice:
         parts.append("<h2>How many workers is it worth?</h2><ul>")
@@ -99,6 +100,30 @@ def page(data: dict) -> str:
     parts.append("<p class=note>Rendered from results.jsonl by <code>orchestrator report</code>.</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _breakdown(data: dict) -> list[str]:
+    section = data.get("breakdown") or {}
+    header, body = breakdown_table(data)
+    if not body and not section.get("notes"):
+        return []
+    parts = ["<h2>Why it scales as it does</h2>"]
+    lines = section.get("sentences", []) + section.get("notes", [])
+    if lines:
+        parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>")
+    measured = [r for r in section.get("rows", []) if r.get("compute_ms") is not None]
+    benches = [r for r in section.get("rows", []) if r.get("collective")]
+    if measured or benches:
+        parts.append("<div class=plots>")
+        if measured:
+            parts.append(f"<figure>{plots.breakdown_svg(measured)}</figure>")
+        if benches:
+            parts.append(f"<figure>{plots.bandwidth_svg(benches)}</figure>")
+        parts.append("</div>")
+    if body:
+        parts.append(_table(header, body))
+        parts.append(f"<p class=note>{escape(BREAKDOWN_NOTE)}</p>")
+    return parts
 
 
 def _link(href: str, text: str) -> str:

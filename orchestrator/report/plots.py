@@ -126,6 +126,57 @@ def _integer_ticks(axes, curves):
         axes.set_xticks(sorted(set(ticks) | {_horizon(curves)}))
 
 
+PART_COLORS = {"compute_ms": "#4c72b0", "exposed_comm_ms": "#c44e52", "input_ms": "#55a868", "wait_ms": "#8172b2",
+               "other_ms": "#cccccc"}
+PART_NAMES = {"compute_ms": "compute", "exposed_comm_ms": "exposed communication", "input_ms": "input",
+              "wait_ms": "wait", "other_ms": "other (timed step beyond the parts)"}
+
+
+def breakdown_svg(rows: list[dict]) -> str:
+    """Stacked bars: each (curve, workers) step split into its parts, both frameworks side by side."""
+    figure, axes = _figure()
+    figure.set_size_inches(6.4, max(2.4, 0.45 * len(rows) + 1.2))
+    names = [f"{r['label']}, {r['workers']} worker(s)" for r in rows]
+    left = [0.0] * len(rows)
+    for part, color in PART_COLORS.items():
+        widths = [max(0.0, r.get(part) or 0.0) for r in rows]
+        axes.barh(range(len(rows)), widths, left=left, color=color, label=PART_NAMES[part])
+        left = [a + b for a, b in zip(left, widths)]
+    for i, r in enumerate(rows):
+        if r.get("ring_bound_ms"):
+            axes.plot([r["input_ms"] + r["compute_ms"] + r["wait_ms"] + r["ring_bound_ms"]] * 2, [i - 0.4, i + 0.4],
+                      color="#222222", linewidth=1.5, linestyle=":")
+    axes.set_yticks(range(len(rows)))
+    axes.set_yticklabels(names, fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xlabel("ms per step (dotted: where the step would end with a ring-bound all-reduce, unhidden)")
+    axes.set_title("Where a step's time goes")
+    axes.grid(alpha=0.3, axis="x")
+    axes.legend(fontsize=7, loc="lower right")
+    return _svg(figure)
+
+
+def bandwidth_svg(rows: list[dict]) -> str:
+    """Bus bandwidth against message size, per (curve, workers), with each gradient's size marked."""
+    figure, axes = _figure()
+    for index, r in enumerate(rows):
+        palette = COLORS.get(r["framework"], ("#7f7f7f", "#bcbd22", "#e377c2"))
+        color, marker = palette[index % len(palette)], MARKERS[index % len(MARKERS)]
+        points = r["collective"]["points"]
+        axes.plot([p["bytes"] for p in points], [p["busbw_gbps"] for p in points], color=color, marker=marker,
+                  label=f"{r['label']}, {r['workers']} worker(s) ({r.get('backend') or '?'})")
+        if r.get("gradient_bytes"):
+            axes.axvline(r["gradient_bytes"], color=color, linestyle=":", linewidth=1)
+    axes.set_xscale("log")
+    axes.set_xlabel("message size (bytes; dotted: the gradient)")
+    axes.set_ylabel("bus bandwidth, GB/s (algbw · 2(n−1)/n)")
+    axes.set_title("All-reduce bus bandwidth")
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    return _svg(figure)
+
+
 EXECUTION_COLORS = {"eager": "#9467bd", "compiled": "#2ca02c", "xla": "#ff7f0e"}
 
 

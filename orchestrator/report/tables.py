@@ -7,16 +7,23 @@ import io
 
 from orchestrator.results import UNITS
 
+BREAKDOWN_COLUMNS = (
+    "input_ms", "compute_ms", "exposed_comm_ms", "wait_ms", "other_ms", "ring_bound_ms", "allreduce_ms",
+    "overlap_fraction", "busbw_peak_gbps", "alpha_us",
+)
 CSV_COLUMNS = (
     "framework", "strategy", "execution", "workload", "workers", "repeats", "metric", "throughput", "throughput_std",
-    "speedup", "efficiency", "efficiency_std", "step_time_mean_s", "test_accuracy",
+    "speedup", "efficiency", "efficiency_std", "step_time_mean_s", "test_accuracy", *BREAKDOWN_COLUMNS,
 )
 
 
 def rows(data: dict):
+    parts = {(b["name"], b["workers"]): b for b in (data.get("breakdown") or {}).get("rows", [])}
     for curve in data["curves"]:
         for point in curve["points"]:
-            yield {**{k: curve.get(k) for k in ("framework", "strategy", "execution", "workload", "label")}, **point}
+            found = parts.get((curve.get("name"), point["workers"]), {})
+            yield {**{k: curve.get(k) for k in ("framework", "strategy", "execution", "workload", "label")}, **point,
+                   **{k: found.get(k) for k in BREAKDOWN_COLUMNS}}
 
 
 def csv_text(data: dict) -> str:
@@ -111,6 +118,7 @@ def markdown(data: dict) -> str:
     if shared:
         lines += ["", f"Workers share cores in: {_md('; '.join(shared))}. There, throughput measures contention "
                   "as much as scaling."]
+    lines += breakdown_markdown(data)
     lines += recommendation_markdown(data)
     lines += beyond_speed_markdown(data)
     recoveries = recovery_lines(data)
@@ -121,6 +129,49 @@ def markdown(data: dict) -> str:
         lines += [f"- `{_md(f['trial_id'])}`: {_md(f['error'])}" for f in data["failed_trials"]]
     lines += ["", f"{efficiency_footer(data)} Rendered from results.jsonl by `orchestrator report`.", ""]
     return "\n".join(lines)
+
+
+def breakdown_table(data: dict) -> tuple[list[str], list[list]]:
+    """The step breakdown as a header and rows of text, for Markdown and HTML alike."""
+    header = ["curve", "workers", "input", "compute", "exposed comm.", "wait", "other", "step", "all-reduce alone",
+              "ring bound", "overlap", "bus bandwidth (peak)", "backend"]
+
+    def ms(value):
+        return "–" if value is None else f"{value:.3f} ms"
+
+    body = []
+    for r in (data.get("breakdown") or {}).get("rows", []):
+        body.append([r["label"], r["workers"], ms(r.get("input_ms")), ms(r.get("compute_ms")),
+                     ms(r.get("exposed_comm_ms")), ms(r.get("wait_ms")), ms(r.get("other_ms")), ms(r.get("step_ms")),
+                     ms(r.get("allreduce_ms")), ms(r.get("ring_bound_ms")),
+                     fmt(r.get("overlap_fraction"), pct=True),
+                     f"{r['busbw_peak_gbps']:.3f} GB/s" if r.get("busbw_peak_gbps") is not None else "–",
+                     r.get("backend") or "–"])
+    return header, body
+
+
+BREAKDOWN_NOTE = ("Per step, from blocks of steps with and without the gradient all-reduce run after the timed "
+                  "steps (the model is restored after them): input = fetching the batch; compute = forward, "
+                  "backward and optimiser without the all-reduce; wait = time a rank waits for the slowest; "
+                  "exposed communication = what the all-reduce adds beyond that; other = the timed steps' median "
+                  "step beyond their sum. All-reduce alone = the gradient's all-reduce in the microbenchmark (alpha + beta·S); "
+                  "ring bound = 2(n−1)/n · S / B with B the highest measured bus bandwidth (nccl-tests' busbw = "
+                  "algbw · 2(n−1)/n); overlap = 1 − exposed / all-reduce alone.")
+
+
+def breakdown_markdown(data: dict) -> list[str]:
+    section = data.get("breakdown") or {}
+    header, body = breakdown_table(data)
+    if not body and not section.get("notes"):
+        return []
+    lines = ["", "## Why it scales as it does", ""]
+    lines += [f"- {_md(s)}" for s in section.get("sentences", [])]
+    lines += [f"- {_md(n)}" for n in section.get("notes", [])]
+    if body:
+        lines += ["", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 2) + "---|"]
+        lines += ["| " + " | ".join(_md(v) for v in row) + " |" for row in body]
+        lines += ["", _md(BREAKDOWN_NOTE)]
+    return lines
 
 
 def beyond_speed_markdown(data: dict) -> list[str]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -217,6 +218,9 @@ def train_loop(config: dict) -> None:
                 log.add(step, losses, step_times)
             if last and len(x_test):
                 metrics["test_accuracy"] = accuracy(model, x_test, y_test)
+            if last and config.get("breakdown"):  # after the timed steps and the accuracy, model restored
+                metrics["breakdown"] = step_breakdown(
+                    strategy, model, optimizer, compute_gradients, train_step, stream, config, workers, hvd, execution)
             if checkpoint_now:
                 with checkpoint_dir() as directory:
                     # Every worker writes (variables are mirrored); rank 0's copy is the checkpoint.
@@ -236,6 +240,106 @@ def train_loop(config: dict) -> None:
         plain.set_weights(model.get_weights())  # out of the strategy's scope: plain variables to convert
         runs = config["export"]["latency_runs"]
         export.tf_models(plain, x_test, y_test, x_train[:1], directory, runs, config["threads"])
+
+
+def step_breakdown(strategy, model, optimizer, compute_gradients, train_step, stream, config: dict, workers: int,
+                   hvd, execution: str) -> dict:
+    """Sync and local steps in interleaved blocks, then the collective alone (orchestrator/workloads/breakdown.py).
+    The local step applies this replica's gradients without cross-replica aggregation (Horovod: without its
+    allreduce). The model and optimiser are saved first and restored after."""
+    from orchestrator.workloads import breakdown
+
+    saved_model = [v.numpy() for v in model.variables]
+    saved_optimizer = [v.numpy() for v in optimizer.variables]
+
+    def local_replica_step(images, labels):
+        loss, gradients = compute_gradients(images, labels)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables), skip_gradients_aggregation=True)
+        return loss
+
+    def local_step(iterator):  # train_step without the aggregation (and without the loss's reduction)
+        images, labels = next(iterator)
+        losses = strategy.run(local_replica_step, args=(images, labels))
+        return strategy.experimental_local_results(losses)[0]
+
+    def fetch_only(iterator):
+        images, _ = next(iterator)
+        return strategy.experimental_local_results(images)[0][0, 0, 0]
+
+    def nothing(iterator):
+        return tf.constant(0.0)
+
+    compiled = (lambda f: f) if execution == "eager" else tf.function
+    local, fetch, empty = compiled(local_step), compiled(fetch_only), compiled(nothing)
+
+    def timed(function) -> float:
+        start = time.perf_counter()
+        float(function(stream))
+        return time.perf_counter() - start
+
+    # The batch is fetched inside the step's graph, as in the timed steps: its share is a fetch-only graph's
+    # time beyond an empty graph's (the call itself).
+    for function in (fetch, empty):
+        timed(function)
+    fetch_s = max(0.0, statistics.median(timed(fetch) for _ in range(20)) - statistics.median(timed(empty) for _ in range(20)))
+
+    def step(kind: str) -> tuple[float, float]:
+        if kind == "sync":  # the timed step itself
+            return 0.0, timed(train_step)
+        return fetch_s, timed(local) - fetch_s
+
+    settings = config["breakdown"]
+    measured = breakdown.blocks(step, settings["blocks"], settings["steps"])
+    for variable, value in zip(model.variables, saved_model):
+        variable.assign(value)
+    for variable, value in zip(optimizer.variables, saved_optimizer):
+        variable.assign(value)
+    size = breakdown.gradient_bytes([int(np.prod(v.shape)) for v in model.trainable_variables])
+    replicas = workers if hvd else strategy.num_replicas_in_sync  # mirrored: one worker, N local replicas
+    result = {"blocks": measured, "workers": replicas, "gradient_bytes": size}
+    if replicas > 1:
+        if hvd:
+            result["backend"] = "horovod"
+
+            buffers = {}
+
+            def allreduce(nbytes):
+                if nbytes not in buffers:
+                    buffers[nbytes] = tf.zeros((nbytes // 4,), tf.float32)
+                tensor = buffers[nbytes]
+                start = time.perf_counter()
+                hvd.allreduce(tensor, op=hvd.Sum).numpy()
+                return time.perf_counter() - start
+        else:
+            result["backend"] = _collective_implementation(strategy)
+            reducers = {}
+
+            def allreduce(nbytes):
+                if nbytes not in reducers:
+                    value = tf.zeros((nbytes // 4,), tf.float32)
+
+                    @tf.function
+                    def reduce_once():
+                        return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+                            tf.distribute.ReduceOp.SUM, value))
+
+                    reducers[nbytes] = reduce_once
+                start = time.perf_counter()
+                strategy.experimental_local_results(reducers[nbytes]())[0].numpy()
+                return time.perf_counter() - start
+        result["collective"] = breakdown.microbenchmark(allreduce, breakdown.message_sizes(size),
+                                                        settings.get("repeats", 5))
+    return result
+
+
+def _collective_implementation(strategy) -> str:
+    """MultiWorkerMirrored's all-reduce implementation (RING on CPU unless told otherwise, NCCL on GPUs)."""
+    options = getattr(strategy.extended, "_communication_options", None)
+    implementation = getattr(options, "implementation", None)
+    name = getattr(implementation, "name", None) or str(implementation or "AUTO")
+    if name == "AUTO":
+        return "NCCL" if tf.config.list_physical_devices("GPU") else "RING"
+    return name
 
 
 def accuracy(model: tf.keras.Model, images: np.ndarray, labels: np.ndarray) -> float:

@@ -20,6 +20,7 @@ the global batch. tf_train.py does the same with ``compute_average_loss(global_b
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -119,6 +120,7 @@ def train_loop(config: dict) -> None:
         optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
     report = reporter()
     net = model.module if distributed else model
+    ddp = model if distributed else None
     if config.get("execution") == "compiled":
         model = torch.compile(model)  # DDP under torch.compile: graphs split at gradient buckets
     logdir = artifacts_dir("tensorboard") if rank == 0 else None
@@ -173,6 +175,8 @@ def train_loop(config: dict) -> None:
                 log.add(step, losses, step_times)
             if last and len(x_test):
                 metrics["test_accuracy"] = accuracy(net, x_test, y_test, device)
+            if last and config.get("breakdown"):  # after the timed steps and the accuracy, model restored
+                metrics["breakdown"] = step_breakdown(model, ddp, net, optimizer, stream, device, config, world, hvd)
             if checkpoint_now:
                 with checkpoint_dir() as directory:
                     # Every rank reports; rank 0's state is the checkpoint (DDP keeps the ranks identical).
@@ -191,6 +195,103 @@ def train_loop(config: dict) -> None:
 
         runs = config["export"]["latency_runs"]
         export.torch_models(net, x_test, y_test, x_train[:1], directory, runs, config["threads"])
+
+
+def step_breakdown(model, ddp, net, optimizer, stream, device, config: dict, world: int, hvd) -> dict:
+    """Sync and local steps in interleaved blocks, then the collective alone (orchestrator/workloads/breakdown.py).
+    The model and optimiser are saved first and restored after: training's result never sees these steps."""
+    import copy
+
+    from orchestrator.workloads import breakdown
+
+    saved = copy.deepcopy(net.state_dict()), copy.deepcopy(optimizer.state_dict())
+
+    def local_context():
+        if ddp is not None:
+            return ddp.no_sync()  # forward and backward both inside, so no bucket is all-reduced
+        if hvd is not None:
+            return _horovod_local(optimizer)
+        return contextlib.nullcontext()
+
+    def step(kind: str) -> tuple[float, float]:
+        start = time.perf_counter()
+        images, labels = (torch.from_numpy(array).to(device) for array in next(stream))
+        fetched = time.perf_counter()
+        with local_context() if kind == "local" else contextlib.nullcontext():
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(images), labels)
+            loss.backward()
+            optimizer.step()
+            loss.item()
+        return fetched - start, time.perf_counter() - fetched
+
+    settings = config["breakdown"]
+    result = {"blocks": breakdown.blocks(step, settings["blocks"], settings["steps"]), "workers": world}
+    net.load_state_dict(saved[0])
+    optimizer.load_state_dict(saved[1])
+    size = breakdown.gradient_bytes([p.numel() for p in net.parameters() if p.requires_grad])
+    result["gradient_bytes"] = size
+    if ddp is not None:
+        result.update(_ddp_timers(ddp))
+    if world > 1:
+        bucket = min(size, 25 * 1024 * 1024)  # DDP's bucket_cap_mb default
+        if hvd is not None:
+            result["backend"] = "horovod"
+
+            buffers = {}
+
+            def allreduce(nbytes):
+                if nbytes not in buffers:
+                    buffers[nbytes] = torch.zeros(nbytes // 4)
+                tensor = buffers[nbytes]
+                start = time.perf_counter()
+                hvd.allreduce(tensor, op=hvd.Sum)
+                return time.perf_counter() - start
+        else:
+            result["backend"] = dist.get_backend()
+
+            buffers = {}
+
+            def allreduce(nbytes):
+                if nbytes not in buffers:
+                    buffers[nbytes] = torch.zeros(nbytes // 4, device=device)
+                tensor = buffers[nbytes]
+                start = time.perf_counter()
+                dist.all_reduce(tensor)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                return time.perf_counter() - start
+        result["collective"] = breakdown.microbenchmark(allreduce, breakdown.message_sizes(size, bucket),
+                                                        settings.get("repeats", 5))
+    return result
+
+
+@contextlib.contextmanager
+def _horovod_local(optimizer):
+    """Horovod without its allreduce: the backward hooks count down a delay before they all-reduce, so a delay
+    no step reaches keeps them quiet, and step() skips the synchronisation; both are put back after."""
+    delays = dict(optimizer._allreduce_delay)
+    for p in optimizer._allreduce_delay:
+        optimizer._allreduce_delay[p] = 1 << 30
+    try:
+        with optimizer.skip_synchronize():
+            yield
+    finally:
+        optimizer._allreduce_delay.update(delays)
+        optimizer._handles.clear()
+
+
+def _ddp_timers(ddp) -> dict:
+    """DDP's own timers (its logging data, sampled iterations), as a cross-check: backward compute, backward
+    communication and their overlap, in seconds."""
+    try:
+        logged = ddp._get_ddp_logging_data()
+    except Exception:  # a private API: its absence is not a failure
+        return {}
+    keys = {"avg_backward_compute_time": "backward_compute_s", "avg_backward_comm_time": "backward_comm_s",
+            "avg_backward_compute_comm_overlap_time": "overlap_s", "avg_forward_compute_time": "forward_compute_s"}
+    found = {ours: logged[theirs] / 1e9 for theirs, ours in keys.items() if logged.get(theirs)}
+    return {"ddp_timers": found} if found else {}
 
 
 @torch.no_grad()

@@ -101,13 +101,13 @@ def test_user_functions_swept_in_both_frameworks(ray_session, tmp_path):
     assert all(c["metric"] == "samples_per_sec" for c in data["curves"])
 
 
-def test_user_function_without_sample_counts_uses_steps_per_second(ray_session, tmp_path):
+def test_user_function_without_sample_counts_is_measured_in_reports_per_second(ray_session, tmp_path):
     job = {**USER, "arms": USER["arms"][:1], "sweep": {"workers": [1]},
            "workload": {"entrypoint": "jobs.examples.torch_user:train_func", "config": {"epochs": 3}}}
     scheduler.sweep(spec.parse(job), tmp_path)
     (record,) = results.read(tmp_path)
     assert record["status"] == "ok" and record["samples_per_sec"] is None and record["steps_per_sec"] > 0
-    assert json.loads((tmp_path / "report.json").read_text())["curves"][0]["metric"] == "steps_per_sec"
+    assert json.loads((tmp_path / "report.json").read_text())["curves"][0]["metric"] == "reports_per_sec"
 
 
 def test_failing_trial_is_recorded_and_the_sweep_goes_on(ray_session, tmp_path):
@@ -153,7 +153,7 @@ def test_adaptive_sweep_chooses_counts_and_reports_the_saving(ray_session, tmp_p
     records = results.read(tmp_path)
     measured = [r["workers"] for r in records]
     assert measured[:2] == [1, 2] and len(measured) == len(set(measured)) <= 4
-    assert outcome.decisions[-1].startswith("torch ddp: stopped")
+    assert outcome.decisions[-1].startswith("torch/ddp: stopped")
     data = json.loads((tmp_path / "report.json").read_text())
     (arm,) = data["adaptive"]
     assert arm["planned_trials"] == 4 and arm["trials_run"] == len(records)

@@ -1,0 +1,142 @@
+"""Pure: why a step takes as long as it does, from what the workers measured (orchestrator/workloads/breakdown.py).
+
+Per rank r, from the interleaved blocks (medians per step; "local" = the same step without the all-reduce):
+
+    input(r)    = fetch time of a local step
+    compute(r)  = forward, backward and optimiser of a local step
+    wait(r)     = max over ranks of local(r') - local(r)          a fast rank waits for the slowest one
+    exposed(r)  = sync(r) - max over ranks of local(r')           the all-reduce time not hidden by compute
+    with local = fetch + compute and sync the whole normal step, so input + compute + wait + exposed = sync(r),
+    measured in the blocks; ``other`` is what the timed step (the throughput's) has beyond that.
+
+The collective on its own, with nccl-tests' definitions for all-reduce over n ranks:
+
+    algbw = S / t        busbw = algbw * 2(n - 1) / n        t(S) = alpha + beta * S  (least squares)
+    ring bound of the gradient's all-reduce = 2(n - 1) / n * S / B,  B the highest measured busbw
+    overlap = 1 - exposed / t(S_gradient)
+
+Times are in milliseconds, bandwidths in GB/s (10^9 bytes/s).
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Optional
+
+import numpy as np
+
+PARTS = ("input_ms", "compute_ms", "exposed_comm_ms", "wait_ms")
+NAMES = {"input_ms": "input", "compute_ms": "compute", "exposed_comm_ms": "exposed communication",
+         "wait_ms": "wait", "other_ms": "other"}
+
+
+def bus_factor(n: int) -> float:
+    """busbw / algbw for all-reduce (nccl-tests): 2(n-1)/n."""
+    return 2 * (n - 1) / n if n > 1 else 0.0
+
+
+def ring_bound_s(gradient_bytes: int, n: int, busbw_bytes_per_s: float) -> float:
+    """The ideal ring all-reduce time of ``gradient_bytes`` over ``n`` ranks on links of ``busbw``."""
+    if n <= 1 or busbw_bytes_per_s <= 0:
+        return 0.0
+    return bus_factor(n) * gradient_bytes / busbw_bytes_per_s
+
+
+def alpha_beta(sizes: list[int], seconds: list[float]) -> tuple[float, float]:
+    """t(S) = alpha + beta * S by least squares, both kept non-negative."""
+    s, t = np.asarray(sizes, float), np.asarray(seconds, float)
+    if len(s) < 2 or np.ptp(s) == 0:
+        return float(t.mean()) if len(t) else 0.0, 0.0
+    beta, alpha = np.polyfit(s, t, 1)
+    if alpha < 0:  # through the origin
+        alpha, beta = 0.0, float((s * t).sum() / (s * s).sum())
+    if beta < 0:
+        alpha, beta = float(t.mean()), 0.0
+    return float(alpha), float(beta)
+
+
+def collective(points: list[dict], n: int) -> Optional[dict]:
+    """The microbenchmark's points (bytes, seconds: the slowest rank's) with algbw, busbw and the alpha-beta fit."""
+    if not points or n <= 1:
+        return None
+    rows = []
+    for p in sorted(points, key=lambda p: p["bytes"]):
+        algbw = p["bytes"] / p["seconds"] if p["seconds"] > 0 else 0.0
+        rows.append({"bytes": p["bytes"], "time_ms": 1e3 * p["seconds"], "algbw_gbps": algbw / 1e9,
+                     "busbw_gbps": algbw * bus_factor(n) / 1e9})
+    alpha, beta = alpha_beta([p["bytes"] for p in points], [p["seconds"] for p in points])
+    return {"points": rows, "alpha_us": 1e6 * alpha, "beta_ns_per_kib": 1e9 * beta * 1024,
+            "busbw_peak_gbps": max(r["busbw_gbps"] for r in rows), "_alpha_s": alpha, "_beta_s": beta}
+
+
+def trial(workers: list[dict], step_s: float) -> Optional[dict]:
+    """The trial's breakdown from each worker's ``breakdown`` report (and the harness's ``collective``, for a
+    user's function), or None where nothing was measured. ``step_s`` is the timed steps' median step (of the
+    slowest rank), comparable with the blocks' medians; ``other`` is what it has beyond the measured parts."""
+    measured = [w for w in workers if (w.get("breakdown") or {}).get("blocks")]
+    collectives = [(w.get("breakdown") or {}).get("collective") or w.get("collective") for w in workers]
+    collectives = [c for c in collectives if c]
+    if not measured and not collectives:
+        return None
+    first = (measured[0] if measured else workers[0]).get("breakdown") or {}
+    n = int(first.get("workers") or len(workers))
+    out: dict = {"workers": n, "gradient_bytes": first.get("gradient_bytes"),
+                 "backend": first.get("backend") or next((w.get("collective_backend") for w in workers
+                                                          if w.get("collective_backend")), None)}
+    if measured:
+        out.update(_parts(measured, step_s))
+    if collectives:
+        sizes = [p["bytes"] for p in collectives[0]]
+        slowest = [{"bytes": b, "seconds": max(c[i]["seconds"] for c in collectives if len(c) > i)}
+                   for i, b in enumerate(sizes)]
+        out["collective"] = collective(slowest, n)
+    bench = out.get("collective")
+    size = out.get("gradient_bytes")
+    if bench and size:
+        peak = bench["busbw_peak_gbps"] * 1e9
+        alone = bench["_alpha_s"] + bench["_beta_s"] * size
+        out["ring_bound_ms"] = 1e3 * ring_bound_s(size, n, peak)
+        out["allreduce_ms"] = 1e3 * alone
+        if "exposed_comm_ms" in out and alone > 0:
+            out["overlap_fraction"] = min(1.0, max(0.0, 1 - out["exposed_comm_ms"] / out["allreduce_ms"]))
+    elif n <= 1:
+        out["ring_bound_ms"] = 0.0
+    if bench:
+        bench.pop("_alpha_s")
+        bench.pop("_beta_s")
+    timers = first.get("ddp_timers")
+    if timers:
+        out["framework_timers"] = {"source": "DDP logging data", **{k.replace("_s", "_ms"): 1e3 * v
+                                                                    for k, v in timers.items()}}
+    return out
+
+
+def _parts(measured: list[dict], step_s: float) -> dict:
+    def totals(w, kind):
+        block = w["breakdown"]["blocks"][kind]
+        return block["fetch_s"] + block["step_s"]
+
+    slowest_local = max(totals(w, "local") for w in measured)
+    ranks = []
+    for w in sorted(measured, key=lambda w: w.get("rank", 0)):
+        local = w["breakdown"]["blocks"]["local"]
+        ranks.append({
+            "rank": w.get("rank", 0),
+            "input_ms": 1e3 * local["fetch_s"],
+            "compute_ms": 1e3 * local["step_s"],
+            "wait_ms": 1e3 * (slowest_local - totals(w, "local")),
+            "exposed_comm_ms": 1e3 * max(0.0, totals(w, "sync") - slowest_local),
+            "sync_step_ms": 1e3 * totals(w, "sync"),
+        })
+    parts = {key: statistics.fmean(r[key] for r in ranks) for key in PARTS}
+    measured_sum = sum(parts.values())
+    step_ms = 1e3 * step_s
+    return {**parts, "measured_sum_ms": measured_sum, "step_ms": step_ms, "other_ms": step_ms - measured_sum,
+            "ranks": ranks, "steps_per_kind": measured[0]["breakdown"]["blocks"]["sync"]["steps"]}
+
+
+def largest_part(entry: dict) -> str:
+    """Which of compute, exposed communication, input, wait/other takes most of the step."""
+    candidates = {k: entry.get(k) or 0.0 for k in PARTS}
+    candidates["wait_ms"] = (entry.get("wait_ms") or 0.0) + max(0.0, entry.get("other_ms") or 0.0)
+    return max(candidates, key=candidates.get)

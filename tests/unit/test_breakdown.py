@@ -1,0 +1,125 @@
+"""The step breakdown's arithmetic (orchestrator/breakdown.py) on cases computed by hand, and its place in the
+spec, the plan and the report."""
+
+import json
+
+import pytest
+
+from orchestrator import breakdown, plan, report, results, spec
+from orchestrator.cli import main
+from orchestrator.workloads import breakdown as worker_side
+from tests.conftest import ROOT
+from tests.unit.test_report import record
+
+
+def test_bus_bandwidth_and_ring_bound_by_hand():
+    # 4 ranks, 1 MB in 1 ms: algbw = 1e6 / 1e-3 = 1 GB/s; busbw = 1 GB/s * 2 * 3 / 4 = 1.5 GB/s.
+    (point,) = breakdown.collective([{"bytes": 1_000_000, "seconds": 1e-3}], 4)["points"]
+    assert point["algbw_gbps"] == pytest.approx(1.0) and point["busbw_gbps"] == pytest.approx(1.5)
+    # A 3 MB gradient on 1.5 GB/s links: 2 * 3 / 4 * 3e6 / 1.5e9 = 3 ms.
+    assert breakdown.ring_bound_s(3_000_000, 4, 1.5e9) == pytest.approx(3e-3)
+    assert breakdown.ring_bound_s(3_000_000, 1, 1.5e9) == 0.0 and breakdown.bus_factor(2) == 1.0
+
+
+def test_alpha_beta_are_recovered():
+    sizes = [4096, 65536, 1 << 20, 1 << 22]
+    alpha, beta = breakdown.alpha_beta(sizes, [50e-6 + s * 2e-9 for s in sizes])
+    assert alpha == pytest.approx(50e-6) and beta == pytest.approx(2e-9)
+
+
+def _worker(rank, local_fetch, local_step, sync_step, collective=None):
+    return {"rank": rank, "breakdown": {
+        "blocks": {"sync": {"fetch_s": local_fetch, "step_s": sync_step - local_fetch, "steps": 8},
+                   "local": {"fetch_s": local_fetch, "step_s": local_step, "steps": 8}},
+        "workers": 2, "gradient_bytes": 1_000_000, "backend": "gloo", "collective": collective}}
+
+
+def test_parts_sum_to_the_sync_step_and_a_straggler_makes_the_others_wait():
+    bench = [{"bytes": b, "seconds": 1e-4 + b * 1e-9} for b in (4096, 1 << 18, 1 << 20, 1 << 22)]
+    # rank 1 computes 2 ms more (a straggler); both all-reduce in lockstep: sync step 9 ms on both
+    fast = _worker(0, 0.5e-3, 4e-3, 9e-3, bench)
+    slow = _worker(1, 0.5e-3, 6e-3, 9e-3, bench)
+    out = breakdown.trial([fast, slow], 9.2e-3)
+    ranks = {r["rank"]: r for r in out["ranks"]}
+    assert ranks[0]["wait_ms"] == pytest.approx(2.0) and ranks[1]["wait_ms"] == pytest.approx(0.0)
+    assert ranks[0]["exposed_comm_ms"] == pytest.approx(2.5) == ranks[1]["exposed_comm_ms"]  # 9 - (0.5 + 6)
+    for r in ranks.values():
+        assert r["input_ms"] + r["compute_ms"] + r["wait_ms"] + r["exposed_comm_ms"] == pytest.approx(9.0)
+    assert out["measured_sum_ms"] == pytest.approx(9.0) and out["other_ms"] == pytest.approx(0.2)
+    # all-reduce alone of the 1 MB gradient: 0.1 ms + 1e6 * 1 ns = 1.1 ms; exposed 2.5 ms > it: no overlap
+    assert out["allreduce_ms"] == pytest.approx(1.1, rel=1e-3) and out["overlap_fraction"] == 0.0
+    assert out["collective"]["busbw_peak_gbps"] == pytest.approx(max(
+        b["bytes"] / b["seconds"] / 1e9 for b in bench))
+    assert breakdown.largest_part(out) == "compute_ms"
+
+
+def test_message_sizes_bracket_the_gradient_and_the_bucket():
+    sizes = worker_side.message_sizes(300_000, 300_000)
+    assert sizes[0] == 4096 and sizes[-1] >= 4 * 300_000 // 4 * 4 - 4 and 300_000 in sizes
+    assert all(s % 4 == 0 for s in sizes) and sizes == sorted(set(sizes))
+    assert max(worker_side.message_sizes(10**9)) <= worker_side.MAX_MESSAGE
+
+
+def test_blocks_alternate_and_leave_the_first_of_each_kind_out():
+    seen = []
+
+    def step(kind):
+        seen.append(kind)
+        return (0.001, 0.010) if len(seen) > 2 else (1.0, 1.0)  # the warm-up blocks are slow
+
+    out = worker_side.blocks(step, 3, 2)
+    assert seen == ["sync"] * 2 + ["local"] * 2 + ["sync"] * 2 + ["local"] * 2 + ["sync"] * 2 + ["local"] * 2
+    assert out["sync"] == {"fetch_s": 0.001, "step_s": 0.010, "steps": 4}
+
+
+def test_breakdown_is_on_by_default_and_can_be_turned_off():
+    job = spec.load(ROOT / "jobs/smoke.yaml")
+    assert all(p.train_config["breakdown"] == {"blocks": 3, "steps": 5, "repeats": 5} for p in plan.build(job))
+    data = job.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["measure"] = {"breakdown": False}
+    assert all(p.train_config["breakdown"] is None for p in plan.build(spec.parse(data)))
+
+
+def test_a_bad_breakdown_setting_exits_2_naming_the_field(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "jobs/smoke.yaml").read_text() + "measure: {breakdown_blocks: 1}\n")
+    assert main(["sweep", str(bad), "--dry-run"]) == 2
+    assert "measure.breakdown_blocks" in capsys.readouterr().err
+    bad.write_text((ROOT / "jobs/smoke.yaml").read_text() + "measure: {breakdwn: true}\n")
+    assert main(["sweep", str(bad), "--dry-run"]) == 2
+    assert "did you mean 'breakdown'" in capsys.readouterr().err
+
+
+def test_the_report_names_the_largest_cost_and_carries_the_numbers(tmp_path):
+    bench = [{"bytes": b, "seconds": 1e-4 + b * 1e-9} for b in (4096, 1 << 18, 1 << 20)]
+    for n, sync in ((1, 5e-3), (2, 9e-3)):
+        workers = [_worker(r, 0.5e-3, 4e-3, sync, bench if n > 1 else None) for r in range(n)]
+        for w in workers:
+            w["breakdown"]["workers"] = n
+        line = {**record("torch", "ddp", n, 0, 1000.0 * n), "execution": "eager",
+                "breakdown": breakdown.trial(workers, sync)}
+        results.append(tmp_path, line)
+    report.render(tmp_path)
+    data = json.loads((tmp_path / "report.json").read_text())
+    (sentence,) = data["breakdown"]["sentences"]
+    # 2 workers: exposed = 9 - (0.5 + 4) = 4.5 ms of 9; ring bound 1e6 B / (2^20 B / 1.149 ms) = 1.095 ms
+    assert sentence.startswith("torch ddp: at 2 worker(s) exposed communication is 50% of the step (4.50 ms, 4.1x "
+                               "the ring bound of 1.095 ms), 9.0x its 0.50 ms at 1 worker(s)")
+    top = data["breakdown"]["rows"][-1]
+    assert top["exposed_comm_ms"] == pytest.approx(4.5) and top["ring_bound_ms"] > 0
+    md = (tmp_path / "report.md").read_text()
+    assert "## Why it scales as it does" in md and "| torch ddp | 2 | 0.500 ms | 4.000 ms | 4.500 ms |" in md
+    csv = (tmp_path / "report.csv").read_text()
+    assert "exposed_comm_ms" in csv.splitlines()[0] and ",4.5," in csv
+    page = (tmp_path / "report.html").read_text()
+    assert "Where a step" in page and "All-reduce bus bandwidth" in page
+
+
+def test_user_function_curves_say_what_is_not_known(tmp_path):
+    for n in (1, 2):
+        line = {**record("tensorflow", "multi_worker_mirrored", n, 0, 10.0 * n, workload="a.b:c"),
+                "execution": None, "samples_metric": "n"}
+        results.append(tmp_path, line)
+    data = report.build(results.read(tmp_path))
+    (note,) = data["breakdown"]["notes"]
+    assert "not broken down" in note and "strategy belongs to the function" in note
