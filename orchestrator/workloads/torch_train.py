@@ -249,21 +249,27 @@ def step_breakdown(model, ddp, net, optimizer, stream, device, config: dict, wor
                 return time.perf_counter() - start
         else:
             result["backend"] = dist.get_backend()
-
-            buffers = {}
-
-            def allreduce(nbytes):
-                if nbytes not in buffers:
-                    buffers[nbytes] = torch.zeros(nbytes // 4, device=device)
-                tensor = buffers[nbytes]
-                start = time.perf_counter()
-                dist.all_reduce(tensor)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                return time.perf_counter() - start
+            allreduce = allreduce_timer(device)
         result["collective"] = breakdown.microbenchmark(allreduce, breakdown.message_sizes(size, bucket),
                                                         settings.get("repeats", 5))
     return result
+
+
+def allreduce_timer(device):
+    """``allreduce(nbytes) -> seconds`` through the initialised torch.distributed process group (gloo, NCCL),
+    one float32 buffer per size kept for the next call."""
+    buffers = {}
+
+    def allreduce(nbytes: int) -> float:
+        if nbytes not in buffers:
+            buffers[nbytes] = torch.zeros(nbytes // 4, device=device)
+        start = time.perf_counter()
+        dist.all_reduce(buffers[nbytes])
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    return allreduce
 
 
 @contextlib.contextmanager
