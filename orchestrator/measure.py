@@ -73,12 +73,12 @@ def summarize_worker(records: list[dict], warmup: int, samples_metric: Optional[
 
 def _on_driver_clock(worker: dict, worker_wall: float) -> float:
     """A worker's wall-clock stamp moved onto the driver's clock: the recorder (on the driver's node) stamped
-    the worker's registration on arrival, and the worker's own clock gives the time since it registered. Clocks
-    of different nodes are never subtracted from each other."""
-    registered = worker.get("registered_wall")
-    if registered is None:  # records written before the recorder stamped registrations
+    the worker's registration on arrival, the worker stamped it as it left (``sent_wall``), and the worker's own
+    clock gives the time from there. Clocks of different nodes are never subtracted from each other."""
+    registered, sent = worker.get("registered_wall"), worker.get("sent_wall")
+    if registered is None or sent is None:  # records written before registrations were stamped both ends
         return worker_wall
-    return registered + (worker_wall - worker["started_wall"])
+    return registered + (worker_wall - sent)
 
 
 def _first_step_done(workers: list[dict]) -> Optional[float]:

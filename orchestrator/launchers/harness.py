@@ -59,6 +59,9 @@ def train_loop_per_worker(config: dict) -> None:
         "hostname": socket.gethostname(),
         "pid": os.getpid(),
         "started_wall": started_wall,
+        # stamped as the registration leaves: the recorder's arrival stamp maps this worker's clock onto the
+        # driver's (orchestrator/measure.py)
+        "sent_wall": time.time(),
     }))
 
     def timed_report(metrics, *args, **kwargs):

@@ -322,18 +322,20 @@ def test_startup_is_measured_on_the_drivers_clock_whatever_a_node_clock_says():
     skew = 3600.0  # worker 1's node clock is an hour ahead
 
     def worker(rank, registered, own_clock):
-        started = registered + own_clock
+        # the worker started 1.5 s (its clock) before its registration left (importing ray.train, say)
+        started = registered + own_clock - 1.5
         return {"rank": rank, "node_id": f"n{rank}", "hostname": f"h{rank}", "pid": rank, "started_wall": started,
-                "registered_wall": registered, "finished_wall": started + 5,
+                "sent_wall": started + 1.5, "registered_wall": registered, "finished_wall": started + 5,
                 "records": [{"t": 1.0 + k, "wall": started + 1.0 + k, "received_wall": registered + 1.0 + k,
                              "metrics": {"step_times_s": [0.01] * 10, "samples": 320, "step": 10 * (k + 1),
                                          **({"first_step_wall": started + 0.5} if k == 0 else {})}}
                             for k in range(3)]}
 
     summary = measure.summarize([worker(0, 1002.0, 0.0), worker(1, 1003.0, skew)], 5, "samples", launched)
-    assert summary["startup_s"] == pytest.approx(3.0)
-    assert summary["time_to_first_step_s"] == pytest.approx(3.5)
-    assert summary["time_to_first_report_s"] == pytest.approx(3.0)
+    # worker 1 started at 1003 - 1.5 on the driver's clock: 1.5 s after launch; it registered at 3.0
+    assert summary["startup_s"] == pytest.approx(1.5)
+    assert summary["time_to_first_step_s"] == pytest.approx(2.0)  # step 1 done 0.5 s after its start
+    assert summary["time_to_first_report_s"] == pytest.approx(1.5)  # worker 0: started at 0.5, report 1.0 s later
 
 
 # 12. The page never scrolls sideways --------------------------------------------------------------------------
