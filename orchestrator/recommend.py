@@ -43,7 +43,7 @@ def run(out_dir: str, threshold: float, max_workers: Optional[int], emit: Option
     if not data["recommendations"]:
         raise UserError(f"{out}: no curve has two or more worker counts measured; nothing to fit")
     results.write_atomic(out / report.SETTINGS, json.dumps(settings, sort_keys=True) + "\n")
-    report.render(out)
+    report.write(out, data)  # the same analysis `orchestrator report` renders from the stored settings
     lines = recommendation_lines(data)
     if emit:
         results.write_atomic(emit, emitted(data, _curve_settings(found)))

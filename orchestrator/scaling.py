@@ -59,12 +59,6 @@ def record_label(record) -> str:
     return label(record.framework, record.strategy, record.execution)
 
 
-def curve_key(record) -> tuple:
-    """Which curve a trial record belongs to: its arm key and the workload it trained."""
-    record = results.typed([record])[0]
-    return (record.arm, record.workload)
-
-
 @dataclass(frozen=True)
 class Curve:
     framework: str

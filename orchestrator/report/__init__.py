@@ -28,8 +28,6 @@ def read_settings(out_dir: str | Path) -> dict:
 
 def render(out_dir: str | Path) -> list[Path]:
     """Write every report file into ``out_dir`` from its results.jsonl, each atomically."""
-    from orchestrator.report import html, tables
-
     out = Path(out_dir)
     try:
         records = results.read(out)
@@ -37,7 +35,14 @@ def render(out_dir: str | Path) -> list[Path]:
         raise UserError(str(err)) from None
     if not records:
         raise UserError(f"{out / results.FILENAME}: no trial results to report; run 'orchestrator sweep' first")
-    data = build(records, read_settings(out))
+    return write(out, build(records, read_settings(out)))
+
+
+def write(out_dir: str | Path, data: dict) -> list[Path]:
+    """Write every report file of ``data`` (``build``'s) into ``out_dir``, each atomically."""
+    from orchestrator.report import html, tables
+
+    out = Path(out_dir)
     contents = {
         "report.json": json.dumps(data, indent=2, sort_keys=True) + "\n",
         "report.csv": tables.csv_text(data),
