@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from orchestrator import beyond_speed, fit, results, scaling
+from orchestrator import beyond_speed, fit, physics, results, scaling
 
-DEFAULTS = {"threshold": 0.8, "max_workers": None}
+DEFAULTS = {"threshold": 0.8, "max_workers": None, "layout": None}
 
 
 def horizon(model: fit.Fit, settings: dict) -> int:
@@ -26,11 +26,36 @@ def horizon(model: fit.Fit, settings: dict) -> int:
     return settings["max_workers"] or max(16, 4 * max(model.measured))
 
 
+def choose(curve_fit: Optional[fit.Fit], physical: Optional[physics.Physical],
+           layout: physics.Layout) -> tuple[object, str]:
+    """The model a curve's predictions and recommendation come from, and why. The physical model where the
+    curve's trials measured their step's parts and all-reduce, unless both have a held-out error and the curve
+    fit's is smaller (and no what-if layout asks what a curve fit cannot answer); else the curve fit."""
+    if physical is None:
+        why = "the trials carry no step breakdown with a measured all-reduce (measure.breakdown)"
+        return curve_fit, f"curve fit: {why}" + ("; the what-if layout is not applied" if layout.what_if else "")
+    if layout.what_if:
+        return physical, "physical: a what-if layout (link rates, workers per node) needs the step's physics"
+    if curve_fit is None:
+        return physical, "physical: one worker count measured, too few for a curve fit"
+    if physical.loo_error is not None and curve_fit.loo_error is not None and curve_fit.loo_error < physical.loo_error:
+        return curve_fit, (f"curve fit: its held-out error {100 * curve_fit.loo_error:.1f}% is below the physical "
+                           f"model's {100 * physical.loo_error:.1f}%")
+    return physical, "physical: from the measured compute, all-reduce bandwidth and latency, and overlap"
+
+
+def _layout(settings: dict) -> physics.Layout:
+    return physics.Layout(**(settings.get("layout") or {}))
+
+
 def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
     """Fitted scaling models, predictions with their band, and a recommended worker count per curve."""
     fits, recommendations = [], []
+    layout = _layout(settings)
     for curve in curves:
-        model = fit.fit_curve(curve)
+        curve_fit = fit.fit_curve(curve)
+        physical = physics.fit_curve(curve, layout)
+        model, why = choose(curve_fit, physical, layout)
         if model is None:
             continue
         key = {"framework": curve.framework, "strategy": curve.strategy, "execution": curve.execution,
@@ -44,12 +69,20 @@ def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
             predicted.append({"workers": n, "throughput": model.predict(n), "low": low, "high": high,
                               "efficiency": fit.efficiency(model, n, curve.baseline_workers),
                               "measured": n in model.measured})
-        fits.append({**key, **model.to_dict(), "predicted": predicted})
+        others = {"curve_fit": curve_fit, "physical": physical}
+        entry = {**key, **model.to_dict(), "chosen_because": why, "predicted": predicted,
+                 "alternatives": {name: {**m.to_dict(), "at_recommended": m.predict(rec.workers_above_threshold)}
+                                  for name, m in others.items() if m is not None and m is not model}}
+        if model is physical:
+            entry["parts_at_recommended"] = physical.parts(rec.workers_above_threshold)
+        fits.append(entry)
         predicted_speedup = rec.predicted_throughput / model.predict(curve.baseline_workers)
-        recommendations.append({**key, **rec.to_dict(), "predicted_speedup": predicted_speedup})
+        recommendations.append({**key, **rec.to_dict(), "predicted_speedup": predicted_speedup,
+                                "model": model.model, "layout": layout.to_dict() if layout.what_if else None})
     return {"fits": fits, "recommendations": recommendations,
             "verdict": verdict(curves, recommendations),
-            "recommend_settings": {"threshold": settings["threshold"], "max_workers": settings["max_workers"]}}
+            "recommend_settings": {"threshold": settings["threshold"], "max_workers": settings["max_workers"],
+                                   "layout": layout.to_dict() if layout.what_if or layout.measured_link_bps else None}}
 
 
 def verdict(curves: list[scaling.Curve], recommendations: list[dict]) -> Optional[dict]:

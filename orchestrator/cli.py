@@ -43,6 +43,12 @@ def parser() -> argparse.ArgumentParser:
     advise.add_argument("--threshold", type=float, default=0.8, help="lowest acceptable predicted efficiency (default 0.8)")
     advise.add_argument("--max-workers", type=int, help="largest worker count to consider (default: 4x the largest measured, at least 16)")
     advise.add_argument("--emit", help="write the recommendation as Ray ScalingConfigs and Kubernetes replicas (YAML) to this file")
+    whatif = advise.add_argument_group("what-if (the physical model: needs trials with measure.breakdown)")
+    whatif.add_argument("--bandwidth", metavar="RATE", help="link rate between nodes to predict for, e.g. 100Gbit/s, 25GB/s")
+    whatif.add_argument("--intra-bandwidth", metavar="RATE", help="link rate between workers of one node (e.g. NVLink 400GB/s)")
+    whatif.add_argument("--workers-per-node", type=int, metavar="N", help="workers on each node (default: as measured)")
+    whatif.add_argument("--measured-link", metavar="RATE", help="the link rate the sweep ran over, to carry its measured "
+                        "efficiency (bus bandwidth / rate) to --bandwidth; without it --bandwidth is the bus bandwidth")
 
     share = commands.add_parser("share", help="plan a shared cluster: how many workers each swept job gets")
     share.add_argument("dirs", nargs="+", help="sweep output directories, one per job")
@@ -249,9 +255,26 @@ def _recommend(args) -> int:
     if args.max_workers is not None and not 1 <= args.max_workers <= 4096:
         raise UserError(f"--max-workers {args.max_workers}: must be between 1 and 4096")
     _check_output_file("--emit", args.emit, "recommendation.yaml")
-    for line in recommend.run(args.dir, args.threshold, args.max_workers, args.emit):
+    layout = _layout(args)
+    for line in recommend.run(args.dir, args.threshold, args.max_workers, args.emit, layout):
         print(line)
     return 0
+
+
+def _layout(args) -> dict | None:
+    """The what-if layout from recommend's flags, validated; None where none is asked."""
+    from orchestrator import rates
+
+    if args.workers_per_node is not None and not 1 <= args.workers_per_node <= 4096:
+        raise UserError(f"--workers-per-node {args.workers_per_node}: must be between 1 and 4096")
+    layout = {"workers_per_node": args.workers_per_node,
+              "inter_node_bps": rates.parse(args.bandwidth, "--bandwidth") if args.bandwidth else None,
+              "intra_node_bps": rates.parse(args.intra_bandwidth, "--intra-bandwidth") if args.intra_bandwidth else None,
+              "measured_link_bps": rates.parse(args.measured_link, "--measured-link") if args.measured_link else None}
+    if layout["measured_link_bps"] and not (layout["inter_node_bps"] or layout["intra_node_bps"]):
+        raise UserError("--measured-link only carries the measured efficiency to another rate: pass --bandwidth "
+                        "(or --intra-bandwidth) too")
+    return layout if any(v is not None for v in layout.values()) else None
 
 
 def _share(args) -> int:

@@ -143,6 +143,22 @@ def gave_up_line(message: str) -> Optional[str]:
     return None
 
 
+def _last_step(worker: dict):
+    steps = [r["metrics"]["step"] for r in worker["records"] if "step" in r["metrics"]]
+    return steps[-1] if steps else None
+
+
+def lost_nodes(workers: list[dict], alive_nodes: Optional[set]) -> list[dict]:
+    """The last attempt's unfinished workers whose node is no longer alive (``alive_nodes``: node ids)."""
+    if not workers or alive_nodes is None:
+        return []
+    last = attempts(workers)[-1]
+    return [{"rank": w["rank"], "pid": w["pid"], "hostname": w.get("hostname"), "node_ip": w.get("node_ip"),
+             "node_id": w.get("node_id"), "last_step": _last_step(w)}
+            for w in sorted(last, key=lambda w: w["rank"])
+            if w.get("finished_wall") is None and w.get("node_id") and w["node_id"] not in alive_nodes]
+
+
 def stall(workers: list[dict]) -> Optional[dict]:
     """Who stalled a collective, from the last attempt's workers: the ranks that gave up waiting (their
     error says timed out) and the ranks that neither failed nor finished, i.e. never joined. None when the
@@ -155,12 +171,10 @@ def stall(workers: list[dict]) -> Optional[dict]:
     if not waited or not stalled:
         return None
 
-    def last_step(worker: dict):
-        steps = [r["metrics"]["step"] for r in worker["records"] if "step" in r["metrics"]]
-        return steps[-1] if steps else None
-
+    last_step = _last_step
     return {
-        "stalled": [{"rank": w["rank"], "pid": w["pid"], "hostname": w["hostname"], "last_step": last_step(w),
+        "stalled": [{"rank": w["rank"], "pid": w["pid"], "hostname": w["hostname"], "node_ip": w.get("node_ip"),
+                     "node_id": w.get("node_id"), "last_step": last_step(w),
                      "last_report_wall": w["records"][-1]["wall"] if w["records"] else None}
                     for w in sorted(stalled, key=lambda w: w["rank"])],
         "waited": sorted(w["rank"] for w in waited),
@@ -194,7 +208,8 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
     per_worker = []
     for worker in workers:
         summary = summarize_worker(worker["records"], warmup, samples_metric)
-        per_worker.append({"rank": worker["rank"], "node_id": worker["node_id"], "hostname": worker["hostname"], **summary})
+        per_worker.append({"rank": worker["rank"], "node_id": worker["node_id"], "hostname": worker["hostname"],
+                           "node_ip": worker.get("node_ip"), **summary})
     rank0 = next(w for w in workers if w["rank"] == 0)
     final = rank0["records"][-1]["metrics"] if rank0["records"] else {}
     has_samples = all(w["samples_per_sec"] is not None for w in per_worker)

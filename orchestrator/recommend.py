@@ -35,13 +35,20 @@ def _load(out: Path) -> results.Results:
     return found
 
 
-def run(out_dir: str, threshold: float, max_workers: Optional[int], emit: Optional[str]) -> list[str]:
+def run(out_dir: str, threshold: float, max_workers: Optional[int], emit: Optional[str],
+        layout: Optional[dict] = None) -> list[str]:
+    """``layout`` (orchestrator.physics.Layout's fields): a what-if for the physical model, stored with the
+    other settings so that the reports show it."""
     out = Path(out_dir)
-    settings = {"threshold": threshold, "max_workers": max_workers}
+    settings = {"threshold": threshold, "max_workers": max_workers, "layout": layout}
     found = _load(out)
     data = analysis.analyze(found, settings)
     if not data["recommendations"]:
-        raise UserError(f"{out}: no curve has two or more worker counts measured; nothing to fit")
+        raise UserError(f"{out}: no curve has two or more worker counts measured, or one with its step "
+                        "breakdown; nothing to fit")
+    if layout and not any(r["model"] == "physical" for r in data["recommendations"]):
+        raise UserError(f"{out}: --bandwidth/--workers-per-node need the physical model, and no curve's trials "
+                        "measured their step breakdown; sweep again with measure.breakdown: true")
     results.write_atomic(out / report.SETTINGS, json.dumps(settings, sort_keys=True) + "\n")
     report.write(out, data)  # the same analysis `orchestrator report` renders from the stored settings
     lines = recommendation_lines(data)
@@ -120,8 +127,14 @@ def emitted(data: dict, curve_settings: dict) -> str:
             "kubernetes": kubernetes,
             "workers": rec["workers"],
             "predicted_efficiency": round(rec["predicted_efficiency"], 4),
+            "predicted_throughput": round(rec["predicted_throughput"], 3),
+            "band": [round(v, 3) for v in rec["band"]],
+            "unit": rec.get("unit"),
+            "model": rec.get("model"),
             "threshold": rec["threshold"],
         }
+        if rec.get("layout"):
+            document[key]["what_if"] = {k: v for k, v in rec["layout"].items() if v is not None}
     header = "# Recommended worker counts, from `orchestrator recommend` on results.jsonl.\n"
     return header + yaml.safe_dump(document, sort_keys=True)
 

@@ -100,7 +100,7 @@ def run(plan: TrialPlan, storage_path: str) -> TrialRun:
         ray.kill(recorder)
     error = None
     if failure is not None:
-        error = diagnose(failure, plan, workers, _free_resources()) or failure
+        error = diagnose(failure, plan, workers, _free_resources(), _alive_nodes()) or failure
         if error is not failure:
             error.__cause__ = failure
     return TrialRun(launched_wall=launched, ended_wall=ended, workers=workers, files=files, skipped_files=skipped,
@@ -122,8 +122,10 @@ def _collect(recorder, failed: bool) -> tuple[dict, list, list[dict]]:
         return {}, [], []
 
 
-def diagnose(err: BaseException, plan: TrialPlan, workers: list[dict], free: dict[str, float]) -> TrialError | None:
-    """A one-line account of a placement timeout or a stalled collective; None for other failures."""
+def diagnose(err: BaseException, plan: TrialPlan, workers: list[dict], free: dict[str, float],
+             alive_nodes: set[str] | None = None) -> TrialError | None:
+    """A one-line account of a placement timeout, a stalled collective, or a worker whose node Ray lost
+    (``alive_nodes``: the node ids alive after the failure; None: not known); None for other failures."""
     if _caused_by(err, "WorkerGroupStartupTimeoutError") or _caused_by(err, "PlacementTimeout"):
         wanted = ", ".join(f"{k} {v:g}" for k, v in sorted(plan.resources_per_worker.items()))
         have = ", ".join(f"{k} {free.get(k, 0):g}" for k in sorted(plan.resources_per_worker))
@@ -134,10 +136,18 @@ def diagnose(err: BaseException, plan: TrialPlan, workers: list[dict], free: dic
             "reliability.placement_timeout_s on an autoscaling cluster",
             {"kind": "placement_timeout", "free": free},
         )
+    lost = measure.lost_nodes(workers, alive_nodes)
+    if lost:
+        who = "; ".join(f"rank {w['rank']} on node {_where(w)} (last step {w['last_step']})" for w in lost)
+        return TrialError(
+            f"node lost: {who}: Ray stopped hearing from the node (it failed its health checks: the node or its "
+            "network link went down) and its workers with it; the other ranks' collective could not go on",
+            {"kind": "node_lost", "lost": lost},
+        )
     stall = measure.stall(workers)
     if stall:
         who = "; ".join(
-            f"rank {s['rank']} (pid {s['pid']} on {s['hostname']}, last step {s['last_step']})" for s in stall["stalled"]
+            f"rank {s['rank']} (pid {s['pid']} on node {_where(s)}, last step {s['last_step']})" for s in stall["stalled"]
         )
         waited = ", ".join(str(r) for r in stall["waited"])
         return TrialError(
@@ -146,6 +156,20 @@ def diagnose(err: BaseException, plan: TrialPlan, workers: list[dict], free: dic
             {"kind": "collective_stall", **stall},
         )
     return None
+
+
+def _where(worker: dict) -> str:
+    ip, host = worker.get("node_ip"), worker.get("hostname")
+    return f"{ip} ({host})" if ip and host else (ip or host or "?")
+
+
+def _alive_nodes() -> set[str] | None:
+    import ray
+
+    try:
+        return {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+    except Exception:  # the diagnosis is a convenience: never let it hide the failure
+        return None
 
 
 def _caused_by(err: BaseException, name: str) -> bool:

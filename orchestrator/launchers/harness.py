@@ -56,6 +56,8 @@ def train_loop_per_worker(config: dict) -> None:
     ray.get(recorder.start.remote(key, {
         "rank": rank,
         "node_id": ray.get_runtime_context().get_node_id(),
+        # Nodes of one machine (network namespaces, containers) share a hostname: the node's IP tells them apart.
+        "node_ip": ray.util.get_node_ip_address(),
         "hostname": socket.gethostname(),
         "pid": os.getpid(),
         "started_wall": started_wall,

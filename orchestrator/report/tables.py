@@ -213,6 +213,42 @@ def beyond_speed_markdown(data: dict) -> list[str]:
     return lines
 
 
+def layout_phrase(layout: dict | None) -> str:
+    """A what-if layout as words: '8 workers per node, 100 Gbit/s between nodes'."""
+    from orchestrator.rates import show
+
+    if not layout:
+        return ""
+    parts = []
+    if layout.get("workers_per_node"):
+        parts.append(f"{layout['workers_per_node']} worker(s) per node")
+    if layout.get("inter_node_bps"):
+        parts.append(f"{show(layout['inter_node_bps'])} between nodes")
+    if layout.get("intra_node_bps"):
+        parts.append(f"{show(layout['intra_node_bps'])} within a node")
+    if layout.get("measured_link_bps"):
+        parts.append(f"measured over {show(layout['measured_link_bps'])} links")
+    return ", ".join(parts)
+
+
+def model_phrase(fitted: dict) -> str:
+    """Which model, and for the physical one what its step is made of at the recommended count."""
+    if fitted["model"] != "physical":
+        return f"Model {fitted['model']}"
+    parts = fitted.get("parts_at_recommended") or {}
+    text = f"Model physical ({fitted['form']} overlap"
+    where = layout_phrase(fitted.get("layout") if any((fitted.get("layout") or {}).values()) else None)
+    if where:
+        text += f"; what-if: {where}"
+    text += ")"
+    if parts:
+        text += (f": a step of {parts['step_ms']:.2f} ms, local compute and input {parts['local_ms']:.2f} ms, "
+                 f"all-reduce {parts['comm_ms']:.2f} ms ({parts['exposed_comm_ms']:.2f} ms exposed)")
+        if parts.get("bus_bandwidth_gbps"):
+            text += f" at {parts['bus_bandwidth_gbps']:.3g} GB/s bus bandwidth"
+    return text
+
+
 def recommendation_lines(data: dict) -> list[str]:
     threshold = data["recommend_settings"]["threshold"]
     out = []
@@ -223,7 +259,8 @@ def recommendation_lines(data: dict) -> list[str]:
             + (f" of {rec['baseline_workers']}-worker scaling" if rec.get("baseline_workers", 1) != 1 else "")
             + f", about {fmt(rec['predicted_throughput'])} {rec.get('unit', 'samples/s')}, "
             f"band {fmt(rec['band'][0])}–{fmt(rec['band'][1])}); knee at {rec['knee']}, peak at {rec['peak']}. "
-            f"Model {fitted['model']}, fit R² {fitted['r2']:.3f}"
+            + model_phrase(fitted)
+            + f", fit R² {fitted['r2']:.3f}"
             + (f", leave-one-out error {100 * fitted['loo_error']:.1f}%" if fitted["loo_error"] is not None else "")
             + f"; measured at {', '.join(map(str, fitted['measured_workers']))}."
         )

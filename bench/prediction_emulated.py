@@ -1,0 +1,206 @@
+"""Predictions at other worker counts and link rates, proven on an emulated multi-node cluster (one machine,
+network namespaces, tbf-shaped links: orchestrator/emulated.py). Needs root.
+
+    .venv/bin/python bench/prediction_emulated.py [--repeats 2] [--rates 100mbit,300mbit,1gbit] [--fit-rate 300mbit]
+
+For each model (the default MLP, and one with a ~12x larger gradient), torch DDP, one worker per node:
+  2 nodes: 1 worker (once), 2 workers at every rate;  3 nodes (--share-cores on this 2-core machine): 3 workers
+  at every rate. Each configuration is its own sweep directory under bench/results/emulated/ (rerunning the
+  bench resumes them: done trials are kept).
+Fit on 1 and 2 workers at the fit rate; predict every other (workers, rate) point with the physical model
+(orchestrator/physics.py: measured compute, the all-reduce's alpha and beta, the overlap) and with the best
+curve fit (orchestrator/fit.py), which knows nothing of the rate. The 3-worker points run two nodes on one
+core: the physical model is told the compute slowdown the layout implies (the most nodes pinned to one core),
+as a user would be told their cluster's cores.
+
+Writes bench/results/prediction-emulated.json and .md. Not a test: it reports, it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestrator import emulated, fit, physics, rates, results, scaling  # noqa: E402
+
+OUT = ROOT / "bench/results"
+RUNS = ROOT / "bench/runs/emulated"  # the sweeps themselves (git-ignored); their inputs are in the JSON
+MODELS = {"mlp-128x128": [128, 128], "mlp-512x512": [512, 512]}
+
+
+def job(name: str, hidden: list[int], workers: int, repeats: int) -> dict:
+    return {
+        "name": name, "arms": [{"framework": "torch", "strategy": "ddp"}],
+        "workload": {"model": "mlp", "params": {"hidden": hidden}}, "dataset": {"name": "digits"},
+        "batch": {"per_worker": 64, "scaling": "weak"},
+        "training": {"steps": 150, "warmup_steps": 20, "report_every": 50},
+        "sweep": {"workers": [workers], "repeats": repeats}, "resources": {"cpus_per_worker": 1},
+        "measure": {"breakdown": True}, "deploy": {"export": False}, "launcher": "actors",
+    }
+
+
+def sweep(cluster: emulated.Emulated, model: str, workers: int, rate: str, repeats: int) -> Path:
+    out = RUNS / f"{model}-w{workers}-{rate}"
+    out.mkdir(parents=True, exist_ok=True)
+    spec = out / "job.yaml"
+    spec.write_text(yaml.safe_dump(job(f"{model}-w{workers}-{rate}", MODELS[model], workers, repeats)))
+    started = time.monotonic()
+    done = subprocess.run([str(ROOT / ".venv/bin/orchestrator"), "sweep", str(spec), "--out", str(out),
+                           "--address", cluster.data["gcs_address"]],
+                          env={**cluster.ray_env(), **cluster.env}, capture_output=True, text=True, cwd=ROOT)
+    print(f"  {out.name}: rc {done.returncode} in {time.monotonic() - started:.0f} s", flush=True)
+    if done.returncode not in (0, 1):
+        print(done.stderr[-2000:], file=sys.stderr)
+    return out
+
+
+def measure(args) -> dict:
+    """Run (or resume) every configuration; the directories by (model, workers, rate)."""
+    dirs: dict = {}
+    state = Path("/tmp/orchestrator-emulated-bench")
+    for nodes in (2, 3):
+        cluster = emulated.Emulated(state)
+        cluster.down(progress=lambda *_: None)  # a previous run's, if it was killed
+        cluster = emulated.Emulated(state)
+        print(f"emulated cluster: {nodes} nodes", flush=True)
+        cluster.up(nodes, rates.parse(args.fit_rate, "--fit-rate"), share_cores=nodes > (os.cpu_count() or 1),
+                   progress=lambda text: print(f"  {text}", flush=True))
+        layout = cluster.describe()
+        try:
+            for rate in args.rates:
+                cluster.shape(rates.parse(rate, "--rates"))
+                for model in MODELS:
+                    if nodes == 2 and rate == args.fit_rate:
+                        dirs[(model, 1, rate)] = sweep(cluster, model, 1, rate, args.repeats)
+                    dirs[(model, nodes, rate)] = sweep(cluster, model, nodes, rate, args.repeats)
+        finally:
+            cluster.down(progress=lambda *_: None)
+        dirs[("layout", nodes)] = layout
+    return dirs
+
+
+def _records(path: Path) -> list:
+    return results.load(path).ok
+
+
+def _core_slowdown(layout: dict, workers: int) -> float:
+    """The most nodes pinned to one core among the first ``workers`` nodes (one worker per node)."""
+    used = layout["nodes"][:workers]
+    per_core: dict[int, int] = {}
+    for node in used:
+        for core in node["cores"]:
+            per_core[core] = per_core.get(core, 0) + 1
+    return float(max(per_core.values()))
+
+
+def analyse(args, dirs: dict) -> dict:
+    rows = []
+    fit_bps = rates.parse(args.fit_rate, "--fit-rate")
+    for model in MODELS:
+        train = _records(dirs[(model, 1, args.fit_rate)]) + _records(dirs[(model, 2, args.fit_rate)])
+        curve = next(iter(scaling.curves(train)))
+        curve_fit = fit.fit_curve(curve)
+        base = physics.fit_curve(curve)
+        for (name, workers, rate), path in sorted((k, v) for k, v in dirs.items() if k[0] == model):
+            if workers == 1 or (workers == 2 and rate == args.fit_rate):
+                continue
+            held = _records(path)
+            if not held:
+                rows.append({"model": model, "workers": workers, "rate": rate, "measured": None,
+                             "error": "no successful trial"})
+                continue
+            measured = statistics.fmean(scaling.rate(r, curve.metric) for r in held)
+            shared = _core_slowdown(dirs[("layout", 3 if workers == 3 else 2)], workers)
+            what_if = base.with_layout(
+                physics.Layout(inter_node_bps=rates.parse(rate, "rate"), measured_link_bps=fit_bps),
+                slowdown=lambda n, s=shared, w=workers: s if n == w else 1.0)
+            predicted = what_if.predict(workers)
+            low, high = what_if.band(workers)
+            by_fit = curve_fit.predict(workers)
+            held_parts = [r.get("breakdown") or {} for r in held]
+            rows.append({
+                "model": model, "workers": workers, "rate": rate, "rate_bps": rates.parse(rate, "rate"),
+                "nodes": workers, "cores_shared_slowdown": shared, "fitted_on": f"1 and 2 workers at {args.fit_rate}",
+                "measured": measured, "repeats": len(held),
+                "physical": predicted, "physical_band": [low, high], "physical_error": (predicted - measured) / measured,
+                "curve_fit_model": curve_fit.model, "curve_fit": by_fit, "curve_fit_error": (by_fit - measured) / measured,
+                "predicted_parts": what_if.parts(workers),
+                "measured_parts": {k: statistics.fmean(p.get(k) or 0.0 for p in held_parts)
+                                   for k in ("input_ms", "compute_ms", "exposed_comm_ms", "wait_ms", "step_ms")},
+                "measured_busbw_gbps": statistics.fmean(((p.get("collective") or {}).get("busbw_peak_gbps") or 0.0)
+                                                        for p in held_parts),
+            })
+    scored = [r for r in rows if r.get("measured")]
+
+    def errors(key):
+        values = [abs(r[key]) for r in scored]
+        return {"median_error": statistics.median(values), "max_error": max(values)} if values else None
+
+    return {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "kernel": platform.release()},
+            "command": "bench/prediction_emulated.py " + " ".join(sys.argv[1:]),
+            "fit_rate": args.fit_rate, "rates": args.rates, "repeats": args.repeats,
+            "layouts": {str(k[1]): v for k, v in dirs.items() if k[0] == "layout"},
+            "summary": {"physical": errors("physical_error"), "curve_fit": errors("curve_fit_error"),
+                        "held_out_points": len(scored)},
+            "points": rows}
+
+
+def write(data: dict) -> None:
+    (OUT / "prediction-emulated.json").write_text(json.dumps(data, indent=2) + "\n")
+    s = data["summary"]
+    lines = ["# Predictions on an emulated multi-node cluster (held-out worker counts and link rates)", "",
+             f"`{data['command']}` as root on {data['machine']['cpus']} CPUs (kernel {data['machine']['kernel']}): "
+             "torch DDP on digits, one worker per network namespace, every node's veth shaped with tbf at the rate. "
+             f"Fitted on 1 and 2 workers at {data['fit_rate']}; {data['repeats']} repeat(s) per point. "
+             "3 workers run 3 nodes on 2 cores (two nodes share core 0): the physical model is told that slowdown.", "",
+             "| model | workers | rate | measured (samples/s) | physical | error | curve fit | error | measured busbw |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in data["points"]:
+        if not r.get("measured"):
+            lines.append(f"| {r['model']} | {r['workers']} | {r['rate']} | {r.get('error')} | | | | | |")
+            continue
+        lines.append(f"| {r['model']} | {r['workers']} | {r['rate']} | {r['measured']:,.0f} | {r['physical']:,.0f} | "
+                     f"{100 * r['physical_error']:+.1f}% | {r['curve_fit']:,.0f} ({r['curve_fit_model']}) | "
+                     f"{100 * r['curve_fit_error']:+.1f}% | {8 * r['measured_busbw_gbps'] * 1e3:,.0f} Mbit/s |")
+    if s["physical"]:
+        lines += ["", f"Physical model: median error {100 * s['physical']['median_error']:.1f}%, "
+                  f"max {100 * s['physical']['max_error']:.1f}%. Best curve fit on the same points: median "
+                  f"{100 * s['curve_fit']['median_error']:.1f}%, max {100 * s['curve_fit']['max_error']:.1f}% "
+                  f"({s['held_out_points']} held-out points)."]
+    (OUT / "prediction-emulated.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rates", default="100mbit,300mbit,1gbit")
+    parser.add_argument("--fit-rate", default="300mbit")
+    parser.add_argument("--analyse-only", action="store_true", help="reuse the sweep directories")
+    args = parser.parse_args()
+    args.rates = args.rates.split(",")
+    if args.analyse_only:
+        dirs = json.loads((RUNS / "dirs.json").read_text())
+        dirs = {tuple(json.loads(k)): (Path(v) if isinstance(v, str) else v) for k, v in dirs.items()}
+    else:
+        dirs = measure(args)
+        RUNS.mkdir(parents=True, exist_ok=True)
+        (RUNS / "dirs.json").write_text(json.dumps({json.dumps(list(k)): (str(v) if isinstance(v, Path) else v)
+                                                    for k, v in dirs.items()}, indent=1))
+    write(analyse(args, dirs))
+
+
+if __name__ == "__main__":
+    main()

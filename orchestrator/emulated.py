@@ -1,0 +1,489 @@
+"""An emulated multi-node Ray cluster on one machine: each node in its own network namespace, with its own
+IP, temp dir and CPUs, joined to the head through a veth link to a bridge, every link rate-limited with tc.
+
+    python -m orchestrator.emulated up --nodes 3 --rate 300mbit     (or scripts/emulated_cluster.sh up ...)
+    eval "$(python -m orchestrator.emulated env)"                   RAY_ADDRESS and the auth token for a sweep
+    orchestrator sweep JOB --address "$RAY_ADDRESS"                 one worker per node (1 CPU each by default)
+    python -m orchestrator.emulated shape --rate 1gbit              every link at a new rate
+    python -m orchestrator.emulated cut --node 1 / restore --node 1 a node's link down, and back (its Ray node
+                                                                    restarted if Ray gave it up meanwhile)
+    python -m orchestrator.emulated down                            stops and deletes only what `up` made
+
+Layout: a bridge in the root namespace holds the subnet's first address and the head (``--num-cpus 0``: the
+driver and the sweep's recorder live there); node i is namespace ``<name>-n<i>`` at the subnet's 10+i. Its
+link is a veth pair, one end on the bridge, the other in the namespace; both ends get a ``tbf`` qdisc at the
+rate (this kernel's qdiscs: tbf and htb work, netem does not), so traffic between two nodes crosses two
+shaped hops, as between two hosts with one NIC each. Node i's processes are pinned to its cores
+(``taskset``); ``--share-cores`` allows more nodes than cores (the state says which nodes share one).
+
+Everything made is written to the state file before it is made, so ``down`` removes exactly that, even after
+a failed ``up``. Needs root (namespaces and tc). Refusals exit 2 with the reason and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Optional
+
+from orchestrator import rates
+from orchestrator.errors import UserError
+
+DEFAULT_STATE = Path("/tmp/orchestrator-emulated")
+STATE_FILE = "state.json"
+BIN = Path(sys.executable).parent
+MAX_SHARE = 4  # nodes per core at most with --share-cores
+
+
+def _run(*command: str, check: bool = True, namespace: Optional[str] = None) -> subprocess.CompletedProcess:
+    full = (["ip", "netns", "exec", namespace] if namespace else []) + list(command)
+    done = subprocess.run(full, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(full)}: {done.stderr.strip() or done.stdout.strip()}")
+    return done
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+def _pick_subnet() -> ipaddress.IPv4Network:
+    """A /24 in 10.213.0.0/16 that no route or address on this machine touches."""
+    used = _run("ip", "-4", "route", "show").stdout + _run("ip", "-4", "addr", "show").stdout
+    taken = []
+    for word in used.split():
+        try:
+            taken.append(ipaddress.ip_network(word, strict=False))
+        except ValueError:
+            continue
+    for third in range(secrets.randbelow(200), 256):
+        net = ipaddress.ip_network(f"10.213.{third}.0/24")
+        if not any(net.overlaps(t) for t in taken if t.prefixlen > 0):
+            return net
+    raise UserError("no free /24 in 10.213.0.0/16 for the emulated cluster's bridge; bring another one down")
+
+
+class Emulated:
+    """The state of one emulated cluster, kept in ``<state>/state.json``."""
+
+    def __init__(self, state_dir: Path):
+        self.dir = Path(state_dir)
+        self.file = self.dir / STATE_FILE
+        self.data: dict = json.loads(self.file.read_text()) if self.file.exists() else {}
+
+    # --- state ---
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
+        tmp.replace(self.file)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a driver (a sweep, ray job submit) needs in its environment to attach."""
+        return {"RAY_ADDRESS": self.data["gcs_address"], "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN_PATH": self.data["token_path"]}
+
+    def ray_env(self) -> dict[str, str]:
+        keep = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        return {**keep, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": self.data["token_path"],
+                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    # --- up ---
+    def up(self, nodes: int, rate_bps: float, cpus_per_node: int = 1, share_cores: bool = False,
+           dashboard: bool = False, progress=print) -> None:
+        if self.data:
+            raise UserError(f"an emulated cluster is already up with state in {self.dir}; run 'down' first, "
+                            "or pass another --state directory")
+        _preflight(nodes, cpus_per_node, share_cores)
+        ident = secrets.token_hex(2)
+        name = f"oe{ident}"
+        net = _pick_subnet()
+        hosts = list(net.hosts())
+        temp = Path(f"/tmp/{name}")  # short: Ray puts unix sockets under it
+        cores = os.cpu_count() or 1
+        self.data = {"name": name, "bridge": f"{name}br", "subnet": str(net), "bridge_ip": str(hosts[0]),
+                     "rate_bps": rate_bps, "cpus_per_node": cpus_per_node, "temp_dir": str(temp),
+                     "token_path": str(temp / "auth_token"), "host_cores": cores, "share_cores": share_cores,
+                     "nodes": [], "head_pid": None, "gcs_address": None, "made": []}
+        self.save()
+        try:
+            temp.mkdir(mode=0o755)
+            self._made("dir", str(temp))
+            token = Path(self.data["token_path"])
+            token.write_text(secrets.token_hex(32))
+            token.chmod(0o600)
+            progress(f"bridge {self.data['bridge']} at {hosts[0]}/{net.prefixlen}")
+            self._made("bridge", self.data["bridge"])
+            _run("ip", "link", "add", self.data["bridge"], "type", "bridge")
+            _run("ip", "addr", "add", f"{hosts[0]}/{net.prefixlen}", "dev", self.data["bridge"])
+            _run("ip", "link", "set", self.data["bridge"], "up")
+            for i in range(nodes):
+                self._make_node(i, hosts[10 + i], net.prefixlen, cores)
+            self.shape(rate_bps)
+            progress(f"links shaped at {rates.show(rate_bps)} (tbf on both ends of every node's veth)")
+            self._start_head(dashboard)
+            progress(f"Ray head at {self.data['gcs_address']} (0 CPUs: the driver's node)")
+            for node in self.data["nodes"]:
+                self._start_node(node)
+            self.wait_for_nodes(nodes, progress=progress)
+        except BaseException:
+            progress("up failed: removing what it made")
+            self.down(progress=lambda *_: None)
+            raise
+
+    def _made(self, kind: str, name: str) -> None:
+        self.data["made"].append([kind, name])
+        self.save()
+
+    def _make_node(self, i: int, ip, prefixlen: int, cores: int) -> None:
+        name = self.data["name"]
+        namespace, host_if, ns_if = f"{name}-n{i}", f"{name}n{i}", f"{name}n{i}p"
+        per = self.data["cpus_per_node"]
+        pinned = sorted({(i * per + k) % cores for k in range(per)})
+        node = {"index": i, "namespace": namespace, "host_if": host_if, "ns_if": ns_if, "ip": str(ip),
+                "cores": pinned, "pid": None, "temp_dir": None, "starts": 0}
+        self.data["nodes"].append(node)
+        self._made("netns", namespace)
+        try:
+            _run("ip", "netns", "add", namespace)
+        except RuntimeError as err:
+            raise UserError(f"cannot create a network namespace ({err}); the emulated cluster needs "
+                            "'ip netns add' (root, and namespaces allowed in this container)") from None
+        self._made("link", host_if)
+        _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        _run("ip", "link", "set", ns_if, "netns", namespace)
+        _run("ip", "link", "set", host_if, "master", self.data["bridge"])
+        _run("ip", "link", "set", host_if, "up")
+        _run("ip", "link", "set", "lo", "up", namespace=namespace)
+        _run("ip", "addr", "add", f"{ip}/{prefixlen}", "dev", ns_if, namespace=namespace)
+        _run("ip", "link", "set", ns_if, "up", namespace=namespace)
+        _run("ip", "route", "add", "default", "via", self.data["bridge_ip"], namespace=namespace)
+        self.save()
+
+    def shape(self, rate_bps: float) -> None:
+        """Every node's link at ``rate_bps``, both directions (tbf on both ends of its veth)."""
+        # The bucket holds at least one 64 KiB GSO packet and ~2 ms at the rate; the queue up to 100 ms.
+        burst = max(64 * 1024, int(rate_bps / 8 * 0.002))
+        for node in self.data["nodes"]:
+            for dev, namespace in ((node["host_if"], None), (node["ns_if"], node["namespace"])):
+                try:
+                    _run("tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rates.tc(rate_bps),
+                         "burst", str(burst), "latency", "100ms", namespace=namespace)
+                except RuntimeError as err:
+                    raise UserError(f"cannot shape {dev} with tc's tbf qdisc ({err}); the emulated cluster needs "
+                                    "sch_tbf in this kernel") from None
+        self.data["rate_bps"] = rate_bps
+        self.save()
+
+    def _start_head(self, dashboard: bool) -> None:
+        port = _free_port()
+        head_dir = Path(self.data["temp_dir"]) / "h"
+        head_dir.mkdir()
+        args = ["--head", "--port", str(port), "--node-ip-address", self.data["bridge_ip"], "--num-cpus", "0",
+                "--ray-client-server-port", str(_free_port()), "--node-manager-port", str(_free_port()),
+                "--object-manager-port", str(_free_port()), "--include-dashboard", str(dashboard).lower(),
+                "--dashboard-port", str(_free_port()), "--dashboard-host", self.data["bridge_ip"],
+                "--dashboard-agent-grpc-port", str(_free_port()),
+                "--dashboard-agent-listen-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
+                "--runtime-env-agent-port", str(_free_port())]
+        self.data["head_pid"] = self._spawn(args, head_dir, None, None)
+        self.data["gcs_address"] = f"{self.data['bridge_ip']}:{port}"
+        self.save()
+        _wait_for_port(self.data["bridge_ip"], port, 60, self.data["head_pid"], head_dir / "ray-start.log")
+
+    def _start_node(self, node: dict) -> None:
+        node["starts"] += 1
+        node_dir = Path(self.data["temp_dir"]) / f"n{node['index']}-{node['starts']}"
+        node_dir.mkdir()
+        args = ["--address", self.data["gcs_address"], "--node-ip-address", node["ip"],
+                "--num-cpus", str(self.data["cpus_per_node"])]
+        node["temp_dir"] = str(node_dir)
+        # Workers inherit the raylet's environment. Every namespace resolves the machine's hostname to
+        # 127.0.0.1, where gloo would bind and tell its peers to connect: name the node's own interface, as on
+        # a host with several NICs.
+        interface = {"GLOO_SOCKET_IFNAME": node["ns_if"], "NCCL_SOCKET_IFNAME": node["ns_if"],
+                     "HOROVOD_GLOO_IFACE": node["ns_if"]}
+        node["pid"] = self._spawn(args, node_dir, node["namespace"], node["cores"], interface)
+        self.save()
+
+    def _spawn(self, args: list[str], node_dir: Path, namespace: Optional[str], cores: Optional[list[int]],
+               extra_env: Optional[dict] = None) -> int:
+        command = [str(BIN / "ray"), "start", "--block", "--temp-dir", str(node_dir), *args]
+        if cores is not None:
+            command = ["taskset", "-c", ",".join(map(str, cores)), *command]
+        if namespace:
+            command = ["ip", "netns", "exec", namespace, *command]
+        log = open(node_dir / "ray-start.log", "w")
+        process = subprocess.Popen(command, env={**self.ray_env(), **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        return process.pid
+
+    def alive_nodes(self) -> list[str]:
+        """The node IPs the head's GCS counts alive."""
+        script = ("import ray, json; ray.init(logging_level='ERROR'); "
+                  "print(json.dumps([n['NodeManagerAddress'] for n in ray.nodes() if n['Alive']]))")
+        done = subprocess.run([sys.executable, "-c", script], env={**self.ray_env(), **self.env},
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            return []
+        try:
+            return json.loads(done.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return []
+
+    def wait_for_nodes(self, count: int, timeout: float = 120, progress=print) -> None:
+        deadline = time.monotonic() + timeout
+        wanted = {n["ip"] for n in self.data["nodes"]}
+        while time.monotonic() < deadline:
+            up = wanted & set(self.alive_nodes())
+            if len(up) >= count:
+                progress(f"{len(up)} node(s) up: " + ", ".join(sorted(up)))
+                return
+            for node in self.data["nodes"]:
+                if not _alive(node["pid"]):
+                    log = Path(node["temp_dir"]) / "ray-start.log"
+                    tail = log.read_text()[-1500:] if log.exists() else ""
+                    raise RuntimeError(f"the Ray node in {node['namespace']} exited:\n{tail}")
+            time.sleep(2)
+        raise RuntimeError(f"{count} Ray nodes did not join in {timeout:.0f} s; logs under {self.data['temp_dir']}")
+
+    # --- faults ---
+    def node(self, index: int) -> dict:
+        nodes = self.data.get("nodes") or []
+        if not 0 <= index < len(nodes):
+            raise UserError(f"--node {index}: the emulated cluster has nodes 0..{len(nodes) - 1}")
+        return nodes[index]
+
+    def cut(self, index: int) -> dict:
+        """Node ``index``'s link down (the bridge end): its packets go nowhere, no reset is sent."""
+        node = self.node(index)
+        _run("ip", "link", "set", node["host_if"], "down")
+        return node
+
+    def restore(self, index: int, progress=print) -> dict:
+        """The link up again; the node's Ray processes restarted where Ray gave the node up meanwhile."""
+        node = self.node(index)
+        _run("ip", "link", "set", node["host_if"], "up")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if node["ip"] in self.alive_nodes() and _alive(node["pid"]):
+                progress(f"node {index} ({node['ip']}) is back")
+                return node
+            if not _alive(node["pid"]):
+                break
+            time.sleep(2)
+        self._stop_node(node)
+        progress(f"node {index} ({node['ip']}): Ray had given it up; starting it again")
+        self._start_node(node)
+        alive = sum(1 for n in self.data["nodes"] if _alive(n["pid"]))
+        self.wait_for_nodes(alive, progress=progress)
+        return node
+
+    # --- down ---
+    def _stop_node(self, node: dict) -> None:
+        _stop(node.get("pid"), node.get("temp_dir"))
+        node["pid"] = None
+        self.save()
+
+    def down(self, progress=print) -> None:
+        if not self.data:
+            progress(f"no emulated cluster has state in {self.dir}: nothing to stop")
+            return
+        for node in reversed(self.data.get("nodes") or []):
+            self._stop_node(node)
+        _stop(self.data.get("head_pid"), str(Path(self.data["temp_dir"]) / "h"))
+        for kind, name in reversed(self.data.get("made") or []):
+            if kind == "netns":
+                _run("ip", "netns", "delete", name, check=False)
+            elif kind in ("link", "bridge"):
+                _run("ip", "link", "delete", name, check=False)
+            elif kind == "dir":
+                _kill_mentioning(name)
+                shutil.rmtree(name, ignore_errors=True)
+        progress(f"emulated cluster {self.data.get('name')} is down")
+        self.data = {}
+        self.file.unlink(missing_ok=True)
+
+    def describe(self) -> dict:
+        return {**{k: self.data[k] for k in ("name", "subnet", "gcs_address", "rate_bps", "cpus_per_node",
+                                             "host_cores", "share_cores")},
+                "rate": rates.show(self.data["rate_bps"]),
+                "nodes": [{k: n[k] for k in ("index", "namespace", "ip", "cores")} | {"running": _alive(n["pid"])}
+                          for n in self.data["nodes"]],
+                "shared_cores": shared_cores(self.data["nodes"])}
+
+
+def shared_cores(nodes: list[dict]) -> dict[int, list[int]]:
+    """Core -> the nodes pinned to it, for the cores more than one node shares."""
+    users: dict[int, list[int]] = {}
+    for node in nodes:
+        for core in node["cores"]:
+            users.setdefault(core, []).append(node["index"])
+    return {core: who for core, who in users.items() if len(who) > 1}
+
+
+def _preflight(nodes: int, cpus_per_node: int, share_cores: bool) -> None:
+    if os.geteuid() != 0:
+        raise UserError("the emulated cluster needs root (network namespaces and tc); run it as root or with sudo")
+    for tool in ("ip", "tc", "taskset"):
+        if shutil.which(tool) is None:
+            raise UserError(f"'{tool}' is not installed; the emulated cluster needs iproute2 and util-linux")
+    if nodes < 1:
+        raise UserError(f"--nodes {nodes}: must be at least 1")
+    if cpus_per_node < 1:
+        raise UserError(f"--cpus-per-node {cpus_per_node}: must be at least 1")
+    cores = os.cpu_count() or 1
+    wanted = nodes * cpus_per_node
+    if wanted > cores and not share_cores:
+        raise UserError(f"--nodes {nodes} x --cpus-per-node {cpus_per_node} = {wanted} CPUs, but this machine has "
+                        f"{cores}; use at most {cores // cpus_per_node} node(s), or pass --share-cores (nodes then "
+                        "share cores, and their compute slows down)")
+    if wanted > MAX_SHARE * cores:
+        raise UserError(f"--nodes {nodes} x --cpus-per-node {cpus_per_node} = {wanted} CPUs: more than {MAX_SHARE} "
+                        f"per core on this machine's {cores}; use at most {MAX_SHARE * cores // cpus_per_node} node(s)")
+
+
+def _alive(pid: Optional[int]) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (our child that exited) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _stop(pid: Optional[int], temp_dir: Optional[str]) -> None:
+    """SIGTERM the `ray start --block` process alone (it stops its node in ~2 s), then SIGKILL what is left of
+    its session and anything still naming its temp dir."""
+    if pid and _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    if pid:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    if temp_dir:
+        _kill_mentioning(temp_dir)
+
+
+def _kill_mentioning(text: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    if text.encode() in (entry / "cmdline").read_bytes():
+                        pids.append(int(entry.name))
+                except OSError:
+                    pass
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.3)
+
+
+def _wait_for_port(host: str, port: int, timeout: float, pid: int, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if not _alive(pid):
+                raise RuntimeError(f"ray start --head exited:\n{log.read_text()[-1500:] if log.exists() else ''}")
+            time.sleep(0.5)
+    raise RuntimeError(f"the Ray head did not listen on {host}:{port} in {timeout:.0f} s; see {log}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="emulated_cluster", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help=f"state directory (default {DEFAULT_STATE})")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="bring a cluster up")
+    up.add_argument("--nodes", type=int, default=2)
+    up.add_argument("--rate", default="1gbit", help=f"every node's link rate, {rates.FORMS} (default 1gbit)")
+    up.add_argument("--cpus-per-node", type=int, default=1)
+    up.add_argument("--share-cores", action="store_true", help="allow more node CPUs than the machine has cores")
+    up.add_argument("--dashboard", action="store_true", help="start the Ray dashboard (for ray job submit)")
+    sub.add_parser("down", help="stop the cluster and delete what up made")
+    sub.add_parser("status", help="the cluster's layout as JSON")
+    sub.add_parser("env", help="shell exports to attach a sweep to it")
+    shape = sub.add_parser("shape", help="set every node's link rate")
+    shape.add_argument("--rate", required=True)
+    for name, what in (("cut", "take a node's link down"), ("restore", "bring a node's link back")):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("--node", type=int, required=True)
+    args = parser.parse_args(argv)
+    cluster = Emulated(args.state)
+    say = lambda text: print(f"emulated cluster: {text}", file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        if args.command == "up":
+            rate = rates.parse(args.rate, "--rate")
+            cluster.up(args.nodes, rate, args.cpus_per_node, args.share_cores, args.dashboard, progress=say)
+            for key, value in cluster.env.items():
+                print(f"export {key}={value}")
+            shared = shared_cores(cluster.data["nodes"])
+            if shared:
+                say("cores shared by nodes: " + "; ".join(f"core {c}: nodes {', '.join(map(str, n))}"
+                                                          for c, n in sorted(shared.items())))
+            return 0
+        if args.command == "down":
+            cluster.down(progress=say)
+            return 0
+        if not cluster.data:
+            raise UserError(f"no emulated cluster has state in {cluster.dir}; run 'up' first")
+        if args.command == "status":
+            print(json.dumps(cluster.describe(), indent=2))
+        elif args.command == "env":
+            for key, value in cluster.env.items():
+                print(f"export {key}={value}")
+        elif args.command == "shape":
+            rate = rates.parse(args.rate, "--rate")
+            cluster.shape(rate)
+            say(f"links shaped at {rates.show(rate)}")
+        elif args.command == "cut":
+            node = cluster.cut(args.node)
+            say(f"node {args.node} ({node['ip']}) cut off: {node['host_if']} is down")
+        elif args.command == "restore":
+            cluster.restore(args.node, progress=say)
+        return 0
+    except UserError as err:
+        print(f"emulated cluster: error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        print(f"emulated cluster: failed: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
