@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from orchestrator import beyond_speed, fit, physics, results, scaling
+from orchestrator import beyond_speed, cost, fit, physics, results, scaling
 
-DEFAULTS = {"threshold": 0.8, "max_workers": None, "layout": None}
+DEFAULTS = {"threshold": 0.8, "max_workers": None, "layout": None, "pricing": None}
 
 
 def horizon(model: fit.Fit, settings: dict) -> int:
@@ -50,7 +50,7 @@ def _layout(settings: dict) -> physics.Layout:
 
 def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
     """Fitted scaling models, predictions with their band, and a recommended worker count per curve."""
-    fits, recommendations = [], []
+    fits, recommendations, models = [], [], {}
     layout = _layout(settings)
     for curve in curves:
         curve_fit = fit.fit_curve(curve)
@@ -58,6 +58,7 @@ def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
         model, why = choose(curve_fit, physical, layout)
         if model is None:
             continue
+        models[curve.name] = model
         key = {"framework": curve.framework, "strategy": curve.strategy, "execution": curve.execution,
                "workload": curve.workload, "name": curve.name, "label": curve.label, "unit": curve.unit,
                "baseline_workers": curve.baseline_workers}
@@ -79,7 +80,7 @@ def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
         predicted_speedup = rec.predicted_throughput / model.predict(curve.baseline_workers)
         recommendations.append({**key, **rec.to_dict(), "predicted_speedup": predicted_speedup,
                                 "model": model.model, "layout": layout.to_dict() if layout.what_if else None})
-    return {"fits": fits, "recommendations": recommendations,
+    return {"fits": fits, "recommendations": recommendations, "_models": models,
             "verdict": verdict(curves, recommendations),
             "recommend_settings": {"threshold": settings["threshold"], "max_workers": settings["max_workers"],
                                    "layout": layout.to_dict() if layout.what_if or layout.measured_link_bps else None}}
@@ -190,6 +191,97 @@ def breakdown_sentence(label: str, rows: list[dict]) -> str:
     return text + "."
 
 
+def time_to_target(curves: list[scaling.Curve]) -> dict:
+    """Per curve and worker count: steps, samples and seconds to training.target (means over the trials that
+    reached it), and against the smallest count that reached it: the time-to-target speedup and the
+    statistical efficiency, samples to target there / samples to target at N (below 1: a larger global batch
+    needs more samples to the same quality)."""
+    rows, notes = [], []
+    for curve in curves:
+        by_count: dict[int, list[dict]] = {}
+        for record in curve.records:
+            if record.get("target"):
+                by_count.setdefault(record.workers, []).append(record.get("target"))
+        mine = []
+        for workers in sorted(by_count):
+            found = by_count[workers]
+            hit = [t for t in found if t.get("reached")]
+            first = found[0]
+            row = {"name": curve.name, "label": curve.label, "workers": workers, "metric": first["metric"],
+                   "value": first["value"], "trials": len(found), "reached": len(hit),
+                   "seconds": _mean([t.get("seconds") for t in hit]), "steps": _mean([t.get("steps") for t in hit]),
+                   "samples": _mean([t.get("samples") for t in hit]),
+                   "steps_unit": first.get("steps_unit", "steps")}
+            if any(t.get("reported") is False for t in found):
+                notes.append(f"{curve.label} at {workers} worker(s): the function never reported {first['metric']!r}")
+            mine.append(row)
+        reached = [r for r in mine if r["reached"]]
+        if reached:
+            base = reached[0]
+            for row in mine:
+                row["baseline_workers"] = base["workers"]
+                row["speedup"] = base["seconds"] / row["seconds"] if row["reached"] and row["seconds"] else None
+                row["statistical_efficiency"] = (base["samples"] / row["samples"]
+                                                 if row["reached"] and row["samples"] and base["samples"] else None)
+        rows += mine
+    return {"rows": rows, "notes": notes}
+
+
+def costs(curves: list[scaling.Curve], fits: dict[str, object], settings: dict, target_rows: list[dict]) -> Optional[dict]:
+    """Time and cost to train a length at each size, per curve, and the two answers: the cheapest size that
+    meets the deadline and the fastest that fits the budget. None without prices (settings or pricing:)."""
+    pricing = dict(settings.get("pricing") or {})
+    records = [r for c in curves for r in c.records]
+    prices = pricing.get("prices") or next((r.get("pricing") for r in records if r.get("pricing")), None)
+    if not prices:
+        return None
+    length = pricing.get("length") or ({"target": True} if target_rows else None)
+    if not length:
+        steps = max((r.get("steps") or 0 for r in records), default=0)
+        length = {"steps": steps} if steps else None
+    if not length:
+        return {"prices": prices, "length": None, "rows": [], "answers": [],
+                "note": "no length to price: pass --train-steps, --epochs or --to-target"}
+    rows, answers = [], []
+    for curve in curves:
+        model = fits.get(curve.name)
+        sample = curve.records[0]
+        per_replica = {k: v * (sample.get("ray_workers") or sample.workers) / sample.workers
+                       for k, v in (sample.get("resources_per_worker") or {"CPU": 1.0}).items()}
+        train_samples = sample.get("train_samples")
+        if "target" in length:
+            targets = {r["workers"]: r for r in target_rows if r["name"] == curve.name and r["reached"] and r["samples"]}
+            counts = sorted(targets)
+        else:
+            targets = {}
+            counts = list(range(1, horizon(model, settings) + 1)) if model is not None else [p.workers for p in curve.points]
+        mine = []
+        for n in counts:
+            measured = curve.point(n)
+            throughput = model.predict(n) if model is not None else (measured.throughput if measured else None)
+            if "target" in length and measured is not None:
+                throughput = measured.throughput
+            if not throughput:
+                continue
+            units = (sample.get("per_worker_batch") or 1) * (n if curve.scaling != "strong" else sample.workers) \
+                if curve.metric == "samples_per_sec" else 1.0
+            if curve.scaling == "strong" and sample.get("global_batch"):
+                units = sample.get("global_batch")
+            seconds = cost.seconds_for(length, throughput, units, (targets.get(n) or {}).get("samples"), train_samples)
+            if seconds is None:
+                continue
+            per_hour = cost.hourly(per_replica, n, prices)
+            mine.append({"name": curve.name, "label": curve.label, "workers": n, "seconds": seconds,
+                         "cost_per_hour": per_hour, "cost": per_hour * seconds / 3600, "measured": measured is not None})
+        rows += mine
+        cheapest = cost.cheapest_within(mine, pricing.get("deadline_s"))
+        fastest = cost.fastest_within(mine, pricing.get("budget"))
+        answers.append({"name": curve.name, "label": curve.label, "cheapest_within_deadline": cheapest,
+                        "fastest_within_budget": fastest})
+    return {"prices": prices, "length": length, "deadline_s": pricing.get("deadline_s"), "budget": pricing.get("budget"),
+            "rows": rows, "answers": answers}
+
+
 def unit_notes(curves: list[scaling.Curve]) -> list[str]:
     """What each curve's throughput counts, where that is not samples."""
     notes = []
@@ -255,6 +347,9 @@ def analyze(found: results.Results, settings: Optional[dict] = None) -> dict:
     ok, failed = found.ok, found.failed
     curves = scaling.curves(ok)
     first = found.records[0] if found.records else None
+    predicted = predictions(curves, settings)
+    models = predicted.pop("_models")
+    targets = time_to_target(curves)
     return {
         "job": first.job if first else None,
         "source": results.FILENAME,
@@ -271,6 +366,8 @@ def analyze(found: results.Results, settings: Optional[dict] = None) -> dict:
         "adaptive": adaptive_savings(found.records),
         "environment": dict(first.get("environment") or {}) if first else {},
         "breakdown": step_breakdowns(curves),
-        **predictions(curves, settings),
+        **predicted,
+        "time_to_target": targets,
+        "cost": costs(curves, models, settings, targets["rows"]),
         **beyond_speed.sections(ok),
     }

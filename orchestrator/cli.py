@@ -35,6 +35,17 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true", help="print the plan as JSON and start nothing")
     sweep.add_argument("--verbose", action="store_true", help="show Ray's and the workers' logs")
 
+    train = commands.add_parser("train", help="train one arm of a job at one size (after a sweep: --from-report)")
+    train.add_argument("job", help="job spec, e.g. jobs/digits-mlp.yaml")
+    train.add_argument("--workers", type=int, help="data-parallel workers")
+    train.add_argument("--arm", help="framework/strategy[/execution], e.g. torch/ddp (needed when the job has several)")
+    train.add_argument("--from-report", metavar="DIR", help="the arm and count `orchestrator recommend DIR` recommends")
+    train.add_argument("--out", help="output directory (default: reports/<job>-train-<arm>-w<N>)")
+    train.add_argument("--address", help="Ray cluster to attach to (default: RAY_ADDRESS, else an embedded local cluster)")
+    train.add_argument("--fresh", action="store_true", help="start over: set the earlier run's checkpoints aside")
+    train.add_argument("--dry-run", action="store_true", help="print the plan as JSON and start nothing")
+    train.add_argument("--verbose", action="store_true", help="show Ray's and the workers' logs")
+
     rep = commands.add_parser("report", help="re-render the reports of DIR from its results.jsonl")
     rep.add_argument("dir", help="a sweep's output directory")
 
@@ -43,6 +54,14 @@ def parser() -> argparse.ArgumentParser:
     advise.add_argument("--threshold", type=float, default=0.8, help="lowest acceptable predicted efficiency (default 0.8)")
     advise.add_argument("--max-workers", type=int, help="largest worker count to consider (default: 4x the largest measured, at least 16)")
     advise.add_argument("--emit", help="write the recommendation as Ray ScalingConfigs and Kubernetes replicas (YAML) to this file")
+    priced = advise.add_argument_group("cost (per resource-hour; overrides the job's pricing: block)")
+    priced.add_argument("--price", metavar="PRICES", help="e.g. cpu=0.04,gpu=2.5,tpu=1.2")
+    length = priced.add_mutually_exclusive_group()
+    length.add_argument("--train-steps", type=int, metavar="S", help="price training S steps (default: the trials' own)")
+    length.add_argument("--epochs", type=float, metavar="E", help="price training E epochs of the training set")
+    length.add_argument("--to-target", action="store_true", help="price training to training.target (measured counts)")
+    priced.add_argument("--deadline", metavar="TIME", help="the cheapest size that trains by then, e.g. 2h, 90m")
+    priced.add_argument("--budget", type=float, metavar="MONEY", help="the fastest size that costs at most this")
     whatif = advise.add_argument_group("what-if (the physical model: needs trials with measure.breakdown)")
     whatif.add_argument("--bandwidth", metavar="RATE", help="link rate between nodes to predict for, e.g. 100Gbit/s, 25GB/s")
     whatif.add_argument("--intra-bandwidth", metavar="RATE", help="link rate between workers of one node (e.g. NVLink 400GB/s)")
@@ -61,6 +80,8 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--workers", type=int, help="Ray worker pods (TPU: a multiple of the hosts per slice)")
     render.add_argument("--from-report", metavar="DIR", help="take --workers/--max-workers from `orchestrator recommend DIR`")
     render.add_argument("--curve", help="with --from-report: which curve, e.g. torch/ddp (default: the best one)")
+    render.add_argument("--sweep", action="store_true", help="with --from-report: a RayJob that sweeps the chosen arm "
+                        "at the recommended size (default: one that trains it there, `orchestrator train`)")
     render.add_argument("--max-workers", type=int, help="let the Ray autoscaler grow to this many worker pods")
     render.add_argument("--accelerator", default="cpu", help="cpu | gpu | tpu-v5e | tpu-v6e (default: cpu)")
     render.add_argument("--topology", help="TPU slice topology, e.g. 2x2, 4x4")
@@ -90,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "train":
+            return _train(args)
         if args.command == "recommend":
             return _recommend(args)
         if args.command == "share":
@@ -188,6 +211,51 @@ def _sweep(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from orchestrator import launchers, plan, spec, training
+
+    job = spec.load(args.job)
+    _check_address(args.address)
+    arm, workers = training.choose(job, args.arm, args.workers, args.from_report)
+    out = args.out or training.default_out(job, arm, workers)
+    if args.dry_run:
+        one = plan.training_plan(job, arm, workers)
+        print(json.dumps({"job": job.name, "out": out, "run_name": one.run_name,
+                          "cluster": args.address or os.environ.get("RAY_ADDRESS") or "an embedded local Ray cluster",
+                          "training": {**one.to_dict(), "launcher": launchers.for_plan(one).describe(one)}}, indent=2))
+        return 0
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    shown = {"line": None}
+
+    def watch(workers_so_far):
+        line = training.progress_line(workers_so_far, job.training.steps)
+        if line and line != shown["line"]:
+            shown["line"] = line
+            console.print(f"  {line}")
+
+    record = training.run(job, arm, workers, out, address=args.address, verbose=args.verbose, fresh=args.fresh,
+                          say=console.print, watch=watch)
+    if record.get("status") != "ok":
+        console.print(f"[red]training failed[/]: {record.get('error')}; what it wrote is in {out}")
+        return 1
+    summary = [f"{record.get('final_step')} steps"]
+    if record.get("samples_per_sec"):
+        summary.append(f"{record['samples_per_sec']:,.0f} samples/s")
+    if record.get("test_accuracy") is not None:
+        summary.append(f"test accuracy {record['test_accuracy']:.3f}")
+    if record.get("failures"):
+        summary.append(f"{record['failures']} restart(s) from a checkpoint")
+    target = record.get("target")
+    if target:
+        summary.append(f"{target['metric']} {target['value']:g} reached at step {target['steps']} in {target['seconds']:.1f} s"
+                       if target.get("reached") else f"{target['metric']} {target['value']:g} not reached")
+    console.print(f"trained {arm} at {workers} worker(s): " + ", ".join(summary))
+    console.print(f"wrote {out}/{training.RECORD}; TensorBoard: tensorboard --logdir {out}/tensorboard")
+    return 0 if not target or target.get("reached") else 1
+
+
 def _report(args) -> int:
     from orchestrator import report
     from orchestrator.output import Output, is_uri
@@ -209,7 +277,9 @@ def _k8s_render(args) -> int:
     _check_output_file("--output", args.output, "manifests.yaml")
     workers, max_workers = args.workers, args.max_workers
     job_text = None if args.in_image else Path(args.job).read_text(encoding="utf-8")
-    out_name = None
+    out_name, train = None, None
+    if args.sweep and not args.from_report:
+        raise UserError("k8s render --sweep goes with --from-report (without it the RayJob sweeps the job as it is)")
     if args.from_report:
         from orchestrator import plan
         from orchestrator.recommend import from_report
@@ -227,12 +297,14 @@ def _k8s_render(args) -> int:
         job_text = spec.dump(job, f"{chosen.arm} at the {chosen.workers} worker(s) `orchestrator recommend "
                                   f"{args.from_report}` recommends (from {args.job})")
         out_name = f"{job.name}-{chosen.arm.replace('/', '-')}-w{chosen.workers}"
+        if not args.sweep:  # the step from the answer to the run: train the chosen arm at the chosen size
+            train, out_name = (chosen.arm, chosen.workers), f"{job.name}-train-{chosen.arm.replace('/', '-')}-w{chosen.workers}"
     if workers is None:
         raise UserError("k8s render: pass --workers N, or --from-report DIR")
     scale = manifests.worker_scale(job, workers, args.accelerator, args.topology, max_workers)
     docs = manifests.build(
         job, scale, image=args.image or manifests.DEFAULT_IMAGE,
-        job_file=args.job if args.in_image else None, job_text=job_text, out_name=out_name,
+        job_file=args.job if args.in_image else None, job_text=job_text, out_name=out_name, train=train,
     )
     text = manifests.to_yaml(docs)
     if args.output:
@@ -256,9 +328,29 @@ def _recommend(args) -> int:
         raise UserError(f"--max-workers {args.max_workers}: must be between 1 and 4096")
     _check_output_file("--emit", args.emit, "recommendation.yaml")
     layout = _layout(args)
-    for line in recommend.run(args.dir, args.threshold, args.max_workers, args.emit, layout):
+    for line in recommend.run(args.dir, args.threshold, args.max_workers, args.emit, layout, _pricing(args)):
         print(line)
     return 0
+
+
+def _pricing(args) -> dict | None:
+    """The cost question from recommend's flags, validated; None where none is asked."""
+    from orchestrator import cost
+
+    asked = any(v is not None and v is not False for v in (args.price, args.train_steps, args.epochs, args.deadline,
+                                                            args.budget)) or args.to_target
+    if not asked:
+        return None
+    if args.train_steps is not None and args.train_steps < 1:
+        raise UserError(f"--train-steps {args.train_steps}: must be 1 or more")
+    if args.epochs is not None and args.epochs <= 0:
+        raise UserError(f"--epochs {args.epochs:g}: must be above 0")
+    if args.budget is not None and args.budget < 0:
+        raise UserError(f"--budget {args.budget:g}: must be 0 or more")
+    length = ({"steps": args.train_steps} if args.train_steps else {"epochs": args.epochs} if args.epochs
+              else {"target": True} if args.to_target else None)
+    return {"prices": cost.parse(args.price) if args.price else None, "length": length,
+            "deadline_s": cost.duration(args.deadline) if args.deadline else None, "budget": args.budget}
 
 
 def _layout(args) -> dict | None:

@@ -195,7 +195,42 @@ def _last_steps_median(workers: list[dict], per_worker: list[dict]) -> float:
     return max(medians)
 
 
-def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], launched_wall: float) -> dict:
+def time_to_target(groups: list[list[dict]], target: Optional[dict], samples_metric: Optional[str]) -> Optional[dict]:
+    """Steps, samples and seconds to training.target, from rank 0's reports over every attempt.
+
+    Built-in workloads time it themselves (orchestrator/workloads/target.py: the clock from the first data
+    touch, evaluations on it) and report ``target_reached`` once. A user's function's reports are its
+    evaluations: the first report whose metric meets the target, timed from the function's start (its first
+    data touch is its own), its steps counted in reports and its samples in ``samples_metric``."""
+    if not target:
+        return None
+    from orchestrator.workloads.target import met
+
+    out = {"metric": target["metric"], "value": target["value"], "mode": target.get("mode"), "reached": False}
+    rank0 = [w for group in groups for w in group if w["rank"] == 0]
+    records = [(w, r) for w in rank0 for r in w["records"]]
+    hit = next((r["metrics"]["target_reached"] for _, r in records if "target_reached" in r["metrics"]), None)
+    if hit:
+        return {**out, "reached": True, "steps": hit["step"], "samples": hit["samples"], "seconds": hit["seconds"],
+                "eval_seconds": hit.get("eval_seconds"), "reached_value": hit["value"]}
+    seen = [(w, r) for w, r in records if isinstance(r["metrics"].get(target["metric"]), (int, float))]
+    out["reported"] = bool(seen)
+    if not seen:
+        return out
+    first = rank0[0]
+    samples = 0.0
+    for index, (worker, record) in enumerate(records, 1):
+        samples += float(record["metrics"].get(samples_metric) or 0) if samples_metric else 0.0
+        value = record["metrics"].get(target["metric"])
+        if isinstance(value, (int, float)) and met(float(value), target):
+            return {**out, "reached": True, "steps": index, "samples": samples if samples_metric else None,
+                    "seconds": _on_driver_clock(worker, record["wall"]) - _on_driver_clock(first, first["started_wall"]),
+                    "reached_value": float(value), "steps_unit": "reports"}
+    return out
+
+
+def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], launched_wall: float,
+              target: Optional[dict] = None) -> dict:
     """The trial's measurements from every worker's records (see harness.train_loop_per_worker).
 
     After a failure only the last attempt is measured (its own warm-up excluded): the disturbed interval
@@ -203,6 +238,7 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
     if not workers:
         raise MeasurementError("no worker reported back")
     groups = attempts(workers)
+    reached = time_to_target(groups, target, samples_metric)
     restarts = failures(groups)
     workers = sorted(groups[-1], key=lambda w: w["rank"])
     per_worker = []
@@ -251,4 +287,5 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
         **restarts,
         "per_worker": per_worker,
         "breakdown": broken_down,
+        **({"target": reached} if reached else {}),
     }

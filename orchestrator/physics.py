@@ -1,23 +1,25 @@
 """Pure: a physical model of a data-parallel step, from the measured breakdown (orchestrator/breakdown.py), that
 predicts unmeasured worker counts, other link bandwidths and other node layouts.
 
-Per curve, from its trials' breakdowns (times in ms, per step, at N workers of per-worker batch b_N):
+Per curve, from its trials (times in ms per step, at N workers of per-worker batch b_N):
 
-    local(b)   = input + compute of the step without the all-reduce:  c0 + c1 b    (least squares over the
-                 measured per-worker batches; proportional to b where only one was measured)
-    comm(N)    = the gradient's all-reduce, NCCL's tuner's two algorithms, the faster kept:
+    base(b)    = k1 (c0 + c1 b)        the step without the all-reduce: the breakdown's local step (input +
+                                       compute) fitted against the per-worker batch (least squares; through
+                                       the origin where one batch was measured), times k1 = one worker's timed
+                                       step over its local step (the framework's own cost of a step)
+    comm(N)    = the gradient's all-reduce alone, NCCL's tuner's two algorithms, the faster kept:
                  ring  2(N-1) a + 2(N-1)/N S / B      tree  2 ceil(log2 N) a + 2 S / B
-                 a = the per-hop latency (alpha / 2(n-1) of the microbenchmark's alpha-beta fit at n ranks),
-                 S = the gradient's bytes, B = the bus bandwidth (2(n-1)/n / beta)
-    exposed(N) = the part of comm not hidden behind compute, by one of two forms (chosen by held-out error
-                 where two or more multi-worker counts were measured, else "additive"):
-                 additive   (1 - o) comm(N)                          o: the measured overlap
-                 pollux     (local^g + comm^g)^(1/g) - local         g: fitted (AdaptDL/Pollux's step form)
-    wait(N)    = the measured wait at the largest multi-worker count (a rank waiting for the slowest one)
-    step(N)    = k (local(b_N) s(N) + wait(N) + exposed(N))          k: timed step / sum of the parts, their
-                                                                      mean over the measured trials;
-                                                                      s(N): compute slowdown the caller knows
-                                                                      of (cores shared; 1 on real clusters)
+                 S = the gradient's bytes; B = the bus bandwidth, 2(n-1)/n over the slope of time against bytes
+                 of the microbenchmark's messages of 64 KiB and up; a = the per-hop latency, the median time of
+                 its smaller messages (latency-bound) over the 2(n-1) hops of n ranks
+    step(N)    = base(b_N) s(N) + wait + exposed(N), by one of two forms (chosen by held-out error where two
+                 or more multi-worker counts were measured, else "additive"):
+                 additive   exposed = (1 - o) comm(N)                o: the overlap, fitted to the timed steps
+                                                                     (below 0 where the all-reduce costs more
+                                                                     inside the step than alone)
+                 pollux     base + exposed = (base^g + comm^g)^(1/g) g: fitted (AdaptDL/Pollux's step form)
+                 wait = the breakdown's wait at the largest multi-worker count; s(N) = a compute slowdown the
+                 caller knows of (cores shared: the emulated cluster; 1 on real clusters)
     X(N)       = units per step at N (the global batch, for samples/s) / step(N)
 
 Layouts (``Layout``): the measured one by default (the workers per node the sweep ran with). A what-if gives
@@ -26,8 +28,9 @@ slowest link, so B = min(intra, inter) once the workers span nodes, intra within
 becomes a bus bandwidth through the measured efficiency (measured B / the rate it was measured over) where
 that rate is known (``measured_link_bps``), else it is taken as the bus bandwidth itself.
 
-The band is a bootstrap over the measured trials (one trial per count drawn with replacement, k perturbed by
-its spread over trials, at least 3%): the 10th to 90th percentile of the refitted predictions.
+The band is a bootstrap over the measured trials (one trial per count drawn with replacement, k1 and 1 - o
+perturbed by the measured steps' relative spread about the model's, at least 3%): the 10th to 90th
+percentile of the refitted predictions.
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ class Trial:
     exposed_ms: float
     gradient_bytes: Optional[int]
     alpha_s: Optional[float]
-    beta_s_per_byte: Optional[float]
+    """The all-reduce's latency at the gradient's size (collective_terms)."""
+    bus_bytes_per_s: Optional[float]
     nodes: int
 
     @property
@@ -92,23 +96,49 @@ class Trial:
         return self.local_ms + self.wait_ms + self.exposed_ms
 
 
+LARGE_MESSAGE = 64 * 1024
+"""Bytes from which the microbenchmark's points give the bandwidth: below, latency and a link's burst rule."""
+
+
+def collective_terms(points: list[dict], n: int, gradient_bytes: int) -> Optional[tuple[float, float]]:
+    """(all-reduce latency in s, bus bandwidth in bytes/s) from the microbenchmark's points (bytes, time_ms):
+    the bandwidth from the slope over the large messages (nccl-tests quote busbw at large sizes), the latency
+    as the median of the smaller messages' time beyond their bytes at that bandwidth (the gradient's own
+    all-reduce where no message was small)."""
+    rows = sorted((p["bytes"], 1e-3 * p["time_ms"]) for p in points if p.get("time_ms"))
+    large = [r for r in rows if r[0] >= LARGE_MESSAGE]
+    use = large if len(large) >= 2 else rows
+    if len(use) < 2:
+        return None
+    sizes, times = np.asarray([r[0] for r in use], float), np.asarray([r[1] for r in use], float)
+    slope = float(np.polyfit(sizes, times, 1)[0]) if np.ptp(sizes) > 0 else 0.0
+    if slope <= 0:  # flat: latency-bound at every size measured; the best rate seen is a floor
+        slope = float(min(times / sizes))
+    bus = bus_factor(n) / slope
+    small = [t - bus_factor(n) * b / bus for b, t in rows if b < LARGE_MESSAGE]
+    if not small:
+        at = float(np.interp(gradient_bytes, [r[0] for r in rows], [r[1] for r in rows]))
+        small = [at - bus_factor(n) * gradient_bytes / bus]
+    return max(0.0, statistics.median(small)), bus
+
+
 def from_record(record, metric: str, throughput: float) -> Optional[Trial]:
     """A Trial from a TrialRecord with a breakdown of its step (None without one)."""
     b = record.get("breakdown") or {}
     if b.get("compute_ms") is None or throughput <= 0 or metric not in ("samples_per_sec", "steps_per_sec"):
         return None
     bench = b.get("collective") or {}
-    alpha = beta = None
-    if bench.get("alpha_us") is not None and bench.get("beta_ns_per_kib") is not None:
-        alpha, beta = 1e-6 * bench["alpha_us"], 1e-9 * bench["beta_ns_per_kib"] / 1024
+    size = b.get("gradient_bytes")
+    terms = collective_terms(bench.get("points") or [], record.workers, size) if size and record.workers > 1 else None
+    alpha, bus = terms if terms else (None, None)
     units = (record.get("global_batch") or 0) if metric == "samples_per_sec" else 1
     if not units:
         return None
     return Trial(workers=record.workers, per_worker_batch=float(record.get("per_worker_batch") or units),
                  units_per_step=float(units), throughput=float(throughput),
                  local_ms=float((b.get("input_ms") or 0.0) + b["compute_ms"]), wait_ms=float(b.get("wait_ms") or 0.0),
-                 exposed_ms=float(b.get("exposed_comm_ms") or 0.0), gradient_bytes=b.get("gradient_bytes"),
-                 alpha_s=alpha, beta_s_per_byte=beta, nodes=max(1, len(record.get("nodes") or [])))
+                 exposed_ms=float(b.get("exposed_comm_ms") or 0.0), gradient_bytes=size,
+                 alpha_s=alpha, bus_bytes_per_s=bus, nodes=max(1, len(record.get("nodes") or [])))
 
 
 def comm_ms(n: int, gradient_bytes: float, hop_latency_s: float, bus_bytes_per_s: float) -> float:
@@ -134,8 +164,10 @@ class Physical:
     overlap: float
     gamma: float
     wait_ms: float
-    k: float
-    k_spread: float
+    k1: float
+    """Timed step / the local step in the blocks, at one worker."""
+    spread: float
+    """Relative spread of the measured steps about the model's (at least 3%): the band's jitter."""
     measured_workers_per_node: Optional[int]
     """None: every measured multi-worker trial ran on one node."""
     units_per_step: Callable[[int], float]
@@ -178,13 +210,18 @@ class Physical:
         if comm <= 0:
             return 0.0
         if self.form == "pollux":
-            local = self.local_ms(n)
+            local = self.base_ms(n)
             return (local**self.gamma + comm**self.gamma) ** (1 / self.gamma) - local
         return (1 - self.overlap) * comm
 
+    def base_ms(self, n: int) -> float:
+        """The step without the all-reduce: the local step, as the timed steps take it, slowed down by s(n)."""
+        return self.k1 * self.local_ms(n) * self.slowdown(n)
+
     def step_ms(self, n: int) -> float:
-        wait = self.wait_ms if n > 1 else 0.0
-        return self.k * (self.local_ms(n) * self.slowdown(n) + wait + self.exposed_ms(n))
+        if n <= 1:
+            return self.base_ms(n)
+        return self.base_ms(n) + self.wait_ms + self.exposed_ms(n)
 
     def predict(self, workers: int) -> float:
         n = int(workers)
@@ -192,8 +229,8 @@ class Physical:
 
     def parts(self, workers: int) -> dict:
         n = int(workers)
-        return {"local_ms": self.local_ms(n) * self.slowdown(n), "wait_ms": self.wait_ms if n > 1 else 0.0,
-                "comm_ms": self.comm_ms(n), "exposed_comm_ms": self.exposed_ms(n), "k": self.k,
+        return {"local_ms": self.base_ms(n), "wait_ms": self.wait_ms if n > 1 else 0.0,
+                "comm_ms": self.comm_ms(n), "exposed_comm_ms": self.exposed_ms(n) if n > 1 else 0.0,
                 "step_ms": self.step_ms(n), "bus_bandwidth_gbps": self.bandwidth(n) / 1e9 if n > 1 else None}
 
     def band(self, workers: int) -> tuple[float, float]:
@@ -214,7 +251,7 @@ class Physical:
                            "hop_latency_us": 1e6 * self.hop_latency_s,
                            "bus_bandwidth_gbps": self.bus_bytes_per_s / 1e9, "gradient_bytes": self.gradient_bytes,
                            "overlap": self.overlap, "gamma": self.gamma if self.form == "pollux" else None,
-                           "wait_ms": self.wait_ms, "k": self.k,
+                           "wait_ms": self.wait_ms, "k_one_worker": self.k1, "spread": self.spread,
                            "measured_workers_per_node": self.measured_workers_per_node}}
 
 
@@ -241,7 +278,7 @@ def _gamma(pairs: list[tuple[float, float, float]]) -> float:
 def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_worker_batch: Callable[[int], float],
                form: Optional[str] = None, seed: int = 0, bootstrap: bool = True) -> Optional[Physical]:
     """The model from measured trials; None without a multi-worker trial whose all-reduce was measured."""
-    multi = [t for t in trials if t.workers > 1 and t.alpha_s is not None and t.beta_s_per_byte and t.gradient_bytes]
+    multi = [t for t in trials if t.workers > 1 and t.alpha_s is not None and t.bus_bytes_per_s and t.gradient_bytes]
     if not multi or not trials:
         return None
     by_batch: dict[float, list[float]] = {}
@@ -249,16 +286,26 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
         by_batch.setdefault(t.per_worker_batch, []).append(t.local_ms)
     c0, c1 = _linear(list(by_batch), [statistics.fmean(v) for v in by_batch.values()])
     hop = statistics.fmean(t.alpha_s / (2 * (t.workers - 1)) for t in multi)
-    bus = statistics.fmean(bus_factor(t.workers) / t.beta_s_per_byte for t in multi)
+    bus = statistics.fmean(t.bus_bytes_per_s for t in multi)
     size = int(multi[0].gradient_bytes)
-    comms = [comm_ms(t.workers, size, hop, bus) for t in multi]
-    overlap = statistics.fmean(min(1.0, max(0.0, 1 - t.exposed_ms / c)) for t, c in zip(multi, comms))
-    gamma = _gamma([(t.local_ms, c, t.local_ms + t.exposed_ms) for t, c in zip(multi, comms)])
     top = max(t.workers for t in multi)
     wait = statistics.fmean(t.wait_ms for t in multi if t.workers == top)
-    ks = [t.step_ms / t.parts_ms for t in trials if t.parts_ms > 0]
-    k = statistics.fmean(ks)
-    spread = max(K_FLOOR, statistics.stdev(ks) / k if len(ks) > 1 else 0.0)
+    # One worker's timed step over its local step in the blocks: the framework's own cost of a step (DDP's hooks,
+    # the timed loop) that the local blocks leave out; without a 1-worker trial, the multi-worker trials' parts.
+    singles = [t.step_ms / t.local_ms for t in trials if t.workers == 1 and t.local_ms > 0]
+    k1 = statistics.fmean(singles) if singles else statistics.fmean(
+        (t.step_ms - t.wait_ms - t.exposed_ms) / t.local_ms for t in multi)
+    k1 = max(k1, 1e-3)
+
+    def base(t: Trial) -> float:
+        return k1 * max(1e-6, c0 + c1 * t.per_worker_batch)
+
+    comms = [comm_ms(t.workers, size, hop, bus) for t in multi]
+    # The timed step's exposure of the all-reduce (alone: comm): r = 1 - overlap, below 0 overlap where it costs
+    # more inside the step than alone (its buckets, hooks, the cores it shares with compute); r within [0, 3].
+    ratios = [min(3.0, max(0.0, (t.step_ms - base(t) - wait) / c)) for t, c in zip(multi, comms)]
+    overlap = 1 - statistics.fmean(ratios)
+    gamma = _gamma([(base(t), c, max(t.step_ms - wait, base(t))) for t, c in zip(multi, comms)])
     per_node = sorted({math.ceil(t.workers / t.nodes) for t in multi if t.nodes > 1})
     counts = sorted({t.workers for t in trials})
     multi_counts = sorted({t.workers for t in multi})
@@ -270,9 +317,11 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
             chosen = min(FORMS, key=lambda f: scores[f])
             loo = scores[chosen]
     model = Physical(form=chosen, c0_ms=c0, c1_ms=c1, hop_latency_s=hop, bus_bytes_per_s=bus, gradient_bytes=size,
-                     overlap=overlap, gamma=gamma, wait_ms=wait, k=k, k_spread=spread,
+                     overlap=overlap, gamma=gamma, wait_ms=wait, k1=k1, spread=K_FLOOR,
                      measured_workers_per_node=per_node[-1] if per_node else None,
                      units_per_step=units_per_step, per_worker_batch=per_worker_batch, measured=counts, loo_error=loo)
+    residuals = [t.step_ms / model.step_ms(t.workers) for t in trials]
+    model.spread = max(K_FLOOR, statistics.stdev(residuals) if len(residuals) > 1 else 0.0)
     x = np.asarray([t.throughput for t in trials])
     fitted = np.asarray([model.predict(t.workers) for t in trials])
     ss_tot = float(((x - x.mean()) ** 2).sum())
@@ -306,7 +355,8 @@ def _bootstrap(trials: list[Trial], model: Physical, seed: int) -> list[Physical
         refit = fit_trials(drawn, model.units_per_step, model.per_worker_batch, form=model.form, bootstrap=False)
         if refit is None:
             continue
-        samples.append(replace(refit, k=refit.k * (1 + rng.normal(0, model.k_spread))))
+        samples.append(replace(refit, k1=refit.k1 * (1 + rng.normal(0, model.spread)),
+                               overlap=1 - (1 - refit.overlap) * (1 + rng.normal(0, model.spread))))
     return samples
 
 

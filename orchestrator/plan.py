@@ -7,7 +7,7 @@ launcher's description of the Ray Train trainer it would construct.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
 from orchestrator.errors import ClusterTooSmall
@@ -65,6 +65,15 @@ class TrialPlan:
     breakdown: Optional[dict] = None
     """measure.breakdown's settings (blocks, steps, repeats), None when off: built-in workloads break their
     step down; for a user's function the harness runs the collective microbenchmark after it."""
+    target: Optional[dict] = None
+    """training.target (metric, value, every, mode): what each trial's time to target is timed to."""
+    pricing: Optional[dict] = None
+    """The job's pricing: block (per resource-hour), carried to the record for the report's costs."""
+    train_samples: Optional[int] = None
+    """Built-in workloads: the training set's size (an epoch, for the report's costs)."""
+    run_name: Optional[str] = None
+    """Ray Train's run name where it must stay the same across reruns (``orchestrator train``: a rerun with the
+    same output directory resumes from the run's latest checkpoint); None: a fresh name per trial."""
     controller_env: dict[str, str] = field(default_factory=dict)
     """Ray Train launchers: the settings its controller reads from the driver's environment (placement and
     report timeouts, poll interval), applied while the trial runs and restored after."""
@@ -97,7 +106,8 @@ class TrialPlan:
 
 # Plan fields that do not change what a trial runs: derived (arm, replicas, controller_env from the
 # reliability settings) or a label (scaling).
-_LABELS = ("arm", "scaling", "replicas", "controller_env", "breakdown")
+_LABELS = ("arm", "scaling", "replicas", "controller_env", "breakdown", "run_name", "target", "pricing",
+           "train_samples")
 
 # Read by Ray Train's controller from the driver's environment: how long a worker group may wait for its
 # placement group, and how long its workers may wait for each other in ray.train.report; and how often the
@@ -166,6 +176,16 @@ def breakdown_settings(spec: JobSpec) -> Optional[dict]:
     return {"blocks": m.breakdown_blocks, "steps": m.breakdown_steps, "repeats": m.collective_repeats}
 
 
+def target_settings(spec: JobSpec) -> Optional[dict]:
+    """training.target with its direction resolved, or None."""
+    from orchestrator.workloads.target import direction
+
+    t = spec.training.target
+    if t is None:
+        return None
+    return {"metric": t.metric, "value": t.value, "every": t.every, "mode": direction(t.metric, t.mode)}
+
+
 def build(spec: JobSpec) -> list[TrialPlan]:
     """Every (arm, worker count, repeat) of the job, in the order they run.
 
@@ -220,6 +240,8 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         "export": {"latency_runs": spec.deploy.latency_runs} if export else None,
                         "breakdown": breakdown_settings(spec),
                     }
+                    if target_settings(spec):  # only where set: a job without one plans as before
+                        config["target"] = target_settings(spec)
                     workload = spec.workload.model
                 else:
                     per_worker_batch = None  # the user's function owns its batching
@@ -255,12 +277,45 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         scaling=spec.batch.scaling if spec.workload.is_builtin else spec.workload.user_scaling,
                         replicas=replicas,
                         breakdown=breakdown_settings(spec),
+                        target=target_settings(spec),
+                        pricing=spec.pricing,
+                        train_samples=data.train_size(spec.dataset.name, spec.dataset.num_samples)
+                        if spec.workload.is_builtin else None,
                         controller_env=controller_env(spec.reliability.placement_timeout_s,
                                                       spec.reliability.collective_timeout_s)
                         if uses_ray_train(spec.launcher, arm.strategy) else {},
                     )
                 )
     return plans
+
+
+TRAIN_MAX_FAILURES = 3
+"""``orchestrator train``'s restarts where the job sets none: the production run is fault-tolerant."""
+
+
+def training_plan(spec: JobSpec, arm_key: str, workers: int) -> TrialPlan:
+    """One training run of ``arm_key`` at ``workers`` (``orchestrator train``), not a measurement: Ray Train
+    (restarts from the latest checkpoint, reliability.max_failures or 3), a checkpoint every
+    training.checkpoint_every steps (or every report where unset), no step breakdown, a run name that stays the
+    same so that a rerun resumes, and stopping at training.target where one is set."""
+    from orchestrator.spec import at_scale
+
+    job = at_scale(spec, arm_key, workers)
+    (one,) = build(job)
+    config = dict(one.train_config)
+    if one.execution is not None:  # a built-in workload
+        config["breakdown"] = None
+        config["checkpoint_every"] = job.training.checkpoint_every or job.training.report_every
+        if config.get("target"):
+            config["target"] = {**config["target"], "stop": True}
+        config["export"] = {"latency_runs": job.deploy.latency_runs} if job.deploy.export else None
+    max_failures = job.reliability.max_failures or TRAIN_MAX_FAILURES
+    # Throughput over every step: a resumed run may have fewer reports left than a sweep's warm-up.
+    return replace(one, train_config=config, breakdown=None, launcher="ray_train", max_failures=max_failures,
+                   warmup_steps=0,
+                   export=job.deploy.export and one.execution is not None,
+                   run_name=f"train-{job.name}-{one.arm.replace('/', '-')}-w{workers}",
+                   controller_env=controller_env(job.reliability.placement_timeout_s, job.reliability.collective_timeout_s))
 
 
 def check_fits(plans: list[TrialPlan], total: dict[str, float], nodes: list[dict[str, float]]) -> None:

@@ -22,7 +22,7 @@ import yaml
 from orchestrator import analysis, report, results
 from orchestrator.errors import UserError
 from orchestrator.plan import SINGLE_WORKER_STRATEGIES, ray_workers_for
-from orchestrator.report.tables import recommendation_lines
+from orchestrator.report.tables import cost_lines, recommendation_lines
 
 
 def _load(out: Path) -> results.Results:
@@ -36,11 +36,12 @@ def _load(out: Path) -> results.Results:
 
 
 def run(out_dir: str, threshold: float, max_workers: Optional[int], emit: Optional[str],
-        layout: Optional[dict] = None) -> list[str]:
-    """``layout`` (orchestrator.physics.Layout's fields): a what-if for the physical model, stored with the
-    other settings so that the reports show it."""
+        layout: Optional[dict] = None, pricing: Optional[dict] = None) -> list[str]:
+    """``layout`` (orchestrator.physics.Layout's fields): a what-if for the physical model; ``pricing``
+    (prices, length, deadline_s, budget): the cost question. Both stored with the other settings so that the
+    reports show them."""
     out = Path(out_dir)
-    settings = {"threshold": threshold, "max_workers": max_workers, "layout": layout}
+    settings = {"threshold": threshold, "max_workers": max_workers, "layout": layout, "pricing": pricing}
     found = _load(out)
     data = analysis.analyze(found, settings)
     if not data["recommendations"]:
@@ -49,9 +50,14 @@ def run(out_dir: str, threshold: float, max_workers: Optional[int], emit: Option
     if layout and not any(r["model"] == "physical" for r in data["recommendations"]):
         raise UserError(f"{out}: --bandwidth/--workers-per-node need the physical model, and no curve's trials "
                         "measured their step breakdown; sweep again with measure.breakdown: true")
+    if pricing and data.get("cost") is None:
+        raise UserError("no prices: pass --price (e.g. cpu=0.04,gpu=2.5), or set pricing: in the job")
+    if pricing and (pricing.get("length") or {}).get("target") and not data["time_to_target"]["rows"]:
+        raise UserError(f"--to-target: no trial in {out} was timed to a target; set training.target in the job "
+                        "and sweep again")
     results.write_atomic(out / report.SETTINGS, json.dumps(settings, sort_keys=True) + "\n")
     report.write(out, data)  # the same analysis `orchestrator report` renders from the stored settings
-    lines = recommendation_lines(data)
+    lines = recommendation_lines(data) + cost_lines(data)
     if emit:
         results.write_atomic(emit, emitted(data, _curve_settings(found)))
         lines.append(f"wrote {emit}")

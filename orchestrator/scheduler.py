@@ -225,7 +225,8 @@ def _adaptive_sweep(spec: JobSpec, plans: list[TrialPlan], run: Callable, progre
     return decisions
 
 
-def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict, out_dir: Optional[Path] = None) -> dict:
+def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict, out_dir: Optional[Path] = None,
+              watch: Optional[Callable] = None) -> dict:
     """Run one trial and return its results.jsonl record; a failure is recorded, not raised."""
     from orchestrator import trial
 
@@ -242,12 +243,13 @@ def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict, out_dir: Op
     started = time.time()
     saved: dict = {}
     try:
-        run = trial.run(plan, storage)
+        run = trial.run(plan, storage, watch=watch)
         if out_dir is not None:  # a failed trial's files too: nothing a worker wrote is lost
             saved = artifacts.save(out_dir, plan.trial_id, run.files, run.skipped_files)
         if run.error is not None:
             raise run.error
-        summary = measure.summarize(run.workers, plan.warmup_steps, plan.samples_metric, run.launched_wall)
+        summary = measure.summarize(run.workers, plan.warmup_steps, plan.samples_metric, run.launched_wall,
+                                    plan.target)
         record.update(status="ok", error=None, wall_time_s=run.ended_wall - run.launched_wall,
                       launched_at=run.launched_wall, **summary)
         record["metric"] = results.metric_of(record)

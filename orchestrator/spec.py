@@ -230,6 +230,20 @@ class Batch(_Strict):
         return self
 
 
+class Target(_Strict):
+    """A quality to train to (MLPerf Training's time-to-train): each trial records the steps, samples and
+    seconds until its evaluation first meets it, the clock on from the first data touch."""
+
+    metric: str = Field(min_length=1)
+    """Built-in workloads: test_accuracy (evaluated every ``every`` steps, outside the timed steps) or loss (the
+    training loss). A user's function: a metric it passes to ray.train.report."""
+    value: float
+    every: int = Field(default=50, ge=1, le=MAX_STEPS)
+    """Built-in workloads: evaluate every this many steps. A user's function's own reports are its evaluations."""
+    mode: Optional[Literal["max", "min"]] = None
+    """Which way is better (default: min for a loss or error, max otherwise)."""
+
+
 class Training(_Strict):
     steps: Optional[int] = Field(default=None, ge=1, le=MAX_STEPS)
     """Optimiser steps per trial (every worker takes the same number). Built-in workloads need ``steps``
@@ -247,6 +261,7 @@ class Training(_Strict):
     learning_rate: float = Field(default=0.05, gt=0, le=10)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    target: Optional[Target] = None
 
     @model_validator(mode="after")
     def _one_length(self) -> "Training":
@@ -357,6 +372,23 @@ class JobSpec(_Strict):
     storage_path: Optional[str] = None
     """Where Ray Train keeps trial state: a local path, or a URI such as s3://bucket/prefix (default: the
     sweep's output dir)."""
+    pricing: Optional[dict[str, float]] = None
+    """Price per resource-hour (cpu, gpu, tpu, or a custom resource), e.g. {cpu: 0.04, gpu: 2.5}: the report
+    prices each size's time to train (`orchestrator recommend --price` overrides it)."""
+
+    @field_validator("pricing")
+    @classmethod
+    def _prices(cls, value: Optional[dict]) -> Optional[dict]:
+        if value is None:
+            return None
+        for name, price in value.items():
+            if price < 0:
+                raise ValueError(f"{name} costs {price:g}; a price must be 0 or more")
+        if not value:
+            raise ValueError("empty: give a price per resource-hour, e.g. {cpu: 0.04}")
+        from orchestrator.cost import NAMES
+
+        return {NAMES.get(k.lower(), k): float(v) for k, v in value.items()}
 
     @field_validator("name")
     @classmethod
@@ -422,6 +454,14 @@ class JobSpec(_Strict):
             )
         if self.training.steps is None and self.training.epochs is None:
             raise ValueError("training: set 'steps' or 'epochs' for a built-in workload")
+        target = self.training.target
+        if target is not None:
+            from orchestrator.workloads.target import BUILTIN_METRICS
+
+            if target.metric not in BUILTIN_METRICS:
+                raise ValueError(f"training.target.metric {target.metric!r}: the built-in workloads report "
+                                 f"{' and '.join(BUILTIN_METRICS)}; use one of them, or a user's function that "
+                                 "reports it")
         if self.batch.global_ is not None and self.batch.scaling == "strong":
             for count in self.sweep.workers:
                 if self.batch.global_ % count:

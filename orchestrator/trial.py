@@ -67,7 +67,7 @@ def _recorder_class():
     return Recorder
 
 
-def run(plan: TrialPlan, storage_path: str) -> TrialRun:
+def run(plan: TrialPlan, storage_path: str, watch=None, watch_every_s: float = 2.0) -> TrialRun:
     """Build the trainer the plan describes and fit it.
 
     A failure is returned in TrialRun.error, with what the workers recorded and wrote: a TrialError with a
@@ -88,6 +88,7 @@ def run(plan: TrialPlan, storage_path: str) -> TrialRun:
     trainer = launchers.for_plan(plan).make_trainer(plan, harness.train_loop_per_worker, loop_config, storage_path)
     launched = time.time()
     failure = None
+    watching = _watch(recorder, watch, watch_every_s) if watch else None
     try:
         try:
             with launchers.controller_environment(plan):
@@ -97,6 +98,8 @@ def run(plan: TrialPlan, storage_path: str) -> TrialRun:
         ended = time.time()
         files, skipped, workers = _collect(recorder, failed=failure is not None)
     finally:
+        if watching:
+            watching.set()
         ray.kill(recorder)
     error = None
     if failure is not None:
@@ -105,6 +108,26 @@ def run(plan: TrialPlan, storage_path: str) -> TrialRun:
             error.__cause__ = failure
     return TrialRun(launched_wall=launched, ended_wall=ended, workers=workers, files=files, skipped_files=skipped,
                     error=error)
+
+
+def _watch(recorder, watch, every_s: float):
+    """Call ``watch(workers)`` with what the workers recorded so far, every ``every_s``, until the event is set
+    (``orchestrator train``'s progress). A recorder that does not answer in time is asked again later."""
+    import threading
+
+    import ray
+
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(every_s):
+            try:
+                watch(ray.get(recorder.get.remote(), timeout=every_s * 5))
+            except Exception:  # progress is a display: never let it stop training
+                continue
+
+    threading.Thread(target=loop, daemon=True, name="trial-watch").start()
+    return stop
 
 
 def _collect(recorder, failed: bool) -> tuple[dict, list, list[dict]]:

@@ -342,10 +342,11 @@ def build(
     job_file: Optional[str] = None,
     job_text: Optional[str] = None,
     out_name: Optional[str] = None,
+    train: Optional[tuple[str, int]] = None,
 ) -> list[dict]:
-    """Every resource of one sweep. ``job_file`` is a path inside the image (the shipped jobs/), or, with
-    ``job_text``, the spec travels in a ConfigMap mounted on the head. Results go to /results/``out_name``
-    (default: the job's name)."""
+    """Every resource of one sweep, or with ``train`` (arm, workers) of one training run (`orchestrator
+    train`). ``job_file`` is a path inside the image (the shipped jobs/), or, with ``job_text``, the spec
+    travels in a ConfigMap mounted on the head. Results go to /results/``out_name`` (default: the job's name)."""
     cluster = f"{APP}-{spec.name}"[:63].rstrip("-.")
     docs = [*rbac(), results_claim()]
     config_map = None
@@ -360,7 +361,13 @@ def build(
     else:
         job_path = job_file or f"jobs/{spec.name}.yaml"
     docs.append(ray_cluster(cluster, scale, image, config_map))
-    docs.append(ray_job(f"{cluster}-sweep"[:63], cluster, f"orchestrator sweep {job_path} --out /results/{out_name or spec.name}"))
+    out = f"/results/{out_name or spec.name}"
+    if train:
+        arm, workers = train
+        docs.append(ray_job(f"{cluster}-train"[:63], cluster,
+                            f"orchestrator train {job_path} --arm {arm} --workers {workers} --out {out}"))
+    else:
+        docs.append(ray_job(f"{cluster}-sweep"[:63], cluster, f"orchestrator sweep {job_path} --out {out}"))
     docs += network_policies(cluster)
     return docs
 

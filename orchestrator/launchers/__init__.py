@@ -99,7 +99,9 @@ def run_config(plan, storage_path: str):
     from ray.train import FailureConfig, RunConfig
 
     return RunConfig(
-        name=f"{plan.job}-{plan.trial_id}-{uuid.uuid4().hex[:8]}",
+        # A training run keeps its name, so that Ray Train restores its latest checkpoint on a rerun; a sweep's
+        # trial is a fresh measurement each time.
+        name=plan.run_name or f"{plan.job}-{plan.trial_id}-{uuid.uuid4().hex[:8]}",
         storage_path=storage_path,
         worker_runtime_env={"env_vars": dict(plan.env)},
         # A worker group that cannot be placed is a controller failure: by default Ray Train retries those

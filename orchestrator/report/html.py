@@ -9,7 +9,8 @@ from html import escape
 
 from orchestrator.report import plots
 from orchestrator.report.tables import (BREAKDOWN_NOTE, breakdown_table, comparison_sentences, efficiency_footer, fmt,
-                                        recommendation_lines, recovery_lines, rows, trial_counts, unit)
+                                        recommendation_lines, recovery_lines, rows, trial_counts, unit,
+                                        target_table, cost_lines, cost_table)
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#222;padding:0 1rem;
@@ -58,6 +59,21 @@ def page(data: dict) -> str:
         parts += [f"<li>{escape(line)}</li>" for line in advice]
         parts.append("</ul><p class=note>Dashed lines are the fitted model, the shaded band the 10th–90th "
                      "percentile of a bootstrap over repeats; beyond the measured counts they extrapolate.</p>")
+    header, body = target_table(data)
+    if body:
+        parts.append("<h2>Time to target</h2><p class=note>From the first data touch to the evaluation that first "
+                     "meets the target; statistical efficiency: samples to target at the smallest count that "
+                     "reached it over samples to target at N.</p>")
+        parts.append(_table(header, body))
+    priced = cost_lines(data)
+    if priced:
+        parts.append("<h2>What each size costs</h2><ul>" + "".join(f"<li>{escape(line)}</li>" for line in priced)
+                     + "</ul>")
+        header, body = cost_table(data)
+        if body:
+            frameworks = {c["name"]: c["framework"] for c in curves}
+            parts.append(f"<div class=plots><figure>{plots.cost_svg(data['cost']['rows'], frameworks)}</figure></div>")
+            parts.append(_table(header, body))
     parts.append("<h2>Scaling table</h2>")
     parts.append(_table(
         ["framework", "strategy", "execution", "workload", "workers", "repeats", "throughput", "±", "unit",

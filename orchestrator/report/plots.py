@@ -177,6 +177,31 @@ def bandwidth_svg(rows: list[dict]) -> str:
     return _svg(figure)
 
 
+def cost_svg(rows: list[dict], frameworks: dict[str, str]) -> str:
+    """Cost against time to train, one line per curve through its worker counts (labelled with N)."""
+    figure, axes = _figure()
+    by_curve: dict[str, list[dict]] = {}
+    for r in rows:
+        by_curve.setdefault(r["name"], []).append(r)
+    for index, (name, mine) in enumerate(sorted(by_curve.items())):
+        palette = COLORS.get(frameworks.get(name, ""), ("#7f7f7f", "#bcbd22", "#e377c2"))
+        color, marker = palette[index % len(palette)], MARKERS[index % len(MARKERS)]
+        mine = sorted(mine, key=lambda r: r["workers"])
+        axes.plot([r["seconds"] / 3600 for r in mine], [r["cost"] for r in mine], color=color, marker=marker,
+                  markersize=4, label=mine[0]["label"])
+        for r in mine:
+            if r["measured"] or r["workers"] in (1, 2, 4, 8, 16, 32, 64):
+                axes.annotate(str(r["workers"]), (r["seconds"] / 3600, r["cost"]), fontsize=7,
+                              textcoords="offset points", xytext=(3, 3))
+    axes.set_xscale("log")
+    axes.set_xlabel("time to train, hours (log; labels: workers)")
+    axes.set_ylabel("cost (price units)")
+    axes.set_title("Cost against time to train")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    return _svg(figure)
+
+
 EXECUTION_COLORS = {"eager": "#9467bd", "compiled": "#2ca02c", "xla": "#ff7f0e"}
 
 

@@ -120,6 +120,8 @@ def markdown(data: dict) -> str:
                   "as much as scaling."]
     lines += breakdown_markdown(data)
     lines += recommendation_markdown(data)
+    lines += target_markdown(data)
+    lines += cost_markdown(data)
     lines += beyond_speed_markdown(data)
     recoveries = recovery_lines(data)
     if recoveries:
@@ -283,6 +285,83 @@ def recommendation_lines(data: dict) -> list[str]:
         )
     elif verdict:
         out.append(f"No curve is ranked best: {verdict['reason']}.")
+    return out
+
+
+def duration_text(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def target_table(data: dict) -> tuple[list[str], list[list]]:
+    rows_ = (data.get("time_to_target") or {}).get("rows") or []
+    header = ["curve", "workers", "target", "reached", "time to target", "steps", "samples", "speedup",
+              "statistical efficiency"]
+    body = [[r["label"], r["workers"], f"{r['metric']} {r['value']:g}", f"{r['reached']}/{r['trials']}",
+             duration_text(r["seconds"]) if r["seconds"] else "–",
+             f"{r['steps']:.0f}" + (" reports" if r.get("steps_unit") == "reports" else "") if r["steps"] else "–",
+             fmt(r["samples"]) if r["samples"] else "–", f"{r['speedup']:.2f}x" if r.get("speedup") else "–",
+             fmt(r.get("statistical_efficiency"), pct=True) if r.get("statistical_efficiency") else "–"]
+            for r in rows_]
+    return header, body
+
+
+def target_markdown(data: dict) -> list[str]:
+    header, body = target_table(data)
+    if not body:
+        return []
+    lines = ["", "## Time to target", "", "The clock runs from the first data touch to the evaluation that first "
+             "meets the target (MLPerf Training's time-to-train); statistical efficiency is samples to target at the "
+             "smallest count that reached it over samples to target at N.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md(str(c)) for c in row) + " |" for row in body]
+    lines += [f"- {_md(n)}" for n in (data.get("time_to_target") or {}).get("notes") or []]
+    return lines
+
+
+def cost_lines(data: dict) -> list[str]:
+    priced = data.get("cost")
+    if not priced or not priced.get("rows"):
+        return [priced["note"]] if priced and priced.get("note") else []
+    length = priced["length"]
+    what = (f"{length['steps']} steps" if "steps" in length else f"{length['epochs']:g} epochs" if "epochs" in length
+            else "the target")
+    prices = ", ".join(f"{k} {v:g}/h" for k, v in sorted(priced["prices"].items()))
+    out = [f"Training {what} at {prices}:"]
+    for answer in priced["answers"]:
+        cheap, fast = answer["cheapest_within_deadline"], answer["fastest_within_budget"]
+        deadline = f" within {duration_text(priced['deadline_s'])}" if priced.get("deadline_s") else ""
+        budget = f" within a budget of {priced['budget']:g}" if priced.get("budget") is not None else ""
+        text = f"{answer['label']}: cheapest{deadline}: "
+        text += (f"{cheap['workers']} worker(s), {duration_text(cheap['seconds'])} for {cheap['cost']:.4g}" if cheap
+                 else "no size meets the deadline")
+        text += f"; fastest{budget}: "
+        text += (f"{fast['workers']} worker(s), {duration_text(fast['seconds'])} for {fast['cost']:.4g}" if fast
+                 else "no size fits the budget")
+        out.append(text + ".")
+    return out
+
+
+def cost_table(data: dict) -> tuple[list[str], list[list]]:
+    priced = data.get("cost") or {}
+    header = ["curve", "workers", "time to train", "per hour", "cost", "measured"]
+    body = [[r["label"], r["workers"], duration_text(r["seconds"]), f"{r['cost_per_hour']:.4g}", f"{r['cost']:.4g}",
+             "yes" if r["measured"] else "predicted"] for r in priced.get("rows") or []]
+    return header, body
+
+
+def cost_markdown(data: dict) -> list[str]:
+    lines = cost_lines(data)
+    if not lines:
+        return []
+    out = ["", "## What each size costs", "", *[f"- {_md(line)}" for line in lines]]
+    header, body = cost_table(data)
+    if body:
+        out += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(_md(str(c)) for c in row) + " |" for row in body]
     return out
 
 

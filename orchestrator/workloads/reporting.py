@@ -130,12 +130,17 @@ class StepLog:
         self.writer[1]()
 
 
-def write_step(directory: str | Path, step: int) -> None:
-    (Path(directory) / "step.json").write_text(json.dumps({"step": step}))
+def write_step(directory: str | Path, step: int, extra: Optional[dict] = None) -> None:
+    (Path(directory) / "step.json").write_text(json.dumps({**(extra or {}), "step": step}))
 
 
 def read_step(directory: str | Path) -> int:
     return int(json.loads((Path(directory) / "step.json").read_text())["step"])
+
+
+def read_extra(directory: str | Path) -> dict:
+    """What write_step saved beside the step (the target clock)."""
+    return json.loads((Path(directory) / "step.json").read_text())
 
 
 def _print_summary(metrics: dict) -> None:

@@ -45,10 +45,12 @@ from orchestrator.workloads.reporting import (  # noqa: E402
     default_config,
     export_dir,
     latest_checkpoint,
+    read_extra,
     read_step,
     reporter,
     write_step,
 )
+from orchestrator.workloads.target import TargetClock  # noqa: E402
 
 
 def make_strategy(name: str | None, replicas: int, timeout_s: int | None = None) -> tf.distribute.Strategy:
@@ -166,11 +168,15 @@ def train_loop(config: dict) -> None:
         hvd.broadcast_variables(model.variables, root_rank=0)
     report = reporter()
     state = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    first_step = 1
+    first_step, clock_state = 1, None
     with latest_checkpoint() as restored:
         if restored is not None:  # a restart after a failure: carry on from the last checkpoint
             state.read(str(restored / "state")).assert_existing_objects_matched()
             first_step = read_step(restored) + 1
+            clock_state = read_extra(restored).get("target_clock")
+    clock = TargetClock(config.get("target"), lambda: accuracy(model, x_test, y_test),
+                        global_batch * workers if hvd else global_batch, clock_state)
+    clock.check_start()
 
     logdir = artifacts_dir("tensorboard") if rank == 0 else None
 
@@ -195,6 +201,7 @@ def train_loop(config: dict) -> None:
     step_times: list[float] = []
     losses: list[float] = []
     for step in range(first_step, config["steps"] + 1):
+        clock.touch()
         start = time.perf_counter()
         loss_value = float(train_step(stream))  # .numpy() waits for the step, so the time is the step's
         step_times.append(time.perf_counter() - start)
@@ -202,9 +209,10 @@ def train_loop(config: dict) -> None:
         if step == 1:
             first_step_wall = time.time()  # when step 1 was done: the end of the time to first step
 
-        last = step == config["steps"]
+        hit = clock.after(step, loss_value)  # outside the timed step
+        last = step == config["steps"] or clock.stop
         checkpoint_now = every and step % every == 0 and not last
-        if step % config["report_every"] == 0 or last or checkpoint_now:
+        if step % config["report_every"] == 0 or last or checkpoint_now or hit:
             metrics = {
                 "step": step,
                 "loss": loss_value,
@@ -212,6 +220,8 @@ def train_loop(config: dict) -> None:
                 "samples": worker_batch * len(step_times),
                 "step_times_s": step_times,
             }
+            if hit:
+                metrics["target_reached"] = hit
             if step - len(step_times) < 1 <= step:
                 metrics["first_step_wall"] = first_step_wall
             if log:
@@ -225,11 +235,13 @@ def train_loop(config: dict) -> None:
                 with checkpoint_dir() as directory:
                     # Every worker writes (variables are mirrored); rank 0's copy is the checkpoint.
                     state.write(f"{directory}/state")
-                    write_step(directory, step)
+                    write_step(directory, step, {"target_clock": clock.state()})
                     report({**metrics, "checkpoint_step": step}, directory if rank == 0 else None)
             else:
                 report(metrics)
             step_times, losses = [], []
+        if last:
+            break
     if log:
         log.close()
     directory = export_dir(config, rank)

@@ -40,6 +40,7 @@ from orchestrator.workloads.reporting import (
     reporter,
     tensorboard_without_tensorflow,
 )
+from orchestrator.workloads.target import TargetClock
 
 
 class MLP(nn.Module):
@@ -141,18 +142,23 @@ def train_loop(config: dict) -> None:
 
     log = StepLog(open_writer, config["per_worker_batch"] * world) if logdir else None
 
-    first_step = 1
+    first_step, clock_state = 1, None
     with latest_checkpoint() as restored:
         if restored is not None:  # a restart after a failure: carry on from the last checkpoint
             state = torch.load(restored / "state.pt", map_location=device, weights_only=True)
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             first_step = int(state["step"]) + 1
+            clock_state = state.get("target_clock")
+    clock = TargetClock(config.get("target"), lambda: accuracy(net, x_test, y_test, device),
+                        config["per_worker_batch"] * world, clock_state)
+    clock.check_start()
 
     every = config.get("checkpoint_every") or 0
     step_times: list[float] = []
     losses: list[float] = []
     for step in range(first_step, config["steps"] + 1):
+        clock.touch()
         start = time.perf_counter()
         loss_value = train_step(model, optimizer, next(stream), device)
         step_times.append(time.perf_counter() - start)
@@ -160,15 +166,18 @@ def train_loop(config: dict) -> None:
         if step == 1:
             first_step_wall = time.time()  # when step 1 was done: the end of the time to first step
 
-        last = step == config["steps"]
+        hit = clock.after(step, loss_value)  # outside the timed step
+        last = step == config["steps"] or clock.stop
         checkpoint_now = every and step % every == 0 and not last
-        if step % config["report_every"] == 0 or last or checkpoint_now:
+        if step % config["report_every"] == 0 or last or checkpoint_now or hit:
             metrics = {
                 "step": step,
                 "loss": loss_value,
                 "samples": config["per_worker_batch"] * len(step_times),
                 "step_times_s": step_times,
             }
+            if hit:
+                metrics["target_reached"] = hit
             if step - len(step_times) < 1 <= step:
                 metrics["first_step_wall"] = first_step_wall
             if log:
@@ -181,12 +190,15 @@ def train_loop(config: dict) -> None:
                 with checkpoint_dir() as directory:
                     # Every rank reports; rank 0's state is the checkpoint (DDP keeps the ranks identical).
                     if rank == 0:
-                        state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+                        state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                                 "target_clock": clock.state()}
                         torch.save(state, f"{directory}/state.pt")
                     report({**metrics, "checkpoint_step": step}, directory if rank == 0 else None)
             else:
                 report(metrics)
             step_times, losses = [], []
+        if last:
+            break
     if log:
         log.close()
     directory = export_dir(config, rank)

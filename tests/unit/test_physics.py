@@ -230,3 +230,18 @@ def test_a_worker_whose_node_was_lost_is_named_with_its_node(monkeypatch):
     stalled = trials.diagnose(RuntimeError("timeout"), job_plan, workers, {}, alive_nodes={"aa", "bb"})
     assert stalled.details["kind"] == "collective_stall"
     assert "rank 1 (pid 12 on node 10.213.5.12 (vm), last step 40) never joined" in str(stalled)
+
+
+def test_collective_terms_take_bandwidth_from_large_messages_and_latency_from_small_ones():
+    # 2 ranks (bus factor 1): 2 ms latency, 10 MB/s; a link burst makes the 32 KiB message look faster.
+    points = [{"bytes": b, "time_ms": 1e3 * (2e-3 + b / 1e7)} for b in (4096, 8192, 1 << 18, 1 << 20, 1 << 22)]
+    points.append({"bytes": 1 << 15, "time_ms": 1e3 * 2e-3})
+    alpha, bus = physics.collective_terms(points, 2, 1 << 20)
+    assert bus == pytest.approx(1e7, rel=1e-6) and alpha == pytest.approx(2e-3, rel=1e-3)
+
+
+def test_an_all_reduce_that_costs_more_inside_the_step_than_alone_is_negative_overlap():
+    # comm alone 11 ms at 2 workers, but the step is 2 + 16.5: exposure 1.5x, overlap -0.5
+    model = physics.fit_curve(curve_of([trial(1, 2.0), trial(2, 18.5)]))
+    assert model.overlap == pytest.approx(-0.5)
+    assert model.predict(4) == pytest.approx(256 / ((2.0 + 1.5 * 18.0) / 1e3))

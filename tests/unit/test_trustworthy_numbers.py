@@ -304,7 +304,7 @@ def test_render_from_report_runs_the_recommended_count_even_below_the_sweep(tmp_
     assert job["sweep"]["workers"] == [1] and [a["framework"] for a in job["arms"]] == ["torch"]
     assert spec.parse(job).name == "digits-mlp"
     entry = next(d for d in docs if d["kind"] == "RayJob")["spec"]["entrypoint"]
-    assert entry.endswith("--out /results/digits-mlp-torch-ddp-w1")
+    assert entry.startswith("orchestrator train ") and entry.endswith("--workers 1 --out /results/digits-mlp-train-torch-ddp-w1")
 
 
 def test_render_from_report_of_another_job_names_the_missing_arm(tmp_path, capsys):
