@@ -248,7 +248,7 @@ def costs(curves: list[scaling.Curve], fits: dict[str, object], settings: dict, 
         sample = curve.records[0]
         per_replica = {k: v * (sample.get("ray_workers") or sample.workers) / sample.workers
                        for k, v in (sample.get("resources_per_worker") or {"CPU": 1.0}).items()}
-        train_samples = sample.get("train_samples")
+        train_samples = sample.get("train_samples") if curve.metric == "samples_per_sec" else None
         if "target" in length:
             targets = {r["workers"]: r for r in target_rows if r["name"] == curve.name and r["reached"] and r["samples"]}
             counts = sorted(targets)

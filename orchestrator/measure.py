@@ -108,6 +108,12 @@ def attempts(workers: list[dict]) -> list[list[dict]]:
     return groups
 
 
+def _started_at(first_attempt: list[dict]) -> Optional[int]:
+    steps = [r["metrics"]["step"] - len(r["metrics"].get("step_times_s") or []) + 1 for w in first_attempt
+             for r in w["records"][:1] if "step" in r["metrics"]]
+    return min(steps) if steps else None
+
+
 def failures(groups: list[list[dict]]) -> dict:
     """What the restarts cost: how long from the last report before each failure to the first report
     after it, and how many steps were done twice (at most the checkpoint interval)."""
@@ -238,6 +244,10 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
     if not workers:
         raise MeasurementError("no worker reported back")
     groups = attempts(workers)
+    already = next((r["metrics"]["target_already_met"] for w in workers for r in w["records"]
+                    if "target_already_met" in r["metrics"]), None)
+    if already:
+        raise MeasurementError(already)
     reached = time_to_target(groups, target, samples_metric)
     restarts = failures(groups)
     workers = sorted(groups[-1], key=lambda w: w["rank"])
@@ -284,6 +294,8 @@ def summarize(workers: list[dict], warmup: int, samples_metric: Optional[str], l
         "compile_s": max(0.0, first - max(w["step_time_p50_s"] for w in per_worker)) if first is not None else None,
         "nodes": sorted({w["node_id"] for w in per_worker}),
         "final_step": final.get("step"),
+        # Above 1 where this run resumed from a checkpoint of an earlier one (orchestrator train, rerun).
+        "started_at_step": _started_at(groups[0]),
         **restarts,
         "per_worker": per_worker,
         "breakdown": broken_down,

@@ -3,7 +3,7 @@ touch (initialisation is off it) and stops at the evaluation that first meets th
 every ``every`` steps, outside the timed steps (so throughput never includes them), and count on the clock.
 
     clock = TargetClock(config.get("target"), evaluate, samples_per_step, restored_state)
-    clock.check_start()                 step 0: a target already met is bad input (TargetAlreadyMet)
+    clock.check_start()                 step 0: why a target already met cannot be timed (bad input), or None
     clock.touch()                       just before the first step
     hit = clock.after(step, loss)       every step: the target's record the first time it is met, else None
     clock.stop                          the run asked to stop there (``orchestrator train``)
@@ -19,10 +19,6 @@ from typing import Callable, Optional
 
 # What the built-in workloads can be timed to, and which way is better.
 BUILTIN_METRICS = {"test_accuracy": "max", "loss": "min"}
-
-
-class TargetAlreadyMet(ValueError):
-    """The target holds before any training: nothing would be timed."""
 
 
 def direction(metric: str, mode: Optional[str] = None) -> str:
@@ -53,15 +49,17 @@ class TargetClock:
         self.eval_s += time.perf_counter() - started
         return value
 
-    def check_start(self) -> None:
+    def check_start(self) -> Optional[str]:
+        """Why the target cannot be timed (it is met at step 0), or None. Returned, not raised: the workload
+        reports it and returns, so that Ray Train does not restart the run for an input error."""
         if not self.target or self.restored or self.target["metric"] == "loss":
-            return
+            return None
         value = self._value(None)
         self.eval_s = 0.0  # before the clock starts
         if met(value, self.target):
-            raise TargetAlreadyMet(
-                f"training.target: {self.target['metric']} is already {value:.4g} at step 0, which meets "
-                f"{self.target['value']:g}; raise training.target.value (nothing would be timed)")
+            return (f"training.target: {self.target['metric']} is already {value:.4g} at step 0, which meets "
+                    f"{self.target['value']:g}; raise training.target.value (nothing would be timed)")
+        return None
 
     def touch(self) -> None:
         if self.touched is None:

@@ -176,7 +176,10 @@ def train_loop(config: dict) -> None:
             clock_state = read_extra(restored).get("target_clock")
     clock = TargetClock(config.get("target"), lambda: accuracy(model, x_test, y_test),
                         global_batch * workers if hvd else global_batch, clock_state)
-    clock.check_start()
+    already = clock.check_start()
+    if already:  # bad input, said once and not retried: the driver turns it into the trial's error
+        report({"step": 0, "target_already_met": already})
+        return
 
     logdir = artifacts_dir("tensorboard") if rank == 0 else None
 

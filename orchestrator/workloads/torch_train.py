@@ -152,7 +152,10 @@ def train_loop(config: dict) -> None:
             clock_state = state.get("target_clock")
     clock = TargetClock(config.get("target"), lambda: accuracy(net, x_test, y_test, device),
                         config["per_worker_batch"] * world, clock_state)
-    clock.check_start()
+    already = clock.check_start()
+    if already:  # bad input, said once and not retried: the driver turns it into the trial's error
+        report({"step": 0, "target_already_met": already})
+        return
 
     every = config.get("checkpoint_every") or 0
     step_times: list[float] = []

@@ -87,8 +87,23 @@ def test_recommend_then_render_from_report_then_validate(demo, tmp_path):
         assert group["replicas"] == chosen["workers"] == emitted[chosen["name"]]["kubernetes"]["replicas"]
         job = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["job.yaml"])
         assert job["sweep"]["workers"] == [chosen["workers"]]
+        entry = next(d for d in docs if d["kind"] == "RayJob")["spec"]["entrypoint"]
+        assert entry.startswith("orchestrator train ") and f"--arm {chosen['name']} --workers {chosen['workers']}" in entry
         checked = run("k8s", "validate", str(out), timeout=120)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_train_at_the_recommended_size(demo, tmp_path):
+    assert run("recommend", str(demo), timeout=300).returncode == 0
+    report = json.loads((demo / "report.json").read_text())
+    best = next(r for r in report["recommendations"] if r["label"] == report["verdict"]["best"])
+    out = tmp_path / "trained"
+    done = run("train", JOB, "--from-report", str(demo), "--out", str(out), timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((out / "training.json").read_text())
+    assert record["status"] == "ok" and record["arm"] == best["name"] and record["workers"] == best["workers"]
+    assert record["test_accuracy"] > 0.8 and "trained " in done.stdout
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
 
 
 def test_render_at_a_scale_and_validate(tmp_path):

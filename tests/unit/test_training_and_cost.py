@@ -9,7 +9,7 @@ import yaml
 from orchestrator import analysis, cost, measure, plan, results, spec, training
 from orchestrator.cli import main
 from orchestrator.errors import UserError
-from orchestrator.workloads.target import TargetAlreadyMet, TargetClock
+from orchestrator.workloads.target import TargetClock
 from tests.conftest import ROOT
 from tests.unit.test_report import record
 
@@ -66,15 +66,15 @@ def test_the_target_clock_times_from_the_first_touch_and_refuses_a_target_met_at
     values = iter([0.1, 0.5, 0.93, 0.97])
     clock = TargetClock({"metric": "test_accuracy", "value": 0.9, "every": 10, "mode": "max", "stop": True},
                         lambda: next(values), samples_per_step=128)
-    clock.check_start()  # 0.1 at step 0
+    assert clock.check_start() is None  # 0.1 at step 0
     clock.touch()
     assert clock.after(5, 1.0) is None  # not an evaluation step
     assert clock.after(10, 1.0) is None  # 0.5
     hit = clock.after(20, 0.8)  # 0.93
     assert hit["step"] == 20 and hit["samples"] == 20 * 128 and hit["value"] == 0.93 and clock.stop
     assert clock.after(30, 0.7) is None  # once
-    with pytest.raises(TargetAlreadyMet, match="already 0.97 at step 0"):
-        TargetClock({"metric": "test_accuracy", "value": 0.9, "every": 10}, lambda: 0.97, 64).check_start()
+    said = TargetClock({"metric": "test_accuracy", "value": 0.9, "every": 10}, lambda: 0.97, 64).check_start()
+    assert "training.target: test_accuracy is already 0.97 at step 0" in said
     restored = TargetClock({"metric": "loss", "value": 0.5, "every": 1, "mode": "min"}, lambda: 0, 64,
                            {"elapsed_s": 12.0, "eval_s": 1.0, "hit": None})
     restored.touch()
@@ -225,3 +225,14 @@ def test_bad_train_input_exits_2_with_one_line(capsys, argv, message):
     assert main(["train", "jobs/digits-mlp.yaml", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_target_met_at_step_0_is_the_trials_error_and_trains_exit_2():
+    workers = [_worker(0, [{"wall": 101, "t": 1.0, "metrics": {"step": 0, "target_already_met":
+               "training.target: test_accuracy is already 0.97 at step 0, which meets 0.9; raise training.target.value"}}])]
+    with pytest.raises(measure.MeasurementError, match="already 0.97 at step 0"):
+        measure.summarize(workers, 0, "samples", 100.0)
+    one = plan.training_plan(job(training={"target": {"metric": "test_accuracy", "value": 0.9}}), "torch/ddp", 1)
+    problem = training.bad_input({"status": "failed", "error": "training.target: test_accuracy is already 0.97 at "
+                                  "step 0, which meets 0.9; raise training.target.value"}, one)
+    assert problem.startswith("training.target: test_accuracy is already 0.97")
