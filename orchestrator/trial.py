@@ -174,7 +174,7 @@ def diagnose(err: BaseException, plan: TrialPlan, workers: list[dict], free: dic
         )
         waited = ", ".join(str(r) for r in stall["waited"])
         return TrialError(
-            f"collective stalled: {who} never joined; rank(s) {waited} gave up after "
+            f"collective stalled: {who} never joined (it hung, or its node was cut off from the others); rank(s) {waited} gave up after "
             f"{plan.collective_timeout_s} s (reliability.collective_timeout_s): {stall['error']}",
             {"kind": "collective_stall", **stall},
         )
