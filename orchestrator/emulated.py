@@ -392,19 +392,22 @@ def _stop(pid: Optional[int], temp_dir: Optional[str]) -> None:
         _kill_mentioning(temp_dir)
 
 
+def pids_mentioning(text: str) -> list[int]:
+    """Processes (not this one) whose command line holds ``text``: what a node's temp dir started."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
 def _kill_mentioning(text: str) -> None:
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and int(entry.name) != os.getpid():
-                try:
-                    if text.encode() in (entry / "cmdline").read_bytes():
-                        pids.append(int(entry.name))
-                except OSError:
-                    pass
-        if not pids:
-            return
+    while (pids := pids_mentioning(text)) and time.monotonic() < deadline:
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -17,6 +17,8 @@ import urllib.request
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+from orchestrator.emulated import pids_mentioning
+
 BIN = Path(sys.executable).parent
 
 
@@ -92,7 +94,7 @@ class RayTestCluster:
     def kill_node(self, index: int) -> None:
         """Lose a node the hard way: SIGKILL its raylet and everything else in its process group."""
         _signal_group(self._nodes[index], signal.SIGKILL)
-        for pid in _pids_mentioning(str(self.temp_dir / f"n{index}")):
+        for pid in pids_mentioning(str(self.temp_dir / f"n{index}")):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -153,7 +155,7 @@ class RayTestCluster:
             _signal_group(node, signal.SIGKILL)
         # Anything of ours that left its process group still names our temp dir on its command line.
         deadline = time.monotonic() + 15
-        while (pids := _pids_mentioning(str(self.temp_dir))) and time.monotonic() < deadline:
+        while (pids := pids_mentioning(str(self.temp_dir))) and time.monotonic() < deadline:
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -168,15 +170,3 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
         os.killpg(process.pid, sig)
     except ProcessLookupError:
         pass
-
-
-def _pids_mentioning(text: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if text.encode() in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
