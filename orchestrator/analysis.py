@@ -278,8 +278,13 @@ def costs(curves: list[scaling.Curve], fits: dict[str, object], settings: dict, 
         fastest = cost.fastest_within(mine, pricing.get("budget"))
         answers.append({"name": curve.name, "label": curve.label, "cheapest_within_deadline": cheapest,
                         "fastest_within_budget": fastest})
+    note = None
+    if not rows:
+        note = ("no size could be priced: " + ("an epoch needs the training set's size, which these trials' records "
+                "do not hold (written before it was recorded, or a user's function); pass --train-steps"
+                if "epochs" in length else "no curve has a throughput at any count for this length"))
     return {"prices": prices, "length": length, "deadline_s": pricing.get("deadline_s"), "budget": pricing.get("budget"),
-            "rows": rows, "answers": answers}
+            "rows": rows, "answers": answers, **({"note": note} if note else {})}
 
 
 def unit_notes(curves: list[scaling.Curve]) -> list[str]:

@@ -65,7 +65,8 @@ def throughput_svg(curves: list[dict], fits: list[dict] = ()) -> str:
             shown = [p for p in fitted["predicted"] if p["workers"] <= _horizon(curves)]
             xs = [p["workers"] for p in shown]
             axes.plot(xs, [p["throughput"] for p in shown], color=color, linestyle="--", linewidth=1,
-                      label=f"{_label(curve)} ({fitted['model']} fit)")
+                      label=f"{_label(curve)} ({fitted['model']} fit"
+                            + (", what-if layout)" if any((fitted.get("layout") or {}).values()) else ")"))
             axes.fill_between(xs, [p["low"] for p in shown], [p["high"] for p in shown], color=color, alpha=0.12, linewidth=0)
         xs = [p["workers"] for p in curve["points"]]
         ys = [p["throughput"] for p in curve["points"]]
