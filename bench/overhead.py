@@ -240,11 +240,11 @@ def attached(framework: str, workers: int) -> dict:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def sweep_cost(launcher: str) -> dict:
-    """The default sweep through the CLI, once: where its wall time goes."""
+def sweep_cost(launcher: str | None) -> dict:
+    """The default sweep through the CLI, once: where its wall time goes (launcher None: the job as it is)."""
     work = Path(tempfile.mkdtemp())
     job = work / "digits-mlp.yaml"
-    job.write_text((ROOT / "jobs/digits-mlp.yaml").read_text() + f"\nlauncher: {launcher}\n")
+    job.write_text((ROOT / "jobs/digits-mlp.yaml").read_text() + (f"\nlauncher: {launcher}\n" if launcher else ""))
     out = work / "demo"
     started_wall, started = time.time(), time.perf_counter()
     subprocess.run([str(BIN / "orchestrator"), "sweep", str(job), "--out", str(out)], cwd=ROOT,
@@ -262,7 +262,7 @@ def sweep_cost(launcher: str) -> dict:
     }
     parts["other_s"] = wall - sum(parts.values())  # trainer builds, between trials, reports at the end
     return {"job": "jobs/digits-mlp.yaml", "launcher": launcher, "trials": len(records), "failed": len(records) - len(ok), "wall_s": wall,
-            "training_fraction": training / wall, "parts": parts}
+            "training_fraction": training / wall, "parts": parts, "started_wall": started_wall, "records": records}
 
 
 ARMS = {
@@ -468,7 +468,7 @@ def main() -> None:
     if not args.no_sweep_cost and not args.arms:
         for launcher in ("ray_train", "actors"):
             print(f"sweep cost: the default sweep (jobs/digits-mlp.yaml), launcher {launcher} ...", flush=True)
-            cost.append(sweep_cost(launcher))
+            cost.append({k: v for k, v in sweep_cost(launcher).items() if k not in ("records", "started_wall")})
     write(summarize(runs, args.repeats, cost, f".venv/bin/python {command}"),
           args.out or ("overhead-subset" if args.arms else "overhead"))
 

@@ -331,9 +331,13 @@ def adaptive_savings(records: list[results.TrialRecord]) -> list[dict]:
 
 
 def settings_ran(records: list[results.TrialRecord]) -> list[dict]:
-    """Per arm and worker count, what was run: batch sizes, steps, threads, placement, launcher."""
-    seen = {}
+    """Per arm and worker count, what was run: batch sizes, steps, threads, placement, launcher and why, and
+    how many sets of worker processes its trials ran in (``processes``: fewer than ``trials`` where repeats
+    reused them)."""
+    seen, sets = {}, {}
     for r in records:
+        reuse = r.get("worker_reuse")
+        sets.setdefault((r.arm, r.workers), []).append(reuse["group"] if reuse else r.trial_id)
         seen.setdefault((r.arm, r.workers), {
             "framework": r.framework, "strategy": r.strategy, "execution": r.execution, "name": r.arm,
             "label": scaling.record_label(r), "workers": r.workers, "scaling": r.scaling,
@@ -341,8 +345,11 @@ def settings_ran(records: list[results.TrialRecord]) -> list[dict]:
             "global_batch": r.get("global_batch"), "steps": r.get("steps"),
             "warmup_steps": r.get("warmup_steps"), "threads_per_worker": r.get("threads_per_worker"),
             "resources_per_worker": r.get("resources_per_worker"), "nodes": len(r.get("nodes") or []),
-            "launcher": r.get("launcher"), "shares_cores": _shares_cores(r),
+            "launcher": r.get("launcher"), "launcher_reason": r.get("launcher_reason"),
+            "shares_cores": _shares_cores(r),
         })
+    for key, groups in sets.items():
+        seen[key].update(trials=len(groups), processes=len(set(groups)))
     return [seen[k] for k in sorted(seen)]
 
 

@@ -175,7 +175,9 @@ def _sweep(args) -> int:
             "cluster": args.address or os.environ.get("RAY_ADDRESS") or "an embedded local Ray cluster (no RAY_ADDRESS)",
             "storage_path": storage_path(job, out),
             "notes": scheduler.unit_notes(plans),
-            "trials": [{**p.to_dict(), "launcher": launchers.for_plan(p).describe(p)} for p in plans],
+            "launchers": scheduler.launcher_notes(plans),
+            "trials": [{**p.to_dict(), "launcher": {"name": p.launcher, "why": p.launcher_reason,
+                                                    **launchers.for_plan(p).describe(p)}} for p in plans],
         }
         print(json.dumps(document, indent=2))
         return 0
@@ -193,6 +195,8 @@ def _sweep(args) -> int:
         progress.console.print(f"results and reports: {out.location}   Ray Train storage: {storage}")
         for note in scheduler.unit_notes(plans):
             progress.console.print(f"note: {note}", highlight=False)
+        for note in scheduler.launcher_notes(plans):
+            progress.console.print(note, highlight=False)
 
     outcome = scheduler.sweep(job, out, address=args.address, verbose=args.verbose, progress=progress, on_cluster=announce)
     console = progress.console

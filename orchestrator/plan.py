@@ -55,6 +55,11 @@ class TrialPlan:
     """Built-in workloads: eager, compiled or xla (see spec.EXECUTIONS); None for a user's function."""
     launcher: str = "ray_train"
     """``ray_train`` or ``actors`` (spec.LAUNCHERS): what starts the workers; see launchers.for_plan."""
+    launcher_reason: Optional[str] = None
+    """Why this launcher (choose_launcher): the job named it, restarts were asked for, a user's function..."""
+    worker_group: Optional[str] = None
+    """Trials with the same worker group run back to back in the same worker processes (launcher: actors,
+    sweep.reuse_workers): the repeats of one (arm, worker count). None: fresh processes for this trial."""
     export: bool = False
     """Whether this trial exports its trained model (one trial per arm, see ``build``)."""
     scaling: str = "weak"
@@ -107,7 +112,7 @@ class TrialPlan:
 # Plan fields that do not change what a trial runs: derived (arm, replicas, controller_env from the
 # reliability settings) or a label (scaling).
 _LABELS = ("arm", "scaling", "replicas", "controller_env", "breakdown", "run_name", "target", "pricing",
-           "train_samples")
+           "train_samples", "launcher_reason", "worker_group")
 
 # Read by Ray Train's controller from the driver's environment: how long a worker group may wait for its
 # placement group, and how long its workers may wait for each other in ray.train.report; and how often the
@@ -117,6 +122,29 @@ _LABELS = ("arm", "scaling", "replicas", "controller_env", "breakdown", "run_nam
 START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 REPORT_TIMEOUT_ENV = "RAY_TRAIN_COLLECTIVE_TIMEOUT_S"
 POLL_ENV, POLL_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"
+
+
+# Strategies that launcher: actors runs itself (launchers.ACTOR_STRATEGIES, kept here to keep planning pure).
+ACTOR_STRATEGIES = ("ddp", "multi_worker_mirrored", "mirrored")
+
+
+def choose_launcher(spec: JobSpec, strategy: str) -> tuple[str, str]:
+    """The launcher of an arm's trials and why: the job's ``launcher`` where set; otherwise plain actors for a
+    built-in workload that asks for no restarts (a sweep is a measurement: every second before step 1 is paid
+    again for every trial), and Ray Train where restarts, a TPU slice or a user's function need it."""
+    if strategy == "horovod":
+        return spec.launcher or "actors", "Horovod runs on horovod.ray.RayExecutor's actors whatever the launcher"
+    if spec.launcher:
+        return spec.launcher, f"launcher: {spec.launcher} in the job"
+    if not spec.workload.is_builtin:
+        return "ray_train", "a user's function runs in Ray Train's session (it calls ray.train.report)"
+    if spec.reliability.max_failures:
+        return "ray_train", (f"reliability.max_failures is {spec.reliability.max_failures}: restarts from a "
+                             "checkpoint need Ray Train")
+    if strategy not in ACTOR_STRATEGIES:
+        return "ray_train", f"strategy {strategy} is scheduled by Ray Train (TPU slices)"
+    return "actors", ("a built-in workload without restarts (reliability.max_failures 0): plain Ray actors start "
+                      "faster than a Ray Train run; set launcher: ray_train for Ray Train")
 
 
 def uses_ray_train(launcher: str, strategy: str) -> bool:
@@ -190,7 +218,9 @@ def build(spec: JobSpec) -> list[TrialPlan]:
     """Every (arm, worker count, repeat) of the job, in the order they run.
 
     Repeats are the outer loop and arms the inner one, so a slow drift of the machine spreads over all
-    arms alike instead of landing on one of them, and a partial sweep already holds every curve.
+    arms alike instead of landing on one of them, and a partial sweep already holds every curve. Trials that
+    reuse worker processes (``worker_group``) are the exception: the repeats of one (arm, worker count) run
+    back to back in the first round, since their processes hold the cluster's resources while they live.
     """
     plans = []
     resources = {"CPU": spec.resources.cpus_per_worker}
@@ -200,6 +230,11 @@ def build(spec: JobSpec) -> list[TrialPlan]:
     for repeat in range(spec.sweep.repeats):
         for workers in spec.sweep.workers:
             for arm in spec.arms:
+                launcher, why = choose_launcher(spec, arm.strategy)
+                group = None
+                if launcher == "actors" and arm.strategy in ACTOR_STRATEGIES and spec.sweep.reuse_workers \
+                        and spec.sweep.repeats > 1:
+                    group = f"{arm.key}-w{workers}"
                 single = arm.strategy in SINGLE_WORKER_STRATEGIES
                 ray_workers = ray_workers_for(arm.strategy, workers)
                 per_ray_worker = {k: v * workers for k, v in resources.items()} if single else dict(resources)
@@ -272,7 +307,9 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         placement_timeout_s=spec.reliability.placement_timeout_s,
                         tpu=tpu_plan,
                         execution=execution,
-                        launcher=spec.launcher,
+                        launcher=launcher,
+                        launcher_reason=why,
+                        worker_group=group,
                         export=export,
                         scaling=spec.batch.scaling if spec.workload.is_builtin else spec.workload.user_scaling,
                         replicas=replicas,
@@ -283,10 +320,21 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         if spec.workload.is_builtin else None,
                         controller_env=controller_env(spec.reliability.placement_timeout_s,
                                                       spec.reliability.collective_timeout_s)
-                        if uses_ray_train(spec.launcher, arm.strategy) else {},
+                        if uses_ray_train(launcher, arm.strategy) else {},
                     )
                 )
-    return plans
+    return run_order(plans)
+
+
+def run_order(plans: list[TrialPlan]) -> list[TrialPlan]:
+    """``plans`` (built repeats-outer) in the order they run: a worker group's repeats back to back, at the
+    place of its first repeat; every other trial where it was."""
+    first = {}
+    for index, p in enumerate(plans):
+        if p.worker_group is not None:
+            first.setdefault(p.worker_group, index)
+    return [p for _, p in sorted(enumerate(plans), key=lambda item: (
+        (first[item[1].worker_group], item[1].repeat) if item[1].worker_group is not None else (item[0], 0)))]
 
 
 TRAIN_MAX_FAILURES = 3
@@ -311,7 +359,10 @@ def training_plan(spec: JobSpec, arm_key: str, workers: int) -> TrialPlan:
         config["export"] = {"latency_runs": job.deploy.latency_runs} if job.deploy.export else None
     max_failures = job.reliability.max_failures or TRAIN_MAX_FAILURES
     # Throughput over every step: a resumed run may have fewer reports left than a sweep's warm-up.
-    return replace(one, train_config=config, breakdown=None, launcher="ray_train", max_failures=max_failures,
+    return replace(one, train_config=config, breakdown=None, launcher="ray_train", worker_group=None,
+                   launcher_reason=f"orchestrator train: Ray Train restarts the run from its latest checkpoint "
+                                   f"(reliability.max_failures {max_failures})",
+                   max_failures=max_failures,
                    warmup_steps=0,
                    export=job.deploy.export and one.execution is not None,
                    run_name=f"train-{job.name}-{one.arm.replace('/', '-')}-w{workers}",

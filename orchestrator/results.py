@@ -13,6 +13,8 @@ Schema versions (``schema`` in each line; a line without it is version 1):
 
     1  the plan's fields, the measurements (orchestrator.measure), status, error, environment
     2  adds ``arm`` (the arm key), ``scaling`` (weak | strong) and ``metric`` (what throughput counts)
+    3  adds ``launcher_reason`` (why its launcher) and ``worker_reuse`` (launcher: actors: the worker processes
+       it ran in, see ``worker_reuse``); both absent from older lines (fresh processes, Ray Train by default)
 
 Version-1 lines still read: the missing fields are derived from the ones they hold.
 """
@@ -28,7 +30,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Optional
 
 FILENAME = "results.jsonl"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # What a trial's throughput counts, by the metric it is measured in. A user function that reports no sample
 # count is timed between its reports: its "step" is one report interval.
@@ -79,6 +81,14 @@ class TrialRecord:
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
+
+
+def worker_reuse(reuse: Mapping) -> dict:
+    """The record's ``worker_reuse`` from a launcher's account of the processes a trial ran in: ``group`` (one
+    id per set of worker processes), ``use`` (1: they were started for this trial; k: the k-th trial in them),
+    ``shared_with`` (the trial ids that ran in them before this one) and ``pids`` (by rank)."""
+    return {"group": str(reuse["group"]), "use": int(reuse["use"]), "shared_with": [str(t) for t in reuse["shared_with"]],
+            "pids": [int(p) for p in reuse.get("pids", [])]}
 
 
 def metric_of(line: Mapping) -> str:

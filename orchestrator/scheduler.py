@@ -97,6 +97,16 @@ def unit_notes(plans: list[TrialPlan]) -> list[str]:
             "speedup and efficiency only, not by throughput"]
 
 
+def launcher_notes(plans: list[TrialPlan]) -> list[str]:
+    """Per arm, the launcher its trials use and why, and whether its repeats share worker processes."""
+    notes = {}
+    for p in plans:
+        if p.arm not in notes:
+            shared = " Repeats of each worker count run in the same worker processes." if p.worker_group else ""
+            notes[p.arm] = f"{p.arm}: launcher {p.launcher} ({p.launcher_reason}).{shared}"
+    return list(notes.values())
+
+
 def missing_samples_note(plan: TrialPlan, record: dict) -> Optional[str]:
     """Said once per arm whose function did not report the job's samples_metric: its unit is reports/s."""
     if plan.samples_metric and record.get("status") == "ok" and record.get("samples_per_sec") is None:
@@ -152,6 +162,9 @@ def sweep(
     extra = {"adaptive": {"candidates": spec.sweep.workers, "repeats": spec.sweep.repeats}} if spec.sweep.adaptive else {}
 
     noted: set[str] = set()
+    from orchestrator import trial
+
+    runner = trial.Runner()  # one recorder for the sweep; a worker group's processes kept for its next repeat
 
     def run(plan: TrialPlan, index: int) -> dict:
         digest = plan_hash(plan)
@@ -160,7 +173,7 @@ def sweep(
             progress.trial_skipped(plan)
             return dict(done[plan.trial_id].data)
         progress.trial_started(plan, index)
-        record = {**run_trial(plan, storage, digest, env, out), **extra}
+        record = {**run_trial(plan, storage, digest, env, out, runner=runner), **extra}
         results.append(out, record)
         output.sync(record.get("artifacts", {}).get("files", []))
         outcome.ran.append(record)
@@ -179,6 +192,7 @@ def sweep(
             for index, plan in enumerate(plans):
                 run(plan, index)
     finally:
+        runner.close()
         progress.stop()
     outcome.reports = report.render(out)
     output.sync()
@@ -226,8 +240,9 @@ def _adaptive_sweep(spec: JobSpec, plans: list[TrialPlan], run: Callable, progre
 
 
 def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict, out_dir: Optional[Path] = None,
-              watch: Optional[Callable] = None) -> dict:
-    """Run one trial and return its results.jsonl record; a failure is recorded, not raised."""
+              watch: Optional[Callable] = None, runner=None) -> dict:
+    """Run one trial and return its results.jsonl record; a failure is recorded, not raised. ``runner``: the
+    sweep's trial.Runner (its recorder, its kept workers); a lone trial gets one of its own."""
     from orchestrator import trial
 
     record = {
@@ -243,7 +258,9 @@ def run_trial(plan: TrialPlan, storage: str, digest: str, env: dict, out_dir: Op
     started = time.time()
     saved: dict = {}
     try:
-        run = trial.run(plan, storage, watch=watch)
+        run = (runner.run if runner is not None else trial.run)(plan, storage, watch=watch)
+        if run.reuse is not None:
+            record["worker_reuse"] = results.worker_reuse(run.reuse)
         if out_dir is not None:  # a failed trial's files too: nothing a worker wrote is lost
             saved = artifacts.save(out_dir, plan.trial_id, run.files, run.skipped_files)
         if run.error is not None:

@@ -322,6 +322,12 @@ class Sweep(_Strict):
     count whose prediction is least certain, stop once the recommended count is stable."""
     threshold: float = Field(default=0.8, gt=0, le=1)
     """Efficiency the recommendation keeps above (adaptive sweeps stop on it)."""
+    reuse_workers: bool = True
+    """Under launcher: actors, the repeats of one (arm, worker count) run back to back in the same worker
+    processes and placement group: each repeat builds a fresh model, optimiser, data stream and TensorBoard
+    run; only process start-up, imports and the rendezvous (torch's process group, TensorFlow's strategy) are
+    shared. A trial that fails takes its processes with it, and the next repeat starts fresh ones. false: fresh
+    processes for every trial."""
 
     @field_validator("workers")
     @classmethod
@@ -363,12 +369,14 @@ class JobSpec(_Strict):
     reliability: Reliability = Field(default_factory=Reliability)
     deploy: Deploy = Field(default_factory=lambda: Deploy())
     measure: Measure = Field(default_factory=lambda: Measure())
-    launcher: Literal[LAUNCHERS] = "ray_train"
+    launcher: Optional[Literal[LAUNCHERS]] = None
     """``ray_train``: each trial is a Ray Train run (TorchTrainer; DataParallelTrainer with TF_CONFIG), which
     restarts failed workers (reliability.max_failures) and keeps checkpoints. ``actors``: ddp,
     multi_worker_mirrored and mirrored run on plain Ray actors that set up torch.distributed or TF_CONFIG
-    themselves: faster to start and lighter while training, no restarts, built-in workloads only. Horovod
-    always runs on actors."""
+    themselves: faster to start and lighter while training, no restarts, built-in workloads only, and the
+    repeats of one (arm, worker count) reuse their worker processes (sweep.reuse_workers). Horovod always runs
+    on actors. Unset: ``actors`` for a built-in workload unless reliability.max_failures asks for restarts or
+    the arm is a TPU one, ``ray_train`` otherwise (plan.choose_launcher; --dry-run says which, and why)."""
     storage_path: Optional[str] = None
     """Where Ray Train keeps trial state: a local path, or a URI such as s3://bucket/prefix (default: the
     sweep's output dir)."""

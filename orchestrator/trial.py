@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from dataclasses import dataclass
 
 from orchestrator import launchers, measure
@@ -23,6 +24,8 @@ class TrialRun:
     skipped_files: list[str]
     error: Exception | None = None
     """Why the trial failed (a TrialError where diagnosed); what it recorded and wrote until then is kept."""
+    reuse: dict | None = None
+    """launcher: actors: the worker processes it ran in (group id, which use of them, the trials before it)."""
 
 
 def _recorder_class():
@@ -30,87 +33,166 @@ def _recorder_class():
 
     @ray.remote(num_cpus=0)
     class Recorder:
+        """What every worker of every trial of a sweep records, by trial (a run's own token, so that a late
+        message of a trial already collected never lands in another one)."""
+
         def __init__(self):
-            self.workers: dict[str, dict] = {}
-            self.artifacts: list[tuple] = []
+            self.trials: dict[str, dict] = {}
+            self.dropped: set[str] = set()
+
+        def _trial(self, trial: str) -> dict | None:
+            if trial in self.dropped:
+                return None
+            return self.trials.setdefault(trial, {"workers": {}, "artifacts": []})
+
+        def _worker(self, trial: str, key: str) -> dict | None:
+            held = self._trial(trial)
+            return None if held is None else held["workers"].get(key)
 
         # The recorder runs on the driver's node: its clock is the one the driver stamps a trial's launch
         # with, so every duration from launch is measured on one clock, whichever node a worker is on.
-        def start(self, key: str, worker: dict) -> None:
-            self.workers[key] = {**worker, "registered_wall": time.time(), "records": [], "finished_wall": None}
+        def start(self, trial: str, key: str, worker: dict) -> None:
+            held = self._trial(trial)
+            if held is not None:
+                held["workers"][key] = {**worker, "registered_wall": time.time(), "records": [], "finished_wall": None}
 
-        def add(self, key: str, record: dict) -> None:
-            self.workers[key]["records"].append({**record, "received_wall": time.time()})
+        def add(self, trial: str, key: str, record: dict) -> None:
+            worker = self._worker(trial, key)
+            if worker is not None:
+                worker["records"].append({**record, "received_wall": time.time()})
 
-        def finish(self, key: str, wall: float) -> None:
-            self.workers[key]["finished_wall"] = wall
+        def finish(self, trial: str, key: str, wall: float) -> None:
+            worker = self._worker(trial, key)
+            if worker is not None:
+                worker["finished_wall"] = wall
 
-        def collective(self, key: str, backend: str, points: list) -> None:
-            self.workers[key].update(collective=points, collective_backend=backend)
+        def collective(self, trial: str, key: str, backend: str, points: list) -> None:
+            worker = self._worker(trial, key)
+            if worker is not None:
+                worker.update(collective=points, collective_backend=backend)
 
-        def error(self, key: str, error: dict) -> None:
-            self.workers[key]["error"] = error
+        def error(self, trial: str, key: str, error: dict) -> None:
+            worker = self._worker(trial, key)
+            if worker is not None:
+                worker["error"] = error
 
-        def files(self, key: str, files: dict, skipped: list) -> None:
-            self.artifacts.append((self.workers[key]["started_wall"], files, skipped))
+        def files(self, trial: str, key: str, files: dict, skipped: list) -> None:
+            worker = self._worker(trial, key)
+            if worker is not None:
+                self.trials[trial]["artifacts"].append((worker["started_wall"], files, skipped))
 
-        def get_files(self) -> tuple[dict, list]:
+        def get_files(self, trial: str) -> tuple[dict, list]:
             merged, skipped = {}, []
-            for _, files, missed in sorted(self.artifacts, key=lambda item: item[0]):
+            for _, files, missed in sorted(self.trials.get(trial, {}).get("artifacts", []), key=lambda item: item[0]):
                 merged.update(files)
                 skipped += missed
             return merged, skipped
 
-        def get(self) -> list[dict]:
-            return sorted(self.workers.values(), key=lambda w: (w["started_wall"], w["rank"]))
+        def get(self, trial: str) -> list[dict]:
+            workers = self.trials.get(trial, {}).get("workers", {})
+            return sorted(workers.values(), key=lambda w: (w["started_wall"], w["rank"]))
+
+        def drop(self, trial: str) -> None:
+            self.trials.pop(trial, None)
+            self.dropped.add(trial)
+
+        def ping(self) -> bool:
+            return True
 
     return Recorder
 
 
-def run(plan: TrialPlan, storage_path: str, watch=None, watch_every_s: float = 2.0) -> TrialRun:
-    """Build the trainer the plan describes and fit it.
+class Runner:
+    """The Ray side of a sweep: one recorder actor for all its trials, and the worker processes the last trial
+    left for the next trial of its worker group (plan.worker_group). A lone trial (``run`` below,
+    ``orchestrator train``) has one of its own."""
 
-    A failure is returned in TrialRun.error, with what the workers recorded and wrote: a TrialError with a
-    diagnosis when the workers could not be placed in time or a collective stalled, otherwise what the
-    launcher raised."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    def __init__(self):
+        self.recorder = None
+        self.kept = launchers.Kept()
 
-    # On the driver's node, so that losing another node never loses what the trial recorded.
-    recorder = _recorder_class().options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-        ray.get_runtime_context().get_node_id(), soft=False)).remote()
-    loop_config = {
-        "harness": {"entrypoint": plan.entrypoint, "sys_path": [os.getcwd()], "recorder": recorder,
-                    # a user's function: the collective microbenchmark the harness runs after it
-                    "collective": plan.breakdown if plan.execution is None else None},
-        "train": plan.train_config,
-    }
-    trainer = launchers.for_plan(plan).make_trainer(plan, harness.train_loop_per_worker, loop_config, storage_path)
-    launched = time.time()
-    failure = None
-    watching = _watch(recorder, watch, watch_every_s) if watch else None
-    try:
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _recorder(self):
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        if self.recorder is not None:
+            try:
+                ray.get(self.recorder.ping.remote(), timeout=30)
+                return self.recorder
+            except Exception:  # lost (killed, out of memory): a new one from this trial on
+                self.recorder = None
+        # On the driver's node, so that losing another node never loses what the trials recorded.
+        self.recorder = _recorder_class().options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=False)).remote()
+        return self.recorder
+
+    def run(self, plan: TrialPlan, storage_path: str, watch=None, watch_every_s: float = 2.0) -> TrialRun:
+        """Build the trainer the plan describes and fit it.
+
+        A failure is returned in TrialRun.error, with what the workers recorded and wrote: a TrialError with a
+        diagnosis when the workers could not be placed in time or a collective stalled, otherwise what the
+        launcher raised."""
+        if plan.worker_group is None:  # kept processes hold resources that this trial may need
+            self.kept.release()
+        recorder = self._recorder()
+        token = f"{plan.trial_id}-{uuid.uuid4().hex[:8]}"
+        loop_config = {
+            "harness": {"entrypoint": plan.entrypoint, "sys_path": [os.getcwd()], "recorder": recorder, "trial": token,
+                        # a user's function: the collective microbenchmark the harness runs after it
+                        "collective": plan.breakdown if plan.execution is None else None},
+            "train": plan.train_config,
+        }
+        extra = {"kept": self.kept} if plan.worker_group is not None else {}
+        trainer = launchers.for_plan(plan).make_trainer(plan, harness.train_loop_per_worker, loop_config,
+                                                        storage_path, **extra)
+        launched = time.time()
+        failure = None
+        watching = _watch(recorder, token, watch, watch_every_s) if watch else None
         try:
-            with launchers.controller_environment(plan):
-                trainer.fit()
-        except Exception as err:
-            failure = err
-        ended = time.time()
-        files, skipped, workers = _collect(recorder, failed=failure is not None)
-    finally:
-        if watching:
-            watching.set()
-        ray.kill(recorder)
-    error = None
-    if failure is not None:
-        error = diagnose(failure, plan, workers, _free_resources(), _alive_nodes()) or failure
-        if error is not failure:
-            error.__cause__ = failure
-    return TrialRun(launched_wall=launched, ended_wall=ended, workers=workers, files=files, skipped_files=skipped,
-                    error=error)
+            try:
+                with launchers.controller_environment(plan):
+                    trainer.fit()
+            except Exception as err:
+                failure = err
+            ended = time.time()
+            files, skipped, workers = _collect(recorder, token, failed=failure is not None)
+        finally:
+            if watching:
+                watching.set()
+            recorder.drop.remote(token)
+        error = None
+        if failure is not None:
+            error = diagnose(failure, plan, workers, _free_resources(), _alive_nodes()) or failure
+            if error is not failure:
+                error.__cause__ = failure
+        return TrialRun(launched_wall=launched, ended_wall=ended, workers=workers, files=files, skipped_files=skipped,
+                        error=error, reuse=getattr(trainer, "reuse", None))
+
+    def close(self) -> None:
+        import ray
+
+        self.kept.release()
+        if self.recorder is not None:
+            try:
+                ray.kill(self.recorder)
+            except Exception:  # already gone
+                pass
+            self.recorder = None
 
 
-def _watch(recorder, watch, every_s: float):
+def run(plan: TrialPlan, storage_path: str, watch=None, watch_every_s: float = 2.0) -> TrialRun:
+    """One trial on a Runner of its own: nothing is kept after it."""
+    with Runner() as runner:
+        return runner.run(plan, storage_path, watch, watch_every_s)
+
+
+def _watch(recorder, token: str, watch, every_s: float):
     """Call ``watch(workers)`` with what the workers recorded so far, every ``every_s``, until the event is set
     (``orchestrator train``'s progress). A recorder that does not answer in time is asked again later."""
     import threading
@@ -122,7 +204,7 @@ def _watch(recorder, watch, every_s: float):
     def loop():
         while not stop.wait(every_s):
             try:
-                watch(ray.get(recorder.get.remote(), timeout=every_s * 5))
+                watch(ray.get(recorder.get.remote(token), timeout=every_s * 5))
             except Exception:  # progress is a display: never let it stop training
                 continue
 
@@ -130,14 +212,15 @@ def _watch(recorder, watch, every_s: float):
     return stop
 
 
-def _collect(recorder, failed: bool) -> tuple[dict, list, list[dict]]:
+def _collect(recorder, token: str, failed: bool) -> tuple[dict, list, list[dict]]:
     """What the workers wrote and recorded. A failed trial's are kept too (the TensorBoard logs of a run that
     crashed are the ones worth reading); a recorder that cannot answer then loses them, not the failure."""
     import ray
 
     timeout = 60 if failed else None
     try:
-        (files, skipped), workers = ray.get([recorder.get_files.remote(), recorder.get.remote()], timeout=timeout)
+        (files, skipped), workers = ray.get([recorder.get_files.remote(token), recorder.get.remote(token)],
+                                            timeout=timeout)
         return files, skipped, workers
     except Exception:
         if not failed:

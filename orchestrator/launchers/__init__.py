@@ -11,6 +11,9 @@ A launcher module exposes two functions, and may expose a third:
     check_installed() -> None
         Raises UserError when the backend's packages are missing; the sweep calls it before anything starts.
 
+A launcher that can keep its workers between trials (ray_actors.py, for a plan's ``worker_group``) takes a
+``Kept`` as ``kept=`` in make_trainer: the sweep's one slot for the worker processes the last trial left.
+
 Adding a backend is one new module and one line in ``_MODULES``. Modules load only when used, so a torch-only
 sweep never imports TensorFlow's launcher.
 """
@@ -26,6 +29,7 @@ import uuid
 from types import ModuleType
 
 from orchestrator.errors import UserError
+from orchestrator.plan import ACTOR_STRATEGIES  # noqa: F401  (launcher: actors runs these: ray_actors.py)
 
 _MODULES = {
     "ddp": "orchestrator.launchers.torch_ddp",
@@ -36,8 +40,30 @@ _MODULES = {
 }
 
 
-# launcher: actors runs these strategies on plain Ray actors instead of Ray Train (ray_actors.py).
-ACTOR_STRATEGIES = ("ddp", "multi_worker_mirrored", "mirrored")
+class Kept:
+    """At most one live worker group, kept between the trials of a sweep for the next trial of the same group
+    (its key). Anything else that needs the cluster's resources releases it first."""
+
+    def __init__(self):
+        self.key, self.group = None, None
+
+    def take(self, key):
+        """The kept group if it was kept under ``key`` (it is the caller's now); otherwise it is closed."""
+        group, same = self.group, self.key == key
+        self.key, self.group = None, None
+        if group is not None and not same:
+            group.close()
+            return None
+        return group
+
+    def keep(self, key, group) -> None:
+        self.release()
+        self.key, self.group = key, group
+
+    def release(self) -> None:
+        group, self.key, self.group = self.group, None, None
+        if group is not None:
+            group.close()
 
 
 class PlacementTimeout(TimeoutError):

@@ -3,8 +3,10 @@
 The function is named by a string and imported here, in the worker, after the worker's environment is in
 place (TensorFlow reads TF_USE_LEGACY_KERAS when it is first imported). ``ray.train.report`` is wrapped for
 the duration of the call so that each report is stamped with this worker's clock; the function itself is
-unchanged. The stamps go, as they happen, to a small recorder actor that the driver reads when the trial
-ends; after a restart the recorder holds every attempt's workers.
+unchanged. The stamps go, as they happen, to the sweep's recorder actor under this trial's token, which the
+driver reads when the trial ends; after a restart the recorder holds every attempt's workers. Under launcher:
+actors the same process may run this function for several trials of one worker group, one after another:
+nothing here outlives a call but the imports.
 
 Files a worker writes under ``$ORCHESTRATOR_ARTIFACTS_DIR`` (a fresh temporary directory per worker:
 TensorBoard event files, exported models) go to the recorder too when the function returns, so they reach the
@@ -42,7 +44,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     started_wall = time.time()
     started = time.perf_counter()
-    recorder = harness["recorder"]
+    recorder, trial = harness["recorder"], harness["trial"]  # the sweep's recorder; this trial's run in it
     # "ray_train": a Ray Train worker. "horovod" (RayExecutor) and "actors" (launchers/ray_actors.py): plain
     # Ray actors with no Ray Train session, whose launcher put the rank in the environment.
     session = harness.get("session", "ray_train")
@@ -53,7 +55,7 @@ def train_loop_per_worker(config: dict) -> None:
     else:
         rank = int(os.environ["HOROVOD_RANK" if session == "horovod" else "RANK"])
     key = f"{started_wall:.6f}-{rank}-{os.getpid()}"
-    ray.get(recorder.start.remote(key, {
+    ray.get(recorder.start.remote(trial, key, {
         "rank": rank,
         "node_id": ray.get_runtime_context().get_node_id(),
         # Nodes of one machine (network namespaces, containers) share a hostname: the node's IP tells them apart.
@@ -70,7 +72,7 @@ def train_loop_per_worker(config: dict) -> None:
         record = {"t": time.perf_counter() - started, "wall": time.time(), "metrics": _plain(metrics)}
         # Sent as it happens (actor calls from one worker arrive in order): a worker killed later keeps
         # what it had reported, which is how the sweep times a failure and the recovery from it.
-        recorder.add.remote(key, record)
+        recorder.add.remote(trial, key, record)
         if session == "ray_train":
             return original(metrics, *args, **kwargs)
 
@@ -97,7 +99,7 @@ def train_loop_per_worker(config: dict) -> None:
         # Kept before the worker is torn down: which ranks failed, and how, tells the driver which rank
         # stalled a collective that the others timed out in (see measure.stall).
         try:
-            ray.get(recorder.error.remote(key, {"wall": time.time(), "type": type(err).__name__,
+            ray.get(recorder.error.remote(trial, key, {"wall": time.time(), "type": type(err).__name__,
                                                 "message": str(err)[-1000:]}), timeout=5)
         except Exception:
             pass
@@ -110,14 +112,14 @@ def train_loop_per_worker(config: dict) -> None:
         try:
             files, skipped = collect(artifacts)
             if files or skipped:
-                ray.get(recorder.files.remote(key, files, skipped), timeout=60)
+                ray.get(recorder.files.remote(trial, key, files, skipped), timeout=60)
         finally:
             shutil.rmtree(artifacts, ignore_errors=True)
     if harness.get("collective"):
         measured = user_collective(harness["collective"])
         if measured:
-            ray.get(recorder.collective.remote(key, *measured))
-    ray.get(recorder.finish.remote(key, time.time()))
+            ray.get(recorder.collective.remote(trial, key, *measured))
+    ray.get(recorder.finish.remote(trial, key, time.time()))
 
 
 def user_collective(settings: dict):

@@ -14,6 +14,12 @@ workers, each a new process importing ``ray.train`` (which imports Ray Data and 
 workers from the controller while they train. Here a trial is its workers and nothing else, and they import
 only Ray and the workload. Measured in bench/overhead.py.
 
+Worker reuse (plan.worker_group, sweep.reuse_workers): the repeats of one (arm, worker count) run one after
+another in the same actors and placement group, which the sweep keeps between them (launchers.Kept). Each
+repeat calls the training function afresh: a new model, optimiser, data stream and TensorBoard run; the
+processes, their imports and the rendezvous (torch's process group, TF_CONFIG and TensorFlow's strategy,
+which a process can make only once) are what is shared. A trial that fails closes its group.
+
 What it gives up, shown in the plan: no restarts (a failed worker fails the trial, so reliability.max_failures
 must be 0), no Ray Train checkpoints, and no Ray Train session, so it runs the built-in workloads only (a
 user's Ray Train function calls ``ray.train.get_context()``, ``prepare_model``; the spec refuses it).
@@ -22,7 +28,9 @@ user's Ray Train function calls ``ray.train.get_context()``, ``prepare_model``; 
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import uuid
 
 from orchestrator.launchers import PlacementTimeout, free_address, tf_config
 
@@ -42,6 +50,8 @@ def describe(plan) -> dict:
                             "timeout_s": plan.placement_timeout_s},
         **setup,
         "restarts": RESTARTS,
+        "worker_processes": (f"kept for every repeat of worker group {plan.worker_group} (sweep.reuse_workers)"
+                             if plan.worker_group else "fresh for this trial"),
     }
 
 
@@ -49,47 +59,105 @@ def _torch_backend(plan) -> str:
     return "nccl" if plan.resources_per_worker.get("GPU", 0) > 0 else "gloo"
 
 
-class ActorRun:
-    """A trainer-like object: ``fit()`` places the actors, sets up the backend, runs the function on each,
-    and raises the first worker's failure (the other workers are killed at once, not left in a collective)."""
+class WorkerGroup:
+    """The actors of one trial, or of the trials of one worker group: placed, started and set up once.
 
-    def __init__(self, plan, train_loop_per_worker, train_loop_config: dict):
-        self.plan = plan
-        self.train_loop_per_worker = train_loop_per_worker
-        self.train_loop_config = {**train_loop_config, "harness": {**train_loop_config["harness"], "session": "actors"}}
+    ``uses`` counts the trials run in it and ``trials`` names them, for the record (which repeats shared
+    processes)."""
 
-    def fit(self) -> None:
+    def __init__(self, plan):
         import ray
-        from ray.util.placement_group import placement_group, remove_placement_group
+        from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        plan = self.plan
+        self.id = uuid.uuid4().hex[:12]
+        self.trials: list[str] = []
+        self.workers: list = []
         resources = dict(plan.resources_per_worker)
-        group = placement_group([resources] * plan.ray_workers, strategy="PACK")
-        workers = []
+        self.placement = placement_group([resources] * plan.ray_workers, strategy="PACK")
         try:
             try:
-                ray.get(group.ready(), timeout=plan.placement_timeout_s)
+                ray.get(self.placement.ready(), timeout=plan.placement_timeout_s)
             except ray.exceptions.GetTimeoutError:
                 raise PlacementTimeout(f"placement group of {plan.ray_workers} x {resources} not ready "
                                        f"in {plan.placement_timeout_s} s") from None
             actor = ray.remote(TrainWorker)
             options = {"num_cpus": resources.get("CPU", 0), "num_gpus": resources.get("GPU", 0),
                        "resources": {k: v for k, v in resources.items() if k not in ("CPU", "GPU")}}
-            workers = [
+            self.workers = [
                 actor.options(**options, scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    group, placement_group_bundle_index=rank)).remote(dict(plan.env))
+                    self.placement, placement_group_bundle_index=rank)).remote(dict(plan.env))
                 for rank in range(plan.ray_workers)
             ]
-            found = ray.get([w.address.remote() for w in workers])
-            addresses, pids = [a for a, _ in found], [p for _, p in found]
+            found = ray.get([w.address.remote() for w in self.workers])
+            addresses, self.pids = [a for a, _ in found], [p for _, p in found]
             _first_failure([w.setup.remote(plan.strategy, addresses, rank, _torch_backend(plan), plan.collective_timeout_s)
-                            for rank, w in enumerate(workers)], pids)
-            _first_failure([w.run.remote(self.train_loop_per_worker, self.train_loop_config) for w in workers], pids)
-        finally:
-            for w in workers:
-                ray.kill(w)
-            remove_placement_group(group)
+                            for rank, w in enumerate(self.workers)], self.pids)
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, trial_id: str, function, config: dict) -> None:
+        self.trials.append(trial_id)
+        _first_failure([w.run.remote(function, config) for w in self.workers], self.pids)
+
+    def alive(self, timeout_s: float = 10) -> bool:
+        """Whether every worker still answers (one may have died between trials)."""
+        import ray
+
+        try:
+            ray.get([w.address.remote() for w in self.workers], timeout=timeout_s)
+            return True
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        for w in self.workers:
+            ray.kill(w)
+        self.workers = []
+        remove_placement_group(self.placement)
+
+
+def group_key(plan) -> tuple:
+    """What a worker group's processes were made for: another trial may run in them only if it is the same."""
+    return (plan.worker_group, plan.strategy, plan.ray_workers, json.dumps(plan.resources_per_worker, sort_keys=True),
+            json.dumps(plan.env, sort_keys=True), plan.collective_timeout_s)
+
+
+class ActorRun:
+    """A trainer-like object: ``fit()`` places the actors (or takes the kept ones of the plan's worker group),
+    sets up the backend, runs the function on each, and raises the first worker's failure (the other workers
+    are killed at once, not left in a collective). ``reuse`` says afterwards whose processes it ran in."""
+
+    def __init__(self, plan, train_loop_per_worker, train_loop_config: dict, kept=None):
+        self.plan = plan
+        self.train_loop_per_worker = train_loop_per_worker
+        self.train_loop_config = {**train_loop_config, "harness": {**train_loop_config["harness"], "session": "actors"}}
+        self.kept = kept if plan.worker_group is not None else None
+        self.reuse: dict | None = None
+
+    def fit(self) -> None:
+        plan, key = self.plan, group_key(self.plan)
+        group = self.kept.take(key) if self.kept is not None else None
+        if group is not None and not group.alive():
+            group.close()
+            group = None
+        if group is None:
+            group = WorkerGroup(plan)  # closes what it placed when it fails
+        self.reuse = {"group": group.id, "use": len(group.trials) + 1, "shared_with": list(group.trials),
+                      "pids": list(group.pids)}
+        try:
+            group.run(plan.trial_id, self.train_loop_per_worker, self.train_loop_config)
+        except BaseException:
+            group.close()  # a failed trial takes its processes with it: the next repeat starts fresh ones
+            raise
+        if self.kept is not None:
+            self.kept.keep(key, group)
+        else:
+            group.close()
 
 
 class WorkerDied(RuntimeError):
@@ -123,7 +191,6 @@ class TrainWorker:
         # TensorFlow is imported yet. Not a runtime_env: a worker process with the job's own environment
         # starts sooner (Ray keeps some started), ~0.8 s a trial here.
         os.environ.update(env)
-        self.torch_group = False
 
     def address(self) -> tuple[str, int]:
         """A free address for this worker (rank 0's is torch's rendezvous), and this process's pid."""
@@ -140,21 +207,15 @@ class TrainWorker:
 
             dist.init_process_group(torch_backend, init_method=f"tcp://{addresses[0]}", rank=rank, world_size=world,
                                     timeout=datetime.timedelta(seconds=timeout_s))
-            self.torch_group = True
         elif strategy == "multi_worker_mirrored":
             os.environ["TF_CONFIG"] = tf_config(addresses, rank)
 
     def run(self, function, config: dict) -> None:
-        try:
-            function(config)
-        finally:
-            if self.torch_group:
-                import torch.distributed as dist
-
-                dist.destroy_process_group()
-                self.torch_group = False
+        # The process group (or TF_CONFIG) stays for the next trial of the group: the actor is killed, not
+        # reused, once the group is done.
+        function(config)
 
 
-def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, storage_path: str = "") -> ActorRun:
+def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, storage_path: str = "", kept=None) -> ActorRun:
     # storage_path is for Ray Train's checkpoints: this launcher keeps none and never restarts.
-    return ActorRun(plan, train_loop_per_worker, train_loop_config)
+    return ActorRun(plan, train_loop_per_worker, train_loop_config, kept)

@@ -10,7 +10,7 @@ from html import escape
 from orchestrator.report import plots
 from orchestrator.report.tables import (BREAKDOWN_NOTE, breakdown_table, comparison_sentences, efficiency_footer, fmt,
                                         recommendation_lines, recovery_lines, rows, trial_counts, unit,
-                                        target_table, cost_lines, cost_table)
+                                        target_table, cost_lines, cost_table, launcher_lines)
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#222;padding:0 1rem;
@@ -96,6 +96,7 @@ def page(data: dict) -> str:
               "yes" if s["shares_cores"] else "no"]
              for s in data["settings"]],
         ))
+        parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in launcher_lines(data)) + "</ul>")
         if any(s["shares_cores"] for s in data["settings"]):
             parts.append("<p class=note>Where workers share cores (fractional CPUs, or more threads than the "
                          "cluster has CPUs), throughput measures contention as much as scaling.</p>")

@@ -98,6 +98,24 @@ def trial_counts(data: dict) -> str:
     return text
 
 
+def launcher_lines(data: dict) -> list[str]:
+    """Per arm: the launcher its trials used and why, and where repeats reused their worker processes."""
+    arms: dict[str, list[dict]] = {}
+    for s in data["settings"]:
+        arms.setdefault(s["label"], []).append(s)
+    lines = []
+    for label, sizes in arms.items():
+        launcher = sizes[0].get("launcher") or "ray_train"
+        why = sizes[0].get("launcher_reason")
+        text = f"{label}: launcher {launcher}" + (f" ({why})" if why else "")
+        reused = [s for s in sizes if s.get("processes") is not None and s["processes"] < s["trials"]]
+        if reused:
+            text += "; worker processes reused across repeats: " + ", ".join(
+                f"{s['trials']} trials in {s['processes']} set(s) at {s['workers']} worker(s)" for s in reused)
+        lines.append(text + ".")
+    return lines
+
+
 def markdown(data: dict) -> str:
     lines = [f"# Scaling report: {_md(data['job'])}", ""]
     lines.append(f"{trial_counts(data)} Throughput excludes warm-up; ± is the standard deviation over repeats.")
@@ -118,6 +136,9 @@ def markdown(data: dict) -> str:
     if shared:
         lines += ["", f"Workers share cores in: {_md('; '.join(shared))}. There, throughput measures contention "
                   "as much as scaling."]
+    launched = launcher_lines(data)
+    if launched:
+        lines += ["", *[f"- {_md(line)}" for line in launched]]
     lines += breakdown_markdown(data)
     lines += recommendation_markdown(data)
     lines += target_markdown(data)

@@ -53,7 +53,22 @@ from orchestrator.workloads.reporting import (  # noqa: E402
 from orchestrator.workloads.target import TargetClock  # noqa: E402
 
 
+# A process can set up TensorFlow's collectives (and its logical CPUs) once: a worker that runs several trials
+# of one worker group (launcher: actors reusing its processes) keeps the strategy it made for the first. The
+# model, optimiser, data stream and traced step are made afresh by every train_loop.
+_strategies: dict[tuple, tf.distribute.Strategy] = {}
+
+
 def make_strategy(name: str | None, replicas: int, timeout_s: int | None = None) -> tf.distribute.Strategy:
+    if name in ("multi_worker_mirrored", "mirrored"):
+        key = (name, replicas, timeout_s, os.environ.get("TF_CONFIG"))
+        if key not in _strategies:
+            _strategies[key] = _new_strategy(name, replicas, timeout_s)
+        return _strategies[key]
+    return _new_strategy(name, replicas, timeout_s)
+
+
+def _new_strategy(name: str | None, replicas: int, timeout_s: int | None) -> tf.distribute.Strategy:
     if name == "multi_worker_mirrored":
         # timeout_seconds bounds every collective: a stalled all-reduce fails instead of hanging.
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_s)

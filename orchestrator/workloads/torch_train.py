@@ -123,6 +123,9 @@ def train_loop(config: dict) -> None:
     net = model.module if distributed else model
     ddp = model if distributed else None
     if config.get("execution") == "compiled":
+        # Compiled afresh, as in a new process, when the process ran an earlier trial (a reused worker group):
+        # Dynamo's caches of that trial's modules would otherwise count against its recompile limit.
+        torch._dynamo.reset()
         model = torch.compile(model)  # DDP under torch.compile: graphs split at gradient buckets
     logdir = artifacts_dir("tensorboard") if rank == 0 else None
 

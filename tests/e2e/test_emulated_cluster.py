@@ -35,13 +35,14 @@ def cluster(tmp_path_factory):
         started.down(progress=lambda *_: None)
 
 
-def _job(tmp_path, name, workers, repeats=1, **training):
+def _job(tmp_path, name, workers, repeats=1, reuse_workers=True, **training):
     job = {
         "name": name, "arms": [{"framework": "torch", "strategy": "ddp"}],
         "workload": {"model": "mlp", "params": {"hidden": [256, 256]}}, "dataset": {"name": "synthetic", "num_samples": 4096},
         "batch": {"per_worker": 64, "scaling": "weak"},
         "training": {"steps": 60, "warmup_steps": 10, "report_every": 20, **training},
-        "sweep": {"workers": workers, "repeats": repeats}, "resources": {"cpus_per_worker": 1},
+        "sweep": {"workers": workers, "repeats": repeats, "reuse_workers": reuse_workers},
+        "resources": {"cpus_per_worker": 1},
         "measure": {"breakdown": True, "collective_repeats": 2}, "deploy": {"export": False}, "launcher": "actors",
         "reliability": {"max_failures": 0, "collective_timeout_s": 20, "placement_timeout_s": 10},
     }
@@ -73,8 +74,9 @@ def test_one_worker_per_node_and_the_all_reduce_crosses_the_shaped_links(cluster
 
 def test_a_cut_link_fails_its_trial_naming_the_node_and_the_sweep_goes_on(cluster, tmp_path):
     cluster.shape(rates.parse("1gbit", "rate"))
-    # Trials in order: w1, w2 (node 1 cut during it), then the link comes back, w1, w2 (both nodes again).
-    job = _job(tmp_path, "emulated-cut", [2, 1], repeats=2, steps=1500)
+    # Trials in order: w2 (node 1 cut during it), w1, then the link comes back, w2 (both nodes again), w1.
+    # Fresh processes each trial, so that the repeats interleave (reused ones run back to back).
+    job = _job(tmp_path, "emulated-cut", [2, 1], repeats=2, reuse_workers=False, steps=1500)
     out = tmp_path / "out"
     cut_at, restored = [], []
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+
+from orchestrator import results
 import yaml
 
 from tests.conftest import ROOT
@@ -38,7 +40,14 @@ def demo(tmp_path_factory):
 
 def test_sweep_reports_agree_with_results_and_rerender_byte_for_byte(demo):
     lines = [json.loads(line) for line in (demo / "results.jsonl").read_text().splitlines()]
-    assert len(lines) == 8 and all(r["status"] == "ok" and r["schema"] == 2 for r in lines)
+    assert len(lines) == 8 and all(r["status"] == "ok" and r["schema"] == results.SCHEMA_VERSION for r in lines)
+    # The default launcher for a built-in sweep: actors, each point's two repeats in one set of processes.
+    assert {r["launcher"] for r in lines} == {"actors"}
+    groups = {}
+    for r in lines:
+        groups.setdefault((r["arm"], r["workers"]), set()).add(r["worker_reuse"]["group"])
+    assert all(len(g) == 1 for g in groups.values()) and len(groups) == 4, groups
+    assert "launcher actors (a built-in workload without restarts" in (demo / "report.md").read_text()
     assert {(r["arm"], r["scaling"], r["metric"]) for r in lines} == {
         ("torch/ddp", "weak", "samples_per_sec"), ("tensorflow/multi_worker_mirrored", "weak", "samples_per_sec")}
     data = json.loads((demo / "report.json").read_text())

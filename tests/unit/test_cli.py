@@ -44,8 +44,29 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path, capsys):
     assert main(["sweep", write(tmp_path, GOOD), "--dry-run", "--out", str(tmp_path / "out")]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert [t["workers"] for t in plan["trials"]] == [1, 2]
-    assert plan["trials"][1]["launcher"]["scaling_config"]["num_workers"] == 2
+    # A built-in workload without restarts runs on plain actors, and the plan says so and why.
+    launcher = plan["trials"][1]["launcher"]
+    assert launcher["name"] == "actors" and "max_failures" in launcher["why"]
+    assert len(launcher["placement_group"]["bundles"]) == 2
+    assert plan["launchers"] == [f"torch/ddp: launcher actors ({launcher['why']})."]
     assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_shows_ray_train_where_restarts_are_asked_and_repeats_back_to_back(tmp_path, capsys):
+    restarts = GOOD.replace("sweep: {workers: [1, 2]}", "sweep: {workers: [1, 2], repeats: 2}\nreliability: {max_failures: 1}")
+    assert main(["sweep", write(tmp_path, restarts), "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert {t["launcher"]["name"] for t in plan["trials"]} == {"ray_train"}
+    assert plan["trials"][1]["launcher"]["scaling_config"]["num_workers"] == 2
+    assert "reliability.max_failures is 1" in plan["trials"][0]["launcher"]["why"]
+    assert [(t["workers"], t["repeat"]) for t in plan["trials"]] == [(1, 0), (2, 0), (1, 1), (2, 1)]
+    assert all(t["worker_group"] is None for t in plan["trials"])
+    reused = GOOD.replace("sweep: {workers: [1, 2]}", "sweep: {workers: [1, 2], repeats: 2}")
+    assert main(["sweep", write(tmp_path, reused), "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [(t["workers"], t["repeat"]) for t in plan["trials"]] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert [t["worker_group"] for t in plan["trials"]] == ["torch/ddp-w1"] * 2 + ["torch/ddp-w2"] * 2
+    assert "kept for every repeat" in plan["trials"][0]["launcher"]["worker_processes"]
 
 
 def test_out_with_traversal_is_refused(tmp_path, capsys):

@@ -15,10 +15,30 @@ def job(**changes):
     return spec.parse(data)
 
 
-def test_ray_train_is_the_default_and_runs_every_strategy():
-    plans = plan.build(job())
+def test_ray_train_runs_every_strategy_where_named():
+    plans = plan.build(job(launcher="ray_train"))
     assert {p.launcher for p in plans} == {"ray_train"}
     assert {launchers.for_plan(p).__name__.rsplit(".", 1)[1] for p in plans} == {"torch_ddp", "tf_distribute"}
+    assert {p.launcher_reason for p in plans} == {"launcher: ray_train in the job"}
+
+
+def test_default_launcher_is_actors_for_builtin_sweeps_and_ray_train_where_it_is_needed():
+    plans = plan.build(job())
+    assert {p.launcher for p in plans} == {"actors"}
+    assert {launchers.for_plan(p).__name__ for p in plans} == {"orchestrator.launchers.ray_actors"}
+    assert all(p.controller_env == {} for p in plans)
+    restarts = plan.build(job(reliability={"max_failures": 2}))
+    assert {p.launcher for p in restarts} == {"ray_train"}
+    assert {p.launcher_reason for p in restarts} == {
+        "reliability.max_failures is 2: restarts from a checkpoint need Ray Train"}
+    user = plan.build(job(workload={"entrypoint": "jobs.examples.torch_user:train_func"}))
+    assert {p.launcher for p in user} == {"ray_train"} and "ray.train.report" in user[0].launcher_reason
+    tpu = plan.build(job(arms=[{"framework": "tensorflow", "strategy": "tpu",
+                                "tpu": {"accelerator": "tpu-v6e", "topology": "2x2"}}], sweep={"workers": [1]}))
+    assert tpu[0].launcher == "ray_train" and "TPU" in tpu[0].launcher_reason
+    # orchestrator train keeps Ray Train's restarts whatever the sweep's launcher
+    one = plan.training_plan(job(), "torch/ddp", 2)
+    assert one.launcher == "ray_train" and one.worker_group is None and "restarts" in one.launcher_reason
 
 
 def test_actors_run_ddp_and_tf_strategies_but_horovod_keeps_its_executor():

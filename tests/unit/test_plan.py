@@ -21,10 +21,24 @@ def plans():
     return plan.build(spec.parse(JOB))
 
 
-def test_every_arm_count_and_repeat_once_repeats_outermost(plans):
+def test_every_arm_count_and_repeat_once_repeats_outermost():
+    plans = plan.build(spec.parse({**JOB, "launcher": "ray_train"}))
     assert len(plans) == 2 * 3 * 2
     assert [(p.repeat, p.workers, p.framework) for p in plans[:3]] == [(0, 1, "torch"), (0, 1, "tensorflow"), (0, 2, "torch")]
     assert len({p.trial_id for p in plans}) == len(plans)
+
+
+def test_reused_workers_run_a_groups_repeats_back_to_back(plans):
+    """launcher: actors (the default here): the repeats of one (arm, worker count) follow each other, since
+    their processes hold the cluster while they live; arms still take turns at each worker count."""
+    assert len(plans) == 2 * 3 * 2 and len({p.trial_id for p in plans}) == len(plans)
+    assert [(p.workers, p.framework, p.repeat) for p in plans[:5]] == [
+        (1, "torch", 0), (1, "torch", 1), (1, "tensorflow", 0), (1, "tensorflow", 1), (2, "torch", 0)]
+    assert plans[0].worker_group == plans[1].worker_group == "torch/ddp-w1"
+    fresh = plan.build(spec.parse({**JOB, "sweep": {**JOB["sweep"], "reuse_workers": False}}))
+    assert all(p.worker_group is None for p in fresh) and [p.repeat for p in fresh[:6]] == [0] * 6
+    one_repeat = plan.build(spec.parse({**JOB, "sweep": {**JOB["sweep"], "repeats": 1}}))
+    assert all(p.worker_group is None for p in one_repeat)  # nothing to share
 
 
 def test_strong_scaling_and_epoch_arithmetic(plans):

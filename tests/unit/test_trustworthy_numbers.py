@@ -363,7 +363,8 @@ def test_driver_settings_live_in_the_plan_and_never_leak_into_the_environment(mo
 
     from orchestrator import launchers
 
-    (p, *_) = plan.build(spec.load(ROOT / "jobs/smoke.yaml"))
+    smoke = yaml.safe_load((ROOT / "jobs/smoke.yaml").read_text())
+    (p, *_) = plan.build(spec.parse({**smoke, "launcher": "ray_train"}))
     assert p.controller_env[plan.START_TIMEOUT_ENV] == "20"
     monkeypatch.delenv(plan.START_TIMEOUT_ENV, raising=False)
     with launchers.controller_environment(p):
@@ -381,10 +382,15 @@ def test_tf_config_is_one_pure_function():
 
 
 def test_old_plan_hashes_still_match_so_resumes_skip_done_trials():
-    """Hashes computed by the version before the plan carried arm, scaling, replicas and controller_env: a
-    results.jsonl written by it resumes without rerunning its trials."""
-    smoke = plan.build(spec.load(ROOT / "jobs/smoke.yaml"))
-    digits = plan.build(spec.load(ROOT / "jobs/digits-mlp.yaml"))
+    """Hashes computed by the version before the plan carried arm, scaling, replicas, controller_env,
+    launcher_reason and worker_group: a results.jsonl written by it resumes without rerunning its trials. (That
+    version's default launcher was ray_train: a job that names no launcher now runs on actors, a different
+    measurement, and reruns.)"""
+    def old_default(name):
+        return spec.parse({**yaml.safe_load((ROOT / "jobs" / name).read_text()), "launcher": "ray_train"})
+
+    smoke = plan.build(old_default("smoke.yaml"))
+    digits = plan.build(old_default("digits-mlp.yaml"))
     assert (smoke[0].trial_id, scheduler.plan_hash(smoke[0])) == ("torch-ddp-mlp-w1-r0", "82b793d3a8b84363")
     assert (digits[-1].trial_id, scheduler.plan_hash(digits[-1])) == (
         "tensorflow-multi_worker_mirrored-mlp-w2-r1", "a2bccfb4192230c8")
