@@ -72,7 +72,10 @@ def test_dry_run_shows_the_plan_and_starts_nothing(demo):
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     assert len(plan["trials"]) == 8 and {t["arm"] for t in plan["trials"]} == {"torch/ddp", "tensorflow/multi_worker_mirrored"}
-    assert all(t["controller_env"]["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] == "20" for t in plan["trials"])
+    # The default job runs on plain actors (no Ray Train controller to configure), each point's repeats kept together.
+    assert all(t["launcher"]["name"] == "actors" and t["controller_env"] == {} for t in plan["trials"])
+    assert all(t["launcher"]["placement_group"]["timeout_s"] == 20 for t in plan["trials"])
+    assert [t["repeat"] for t in plan["trials"]] == [0, 1] * 4
 
 
 def test_recommend_then_render_from_report_then_validate(demo, tmp_path):
