@@ -61,20 +61,11 @@ def _recorder_class():
             if worker is not None:
                 worker["records"].append({**record, "received_wall": time.time()})
 
-        def finish(self, trial: str, key: str, wall: float) -> None:
+        def update(self, trial: str, key: str, fields: dict) -> None:
+            """A worker's end (finished_wall), error, or collective microbenchmark (collective, its backend)."""
             worker = self._worker(trial, key)
             if worker is not None:
-                worker["finished_wall"] = wall
-
-        def collective(self, trial: str, key: str, backend: str, points: list) -> None:
-            worker = self._worker(trial, key)
-            if worker is not None:
-                worker.update(collective=points, collective_backend=backend)
-
-        def error(self, trial: str, key: str, error: dict) -> None:
-            worker = self._worker(trial, key)
-            if worker is not None:
-                worker["error"] = error
+                worker.update(fields)
 
         def files(self, trial: str, key: str, files: dict, skipped: list) -> None:
             worker = self._worker(trial, key)

@@ -99,8 +99,8 @@ def train_loop_per_worker(config: dict) -> None:
         # Kept before the worker is torn down: which ranks failed, and how, tells the driver which rank
         # stalled a collective that the others timed out in (see measure.stall).
         try:
-            ray.get(recorder.error.remote(trial, key, {"wall": time.time(), "type": type(err).__name__,
-                                                "message": str(err)[-1000:]}), timeout=5)
+            ray.get(recorder.update.remote(trial, key, {"error": {"wall": time.time(), "type": type(err).__name__,
+                                                                  "message": str(err)[-1000:]}}), timeout=5)
         except Exception:
             pass
         raise
@@ -118,8 +118,9 @@ def train_loop_per_worker(config: dict) -> None:
     if harness.get("collective"):
         measured = user_collective(harness["collective"])
         if measured:
-            ray.get(recorder.collective.remote(trial, key, *measured))
-    ray.get(recorder.finish.remote(trial, key, time.time()))
+            backend, points = measured
+            ray.get(recorder.update.remote(trial, key, {"collective": points, "collective_backend": backend}))
+    ray.get(recorder.update.remote(trial, key, {"finished_wall": time.time()}))
 
 
 def user_collective(settings: dict):

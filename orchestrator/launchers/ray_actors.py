@@ -62,8 +62,7 @@ def _torch_backend(plan) -> str:
 class WorkerGroup:
     """The actors of one trial, or of the trials of one worker group: placed, started and set up once.
 
-    ``uses`` counts the trials run in it and ``trials`` names them, for the record (which repeats shared
-    processes)."""
+    ``trials`` names the trials run in it so far, for the record (which repeats shared processes)."""
 
     def __init__(self, plan):
         import ray
