@@ -12,7 +12,11 @@ workers for the time to first step. Measured:
   training share     the trials' training time (first step to last, orchestrator.measure) over the wall time;
   time to first step the first trial's (from the CLI's start, and from its own launch) and a reused repeat's
                      (from its launch), against torchrun's (process start to step 1 done on every rank);
-  agreement          each arm and worker count's throughput in the reused repeats against the fresh ones.
+  agreement          each arm and worker count's throughput in the reused repeats against the fresh ones;
+  import ceiling     the share the sweep could reach if everything but the workers' own imports were free:
+                     for each fresh worker group of the sweep, its workload module imported in as many bare
+                     `python` processes at once as the group has workers (no Ray); the ceiling is training
+                     over training plus those imports, in the same pair.
 
 Writes bench/results/sweep-reuse.{json,md}. Not a test: timings on a shared 2-core machine are noisy.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,6 +51,31 @@ def first_steps(cost: dict) -> dict:
         "fresh_from_launch": {r["trial_id"]: r["time_to_first_step_s"] for r in records
                               if (r.get("worker_reuse") or {}).get("use", 1) == 1},
     }
+
+
+WORKLOADS = {"torch": "orchestrator.workloads.torch_train", "tensorflow": "orchestrator.workloads.tf_train"}
+
+
+def bare_import_s(framework: str, processes: int) -> float:
+    """Wall time of importing the framework's workload module in ``processes`` bare Python processes started
+    together (a fresh worker group's workers do the same at once, on the same cores)."""
+    code = f"import {WORKLOADS[framework]}"
+    started = time.perf_counter()
+    running = [subprocess.Popen([overhead.PY, "-c", code], env=overhead._env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for _ in range(processes)]
+    if any(p.wait() for p in running):
+        raise RuntimeError(f"importing {WORKLOADS[framework]} failed")
+    return time.perf_counter() - started
+
+
+def import_ceiling(cost: dict) -> dict:
+    """The training share the sweep could reach if its only cost beyond training were its fresh workers' imports."""
+    records = [r for r in cost["records"] if r["status"] == "ok"]
+    fresh = [r for r in records if (r.get("worker_reuse") or {}).get("use", 1) == 1]
+    imports = {f"{r['framework']}@{r['workers']}": bare_import_s(r["framework"], r["workers"]) for r in fresh}
+    training = sum(r["training_s"] for r in records)
+    return {"imports_s": imports, "training_s": training,
+            "ceiling": training / (training + sum(imports.values()))}
 
 
 def agreement(cost: dict) -> list[dict]:
@@ -74,6 +104,8 @@ def main() -> None:
             print(f"  {pair[which]['wall_s']:.1f} s, training {100 * pair[which]['training_fraction']:.1f}%", flush=True)
         print(f"pair {index + 1}/{args.pairs}: bare torchrun at 1 and 2 workers ...", flush=True)
         pair["torchrun"] = {str(n): overhead.bare_torch(n)["time_to_first_step_s"] for n in (1, 2)}
+        print(f"pair {index + 1}/{args.pairs}: the workers' imports in bare processes ...", flush=True)
+        pair["import_ceiling"] = import_ceiling(pair["new"])
         pair["first_steps"] = first_steps(pair["new"])
         pair["agreement"] = agreement(pair["new"])
         for which in ("new", "old"):
@@ -96,7 +128,8 @@ def summarize(pairs: list[dict]) -> dict:
         "goals": GOALS,
         "wall_ratio": {"per_pair": ratios, "median": statistics.median(ratios)},
         "training_share": {"new": [p["new"]["training_fraction"] for p in pairs],
-                           "old": [p["old"]["training_fraction"] for p in pairs]},
+                           "old": [p["old"]["training_fraction"] for p in pairs],
+                           "import_ceiling": [p["import_ceiling"]["ceiling"] for p in pairs]},
         "reused_first_step_s": {"all": reused, "max": max(reused) if reused else None,
                                 "median": statistics.median(reused) if reused else None},
         "pairs": pairs,
@@ -127,7 +160,9 @@ def markdown(summary: dict) -> str:
         f"- Wall time ratio, median {w['median']:.2f} (goal ≤ {GOALS['wall_ratio']}) {mark(w['median'] <= GOALS['wall_ratio'])}.",
         f"- Training share of the new default's sweep, median {100 * statistics.median(share['new']):.1f}% (goal ≥ "
         f"{100 * GOALS['training_share']:.0f}%) {mark(statistics.median(share['new']) >= GOALS['training_share'])}; "
-        f"the old default's {100 * statistics.median(share['old']):.1f}%.",
+        f"the old default's {100 * statistics.median(share['old']):.1f}%. The ceiling the workers' own imports "
+        f"leave (training over training plus each fresh worker group's workload import in bare processes, "
+        f"no Ray): median {100 * statistics.median(share['import_ceiling']):.1f}%.",
     ]
     if reused["max"] is not None:
         lines.append(f"- A reused repeat reaches step 1 in {reused['median']:.2f} s (median), at most {reused['max']:.2f} s "
@@ -142,6 +177,14 @@ def markdown(summary: dict) -> str:
                      f"| {', '.join(f'{v:.2f}' for v in f['fresh_from_launch'].values())} "
                      f"| {', '.join(f'{v:.2f}' for v in f['reused'].values())} "
                      f"| {p['torchrun']['1']:.2f} | {p['torchrun']['2']:.2f} |")
+    lines += ["", "The workers' imports, in bare `python` processes (as many at once as the group's workers), "
+              "against the sweep's training (s):", "",
+              "| pair | " + " | ".join(summary["pairs"][0]["import_ceiling"]["imports_s"]) + " | training | ceiling |",
+              "|---:|" + "---:|" * (len(summary["pairs"][0]["import_ceiling"]["imports_s"]) + 2)]
+    for i, p in enumerate(summary["pairs"]):
+        c = p["import_ceiling"]
+        lines.append(f"| {i + 1} | " + " | ".join(f"{v:.2f}" for v in c["imports_s"].values())
+                     + f" | {c['training_s']:.2f} | {100 * c['ceiling']:.1f}% |")
     lines += ["", "Throughput (samples/s) of fresh and reused repeats, per arm and worker count (the new default's "
               "sweeps):", "", "| pair | arm | workers | fresh | reused | reused / fresh |", "|---:|---|---:|---:|---:|---:|"]
     for i, p in enumerate(summary["pairs"]):
