@@ -135,7 +135,7 @@ def choose_launcher(spec: JobSpec, strategy: str) -> tuple[str, str]:
     if strategy == "horovod":
         return spec.launcher or "actors", "Horovod runs on horovod.ray.RayExecutor's actors whatever the launcher"
     if spec.launcher:
-        return spec.launcher, f"launcher: {spec.launcher} in the job"
+        return spec.launcher, "named in the job"
     if not spec.workload.is_builtin:
         return "ray_train", "a user's function runs in Ray Train's session (it calls ray.train.report)"
     if spec.reliability.max_failures:
@@ -143,8 +143,8 @@ def choose_launcher(spec: JobSpec, strategy: str) -> tuple[str, str]:
                              "checkpoint need Ray Train")
     if strategy not in ACTOR_STRATEGIES:
         return "ray_train", f"strategy {strategy} is scheduled by Ray Train (TPU slices)"
-    return "actors", ("a built-in workload without restarts (reliability.max_failures 0): plain Ray actors start "
-                      "faster than a Ray Train run; set launcher: ray_train for Ray Train")
+    return "actors", ("a built-in workload with no restarts asked for, reliability.max_failures 0, starts faster "
+                      "on plain Ray actors than in a Ray Train run; set launcher: ray_train for Ray Train")
 
 
 def uses_ray_train(launcher: str, strategy: str) -> bool:

@@ -103,7 +103,7 @@ def launcher_notes(plans: list[TrialPlan]) -> list[str]:
     for p in plans:
         if p.arm not in notes:
             shared = " Repeats of each worker count run in the same worker processes." if p.worker_group else ""
-            notes[p.arm] = f"{p.arm}: launcher {p.launcher} ({p.launcher_reason}).{shared}"
+            notes[p.arm] = f"{p.arm}: launcher {p.launcher}: {p.launcher_reason}.{shared}"
     return list(notes.values())
 
 

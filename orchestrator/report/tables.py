@@ -107,7 +107,7 @@ def launcher_lines(data: dict) -> list[str]:
     for label, sizes in arms.items():
         launcher = sizes[0].get("launcher") or "ray_train"
         why = sizes[0].get("launcher_reason")
-        text = f"{label}: launcher {launcher}" + (f" ({why})" if why else "")
+        text = f"{label}: launcher {launcher}" + (f": {why}" if why else "")
         reused = [s for s in sizes if s.get("processes") is not None and s["processes"] < s["trials"]]
         if reused:
             text += "; worker processes reused across repeats: " + ", ".join(

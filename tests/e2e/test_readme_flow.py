@@ -47,7 +47,7 @@ def test_sweep_reports_agree_with_results_and_rerender_byte_for_byte(demo):
     for r in lines:
         groups.setdefault((r["arm"], r["workers"]), set()).add(r["worker_reuse"]["group"])
     assert all(len(g) == 1 for g in groups.values()) and len(groups) == 4, groups
-    assert "launcher actors (a built-in workload without restarts" in (demo / "report.md").read_text()
+    assert "launcher actors: a built-in workload with no restarts asked for" in (demo / "report.md").read_text()
     assert {(r["arm"], r["scaling"], r["metric"]) for r in lines} == {
         ("torch/ddp", "weak", "samples_per_sec"), ("tensorflow/multi_worker_mirrored", "weak", "samples_per_sec")}
     data = json.loads((demo / "report.json").read_text())

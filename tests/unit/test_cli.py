@@ -48,7 +48,7 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path, capsys):
     launcher = plan["trials"][1]["launcher"]
     assert launcher["name"] == "actors" and "max_failures" in launcher["why"]
     assert len(launcher["placement_group"]["bundles"]) == 2
-    assert plan["launchers"] == [f"torch/ddp: launcher actors ({launcher['why']})."]
+    assert plan["launchers"] == [f"torch/ddp: launcher actors: {launcher['why']}."]
     assert not (tmp_path / "out").exists()
 
 

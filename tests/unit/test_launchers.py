@@ -19,7 +19,7 @@ def test_ray_train_runs_every_strategy_where_named():
     plans = plan.build(job(launcher="ray_train"))
     assert {p.launcher for p in plans} == {"ray_train"}
     assert {launchers.for_plan(p).__name__.rsplit(".", 1)[1] for p in plans} == {"torch_ddp", "tf_distribute"}
-    assert {p.launcher_reason for p in plans} == {"launcher: ray_train in the job"}
+    assert {p.launcher_reason for p in plans} == {"named in the job"}
 
 
 def test_default_launcher_is_actors_for_builtin_sweeps_and_ray_train_where_it_is_needed():
