@@ -26,7 +26,6 @@ tf-keras package (TF_USE_LEGACY_KERAS=1, set before TensorFlow is imported) is u
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import statistics
@@ -58,13 +57,6 @@ from orchestrator.workloads.target import TargetClock  # noqa: E402
 # of one worker group (launcher: actors reusing its processes) keeps the strategy it made for the first. The
 # model, optimiser, data stream and traced step are made afresh by every train_loop.
 _strategies: dict[tuple, tf.distribute.Strategy] = {}
-
-
-# A distributed iterator's destructor waits on its prefetching: 0.3-2.1 s on one rank of a 2-worker
-# MultiWorkerMirrored trial here, measured, after the trial's timings but before the next repeat of a reused
-# worker group can start. A finished trial's iterator is kept instead (idle: its prefetch buffer is full) until
-# the process ends; worker processes are killed when their trials are done, never torn down.
-_finished_streams: collections.deque = collections.deque(maxlen=100)
 
 
 def make_strategy(name: str | None, replicas: int, timeout_s: int | None = None) -> tf.distribute.Strategy:
@@ -270,7 +262,6 @@ def train_loop(config: dict) -> None:
             break
     if log:
         log.close()
-    _finished_streams.append(stream)
     directory = export_dir(config, rank)
     if directory:
         from orchestrator.workloads import export
