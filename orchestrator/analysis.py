@@ -353,6 +353,94 @@ def settings_ran(records: list[results.TrialRecord]) -> list[dict]:
     return [seen[k] for k in sorted(seen)]
 
 
+def sweep_time(records: list[results.TrialRecord]) -> Optional[dict]:
+    """Where the sweep's time went, from the trials' records (results.time_parts): per arm and worker count
+    and in all, the time to step 1 (fresh worker processes apart from reused ones), training, and after
+    training (the step breakdown and the exports apart, where the workers timed them); failed trials' time;
+    and the sweep's own time around its trials (Ray's start and the planning, between trials). The share of
+    training is over all of it, up to the last trial's end (the reports and Ray's shutdown after it are in
+    no record). None where no trial's record can tell."""
+    parts = ("to_first_step_s", "training_s", "after_training_s", "breakdown_s", "export_s")
+    rows: dict[tuple, dict] = {}
+    fresh, reused = {"count": 0, "s": 0.0}, {"count": 0, "s": 0.0}
+    counted = {"breakdown_s": 0, "export_s": 0}
+    failed_s = other_s = orchestrator_s = 0.0
+    for r in records:
+        orchestrator_s += float((r.get("sweep_run") or {}).get("before_s") or 0.0)
+        split = results.time_parts(r.data)
+        if split is None:
+            if r.ok:
+                other_s += float(r.get("wall_time_s") or 0.0)
+            else:
+                failed_s += float(r.get("wall_time_s") or 0.0)
+            continue
+        row = rows.setdefault((r.arm, r.workers), {"name": r.arm, "label": scaling.record_label(r),
+                                                   "workers": r.workers, "trials": 0, **{k: 0.0 for k in parts}})
+        row["trials"] += 1
+        for k in parts:
+            row[k] += split[k] or 0.0
+        for k in counted:
+            counted[k] += split[k] is not None
+        side = reused if (r.get("worker_reuse") or {}).get("use", 1) > 1 else fresh
+        side["count"] += 1
+        side["s"] += split["to_first_step_s"]
+    if not rows:
+        return None
+    total = {k: sum(row[k] for row in rows.values()) for k in parts}
+    span = (total["to_first_step_s"] + total["training_s"] + total["after_training_s"] + failed_s + other_s
+            + orchestrator_s)
+    out = {"total_s": span, **total, "failed_trials_s": failed_s, "not_broken_down_s": other_s,
+           "orchestrator_s": orchestrator_s, "training_share": total["training_s"] / span if span else None,
+           "fresh_worker_starts": fresh["count"], "fresh_to_first_step_s": fresh["s"],
+           "reused_trials": reused["count"], "reused_to_first_step_s": reused["s"],
+           "breakdowns": counted["breakdown_s"], "exports": counted["export_s"],
+           "rows": [rows[k] for k in sorted(rows, key=lambda k: (k[1], k[0]))]}
+    out["sentence"] = sweep_time_sentence(out)
+    out["notes"] = sweep_time_notes(out)
+    return out
+
+
+def sweep_time_notes(t: dict) -> list[str]:
+    """What would make the sweep cheaper, where a part costs more than the training it serves."""
+    notes = []
+    if t["breakdown_s"] + t["export_s"] > t["training_s"]:
+        notes.append("The step breakdown and the exports took longer than the training: measure.breakdown: false "
+                     "and deploy.export: false leave them out where the sweep need only measure throughput.")
+    if t["fresh_to_first_step_s"] > t["training_s"]:
+        notes.append("Starting fresh worker processes (Ray placing them, importing the framework, the "
+                     "rendezvous) took longer than the training: repeats of a worker count share their processes "
+                     "(sweep.reuse_workers) under launcher: actors; longer trials (training.steps) spread that "
+                     "start over more measured steps.")
+    return notes
+
+
+def sweep_time_sentence(t: dict) -> str:
+    """One sentence of ``sweep_time``: each part in seconds, largest claims first."""
+    def s(seconds: float) -> str:
+        return f"{seconds:.1f} s" if seconds < 100 else f"{seconds:.0f} s"
+
+    starts = f"{t['fresh_worker_starts']} start(s) of fresh worker processes {s(t['fresh_to_first_step_s'])}"
+    if t["reused_trials"]:
+        starts += f", {t['reused_trials']} trial(s) in reused ones {s(t['reused_to_first_step_s'])}"
+    after = []
+    if t["breakdowns"]:
+        after.append(f"the step breakdown {s(t['breakdown_s'])} in {t['breakdowns']} trial(s)")
+    if t["exports"]:
+        after.append(f"the deployment exports {s(t['export_s'])} in {t['exports']}")
+    rest = t["after_training_s"] - t["breakdown_s"] - t["export_s"]
+    after.append(f"evaluation, TensorBoard files and the rest {s(max(0.0, rest))}")
+    text = (f"Training took {s(t['training_s'])} of the sweep's {s(t['total_s'])} ({100 * t['training_share']:.0f}%); "
+            f"reaching step 1 {s(t['to_first_step_s'])} ({starts}); after training {s(t['after_training_s'])} "
+            f"({', '.join(after)})")
+    if t["orchestrator_s"]:
+        text += f"; Ray's start, planning and between trials {s(t['orchestrator_s'])}"
+    if t["failed_trials_s"]:
+        text += f"; failed trials {s(t['failed_trials_s'])}"
+    if t["not_broken_down_s"]:
+        text += f"; trials whose records cannot be broken down {s(t['not_broken_down_s'])}"
+    return text + "."
+
+
 def analyze(found: results.Results, settings: Optional[dict] = None) -> dict:
     """The report as data: what report.json holds and what every other format shows."""
     settings = {**DEFAULTS, **(settings or {})}
@@ -376,6 +464,7 @@ def analyze(found: results.Results, settings: Optional[dict] = None) -> dict:
         ],
         "settings": settings_ran(ok),
         "adaptive": adaptive_savings(found.records),
+        "sweep_time": sweep_time(found.records),
         "environment": dict(first.get("environment") or {}) if first else {},
         "breakdown": step_breakdowns(curves),
         **predicted,

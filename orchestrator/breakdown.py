@@ -85,6 +85,9 @@ def trial(workers: list[dict], step_s: float) -> Optional[dict]:
                                                           if w.get("collective_backend")), None)}
     if measured:
         out.update(_parts(measured, step_s))
+        took = [w["breakdown"]["seconds"] for w in measured if isinstance(w["breakdown"].get("seconds"), (int, float))]
+        if took:  # the ranks run it in lockstep: the slowest is what it added to the trial
+            out["seconds"] = max(took)
     if collectives:
         sizes = [p["bytes"] for p in collectives[0]]
         slowest = [{"bytes": b, "seconds": max(c[i]["seconds"] for c in collectives if len(c) > i)}

@@ -154,6 +154,15 @@ def _check_output_file(flag: str, path: str | None, example: str) -> None:
         raise UserError(f"{flag} {path}: {blocker} is a file, not a folder; pass a path in a folder")
 
 
+def _sweep_time(out_dir) -> str | None:
+    """The report's sentence on where the sweep's time went (every trial of the results, resumed ones too)."""
+    try:
+        spent = json.loads((Path(out_dir) / "report.json").read_text()).get("sweep_time")
+    except (OSError, ValueError):
+        return None
+    return spent["sentence"] if spent else None
+
+
 def _sweep(args) -> int:
     from orchestrator import plan, spec
 
@@ -207,6 +216,9 @@ def _sweep(args) -> int:
     if job.sweep.adaptive:
         measured = len(outcome.ran) + len(outcome.skipped)
         console.print(f"adaptive: {measured} of {len(plans)} planned trials measured, {len(plans) - measured} saved")
+    spent = _sweep_time(outcome.out_dir)
+    if spent:
+        console.print(spent, highlight=False)
     for path in outcome.reports:
         console.print(f"wrote {out.location}/{path.name}")
     if outcome.failed:

@@ -15,6 +15,8 @@ Schema versions (``schema`` in each line; a line without it is version 1):
     2  adds ``arm`` (the arm key), ``scaling`` (weak | strong) and ``metric`` (what throughput counts)
     3  adds ``launcher_reason`` (why its launcher) and ``worker_reuse`` (launcher: actors: the worker processes
        it ran in, see ``worker_reuse``); both absent from older lines (fresh processes, Ray Train by default)
+    4  adds ``sweep_run`` (``sweep_run``: the sweep invocation that ran the trial, and the orchestrator's own
+       time before the trial), for where a sweep's time went (``time_parts``); absent from older lines
 
 Version-1 lines still read: the missing fields are derived from the ones they hold.
 """
@@ -30,7 +32,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Optional
 
 FILENAME = "results.jsonl"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # What a trial's throughput counts, by the metric it is measured in. A user function that reports no sample
 # count is timed between its reports: its "step" is one report interval.
@@ -89,6 +91,41 @@ def worker_reuse(reuse: Mapping) -> dict:
     ``shared_with`` (the trial ids that ran in them before this one) and ``pids`` (by rank)."""
     return {"group": str(reuse["group"]), "use": int(reuse["use"]), "shared_with": [str(t) for t in reuse["shared_with"]],
             "pids": [int(p) for p in reuse.get("pids", [])]}
+
+
+def sweep_run(run_id: str, started_at: float, before_s: float) -> dict:
+    """The record's ``sweep_run``: which invocation of ``orchestrator sweep`` ran the trial (``id``), when that
+    started (``started_at``, before Ray), and ``before_s``: the sweep's own time between the end of the trial
+    before this one in the same invocation (or the invocation's start) and this trial's launch: Ray's start
+    and the planning before the first trial, closing a worker group and writing the last record between
+    trials."""
+    return {"id": str(run_id), "started_at": float(started_at), "before_s": max(0.0, float(before_s))}
+
+
+def time_parts(line: Mapping) -> Optional[dict]:
+    """Where a finished built-in trial's wall time (its launch to its end) went, in seconds, or None where the
+    record cannot tell (a user's function has no steps; failed trials, and trials restarted after a failure;
+lines written before these fields):
+
+        to_first_step_s   launch to the start of step 1: worker processes placed and started, imports,
+                          rendezvous, data and model (a reused worker group: little but the data and model)
+        training_s        the training steps on rank 0, the first (tracing, first collectives) included
+        after_training_s  the last step to the trial's end: evaluation, the step breakdown and collective
+                          microbenchmark (breakdown_s), the deployment exports (export_s), TensorBoard files,
+                          the files sent back
+    """
+    needed = ("wall_time_s", "time_to_first_step_s", "first_step_s", "training_s")
+    if line.get("status") != "ok" or line.get("failures") or any(
+            not isinstance(line.get(k), (int, float)) for k in needed):
+        return None
+    before = line["time_to_first_step_s"] - line["first_step_s"]
+    after = max(0.0, line["wall_time_s"] - before - line["training_s"])
+    breakdown = (line.get("breakdown") or {}).get("seconds")
+    export = (line.get("deployment") or {}).get("seconds")
+    return {"to_first_step_s": before, "training_s": line["training_s"], "after_training_s": after,
+            # the parts of after_training_s the workers timed (None: not run, or a record from before)
+            "breakdown_s": breakdown if isinstance(breakdown, (int, float)) else None,
+            "export_s": export if isinstance(export, (int, float)) else None}
 
 
 def metric_of(line: Mapping) -> str:

@@ -12,6 +12,7 @@ import json
 import platform
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -137,6 +138,8 @@ def sweep(
     from orchestrator import cluster as ray_cluster
 
     progress = progress or Progress()
+    run_id, run_started = uuid.uuid4().hex[:12], time.time()  # before Ray: its start is the sweep's own time
+    last_end = [run_started]
     output = (out_dir if isinstance(out_dir, Output) else Output(str(out_dir))).open()
     out = output.local
     out.mkdir(parents=True, exist_ok=True)
@@ -174,6 +177,9 @@ def sweep(
             return dict(done[plan.trial_id].data)
         progress.trial_started(plan, index)
         record = {**run_trial(plan, storage, digest, env, out, runner=runner), **extra}
+        launched = record.get("launched_at", record["started_at"])  # a failed trial's wall runs from started_at
+        record["sweep_run"] = results.sweep_run(run_id, run_started, launched - last_end[0])
+        last_end[0] = launched + record["wall_time_s"]
         results.append(out, record)
         output.sync(record.get("artifacts", {}).get("files", []))
         outcome.ran.append(record)

@@ -10,7 +10,7 @@ from html import escape
 from orchestrator.report import plots
 from orchestrator.report.tables import (BREAKDOWN_NOTE, breakdown_table, comparison_sentences, efficiency_footer, fmt,
                                         recommendation_lines, recovery_lines, rows, trial_counts, unit,
-                                        target_table, cost_lines, cost_table, launcher_lines)
+                                        target_table, cost_lines, cost_table, launcher_lines, sweep_time_table)
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#222;padding:0 1rem;
@@ -101,6 +101,13 @@ def page(data: dict) -> str:
             parts.append("<p class=note>Where workers share cores (fractional CPUs, or more threads than the "
                          "cluster has CPUs), throughput measures contention as much as scaling.</p>")
     parts += _beyond_speed(data)
+    spent = data.get("sweep_time")
+    if spent:
+        parts.append("<h2>Where the sweep's time went</h2>")
+        parts.append(f"<p>{escape(spent['sentence'])}</p>")
+        if spent.get("notes"):
+            parts.append("<ul class=note>" + "".join(f"<li>{escape(n)}</li>" for n in spent["notes"]) + "</ul>")
+        parts.append(_table(*sweep_time_table(data)))
     recoveries = recovery_lines(data)
     if recoveries:
         parts.append("<h2>Recovered from failures</h2><ul>")

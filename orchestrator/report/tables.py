@@ -144,6 +144,7 @@ def markdown(data: dict) -> str:
     lines += target_markdown(data)
     lines += cost_markdown(data)
     lines += beyond_speed_markdown(data)
+    lines += sweep_time_markdown(data)
     recoveries = recovery_lines(data)
     if recoveries:
         lines += ["", "## Recovered from failures", "", *[f"- {_md(line)}" for line in recoveries]]
@@ -152,6 +153,41 @@ def markdown(data: dict) -> str:
         lines += [f"- `{_md(f['trial_id'])}`: {_md(f['error'])}" for f in data["failed_trials"]]
     lines += ["", f"{efficiency_footer(data)} Rendered from results.jsonl by `orchestrator report`.", ""]
     return "\n".join(lines)
+
+
+def sweep_time_table(data: dict) -> tuple[list[str], list[list]]:
+    """Where the sweep's time went, per curve and worker count (seconds over its trials)."""
+    t = data.get("sweep_time")
+    if not t:
+        return [], []
+    header = ["curve", "workers", "trials", "to step 1", "training", "after training", "of which breakdown",
+              "of which exports", "training share"]
+
+    def s(value: float) -> str:
+        return f"{value:.1f} s"
+
+    body = []
+    for r in t["rows"]:
+        whole = r["to_first_step_s"] + r["training_s"] + r["after_training_s"]
+        body.append([r["label"], r["workers"], r["trials"], s(r["to_first_step_s"]), s(r["training_s"]),
+                     s(r["after_training_s"]), s(r["breakdown_s"]) if r["breakdown_s"] else "–",
+                     s(r["export_s"]) if r["export_s"] else "–",
+                     fmt(r["training_s"] / whole, pct=True) if whole else "–"])
+    return header, body
+
+
+def sweep_time_markdown(data: dict) -> list[str]:
+    t = data.get("sweep_time")
+    if not t:
+        return []
+    header, body = sweep_time_table(data)
+    lines = ["", "## Where the sweep's time went", "", _md(t["sentence"]), ""]
+    lines += [f"- {_md(note)}" for note in t.get("notes") or []]
+    if t.get("notes"):
+        lines.append("")
+    lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(_md(str(cell)) for cell in row) + " |" for row in body]
+    return lines
 
 
 def breakdown_table(data: dict) -> tuple[list[str], list[list]]:

@@ -60,8 +60,10 @@ def _version(package: str) -> str:
         return "?"
 
 
-def _write(directory: Path, framework: str, rows: list[dict], test_samples: int) -> list[dict]:
-    summary = {"framework": framework, "test_samples": test_samples, "models": rows}
+def _write(directory: Path, framework: str, rows: list[dict], test_samples: int, started: float) -> list[dict]:
+    # seconds: the whole export and its measurements, imports included (what it adds to the trial's time)
+    summary = {"framework": framework, "test_samples": test_samples, "models": rows,
+               "seconds": time.perf_counter() - started}
     (directory / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return rows
 
@@ -69,6 +71,7 @@ def _write(directory: Path, framework: str, rows: list[dict], test_samples: int)
 def torch_models(net, images: np.ndarray, labels: np.ndarray, sample: np.ndarray, directory: Path,
                  runs: int, threads: int) -> list[dict]:
     """``net``: the trained nn.Module (not DDP-wrapped, not compiled)."""
+    started = time.perf_counter()
     import onnxruntime
     import torch
 
@@ -92,12 +95,13 @@ def torch_models(net, images: np.ndarray, labels: np.ndarray, sample: np.ndarray
     logits = run(images) if len(images) else None
     rows.append(_row("onnx", f"onnxruntime {onnxruntime.__version__}", path, logits, trained, labels,
                      latency(run, sample, runs), export_s))
-    return _write(directory, "torch", rows, len(images))
+    return _write(directory, "torch", rows, len(images), started)
 
 
 def tf_models(model, images: np.ndarray, labels: np.ndarray, sample: np.ndarray, directory: Path,
               runs: int, threads: int) -> list[dict]:
     """``model``: a plain Keras model holding the trained weights (built outside any strategy scope)."""
+    started = time.perf_counter()
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
@@ -126,7 +130,7 @@ def tf_models(model, images: np.ndarray, labels: np.ndarray, sample: np.ndarray,
 
         rows.append(_row(fmt, f"ai-edge-litert {_version('ai-edge-litert')}", path, logits, trained, labels,
                          latency(run_one, sample, runs), export_s))
-    return _write(directory, "tensorflow", rows, len(images))
+    return _write(directory, "tensorflow", rows, len(images), started)
 
 
 def run_tflite(path: Path, images: np.ndarray, threads: int = 1) -> np.ndarray:

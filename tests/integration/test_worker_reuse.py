@@ -2,6 +2,7 @@
 Ray cluster: a reused repeat measures what a fresh process measures, and a worker killed in a reused group
 fails only its own trial."""
 
+import json
 import os
 import signal
 import threading
@@ -38,12 +39,17 @@ def by_arm(out):
 
 
 @pytest.fixture(scope="module")
-def both(ray_session, tmp_path_factory):
-    """The same plans with reused workers (the default) and with fresh processes for every trial."""
+def sweeps(ray_session, tmp_path_factory):
+    """The same plans with reused workers (the default) and with fresh processes for every trial: their dirs."""
     reused, fresh = tmp_path_factory.mktemp("reused"), tmp_path_factory.mktemp("fresh")
     scheduler.sweep(spec.parse(JOB), reused)
     scheduler.sweep(spec.parse({**JOB, "sweep": {**JOB["sweep"], "reuse_workers": False}}), fresh)
-    return by_arm(reused), by_arm(fresh)
+    return reused, fresh
+
+
+@pytest.fixture(scope="module")
+def both(sweeps):
+    return by_arm(sweeps[0]), by_arm(sweeps[1])
 
 
 def test_repeats_share_processes_and_the_record_says_so(both):
@@ -80,6 +86,27 @@ def test_reused_throughput_agrees_with_fresh_processes(both):
         b = [t.throughput for t in fresh[arm]]
         gap = abs(sum(a) / len(a) - sum(b) / len(b))
         assert gap <= max(max(a + b) - min(a + b), 0.5 * min(sum(a) / len(a), sum(b) / len(b))), (arm, a, b)
+
+
+def test_the_report_says_where_the_sweeps_time_went(sweeps):
+    """Every trial's parts add up to its wall time; one sweep invocation, its own time before each trial; a
+    reused repeat reaches step 1 in a fraction of what a fresh group takes."""
+    for out in sweeps:
+        lines = results.read(out)
+        assert len({line["sweep_run"]["id"] for line in lines}) == 1
+        before = [line["sweep_run"]["before_s"] for line in sorted(lines, key=lambda line: line["started_at"])]
+        assert all(b >= 0 for b in before) and before[0] == max(before), before  # the first waits for Ray too
+        for line in lines:
+            parts = results.time_parts(line)
+            assert sum(parts[k] for k in ("to_first_step_s", "training_s", "after_training_s")) == \
+                pytest.approx(line["wall_time_s"], abs=1e-6)
+        data = json.loads((out / "report.json").read_text())["sweep_time"]
+        assert data["training_s"] > 0 and 0 < data["training_share"] < 1 and data["sentence"] in (out / "report.md").read_text()
+    spent = {name: json.loads((out / "report.json").read_text())["sweep_time"] for name, out in zip(("reused", "fresh"), sweeps)}
+    assert spent["reused"]["reused_trials"] == 4 and spent["reused"]["fresh_worker_starts"] == 2
+    assert spent["fresh"]["reused_trials"] == 0 and spent["fresh"]["fresh_worker_starts"] == 6
+    per_fresh = spent["reused"]["fresh_to_first_step_s"] / 2
+    assert spent["reused"]["reused_to_first_step_s"] / 4 < 0.5 * per_fresh, spent["reused"]
 
 
 def test_a_worker_killed_in_a_reused_group_fails_only_its_trial(ray_session, tmp_path):
