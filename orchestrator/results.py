@@ -118,11 +118,14 @@ lines written before these fields):
     if line.get("status") != "ok" or line.get("failures") or any(
             not isinstance(line.get(k), (int, float)) for k in needed):
         return None
-    before = line["time_to_first_step_s"] - line["first_step_s"]
-    after = max(0.0, line["wall_time_s"] - before - line["training_s"])
+    wall, training = line["wall_time_s"], line["training_s"]
+    # Step 1's end is the slowest rank's, mapped onto the driver's clock (measure.py), and training is rank 0's
+    # steps: where the two overlap by a few ms, the gap comes off the time to step 1, so the parts add up.
+    before = max(0.0, min(line["time_to_first_step_s"] - line["first_step_s"], wall - training))
+    after = max(0.0, wall - before - training)
     breakdown = (line.get("breakdown") or {}).get("seconds")
     export = (line.get("deployment") or {}).get("seconds")
-    return {"to_first_step_s": before, "training_s": line["training_s"], "after_training_s": after,
+    return {"to_first_step_s": before, "training_s": training, "after_training_s": after,
             # the parts of after_training_s the workers timed (None: not run, or a record from before)
             "breakdown_s": breakdown if isinstance(breakdown, (int, float)) else None,
             "export_s": export if isinstance(export, (int, float)) else None}

@@ -136,12 +136,13 @@ def user_collective(settings: dict):
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return None
     from orchestrator.workloads import breakdown
-    from orchestrator.workloads.torch_train import allreduce_timer
+    from orchestrator.workloads.torch_train import agreement, allreduce_timer
 
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     # A user's gradient size is unknown here: the sizes span 4 KiB to 16 MiB.
     sizes = breakdown.message_sizes(4 * 1024 * 1024)
-    return dist.get_backend(), breakdown.microbenchmark(allreduce_timer(device), sizes, settings.get("repeats", 5))
+    return dist.get_backend(), breakdown.microbenchmark(allreduce_timer(device), sizes, settings.get("repeats", 5),
+                                                        agree=agreement(device))
 
 
 def collect(root: str) -> tuple[dict[str, bytes], list[str]]:

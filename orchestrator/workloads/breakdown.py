@@ -20,12 +20,15 @@ loss and accuracy and the timed throughput never see these steps.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 MIN_MESSAGE = 4 * 1024  # 4 KiB: latency-bound
 MAX_MESSAGE = 64 * 1024 * 1024  # 64 MiB cap on 2-core machines' memory and time
+BATCH_S = 0.025  # a timed batch of all-reduces lasts about this long where the ranks agree on its length
+MIN_ITERATIONS = 3
 
 
 def blocks(step: Callable[[str], tuple[float, float]], block_count: int, steps_per_block: int) -> dict:
@@ -54,17 +57,34 @@ def message_sizes(gradient_bytes: int, bucket_bytes: int = 0, count: int = 8) ->
 
 
 def microbenchmark(allreduce: Callable[[int], float], sizes: list[int], repeats: int = 5,
-                   iterations: int = 10) -> list[dict]:
+                   iterations: int = 10, agree: Optional[Callable[[float], float]] = None,
+                   batch_s: float = BATCH_S) -> list[dict]:
     """Per message size, as nccl-tests does: the mean of ``iterations`` back-to-back all-reduces, ``repeats``
-    times (the median kept), after ``iterations`` untimed ones. Every rank runs the same fixed list (a time
-    budget would let ranks disagree and hang in a collective)."""
+    times (the median kept), after as many untimed ones. Every rank runs the same list of calls (a time budget
+    of each rank's own would let ranks disagree and hang in a collective).
+
+    ``agree(seconds) -> seconds``: the same number on every rank (one scalar all-reduce: the ranks' mean or
+    max). Where given, a size whose all-reduce is slow takes fewer iterations: one untimed call, then one
+    timed call agreed across ranks, and every rank takes ``iterations(agreed, ...)``, so that a timed batch
+    lasts about ``batch_s`` (a 6 ms gRPC all-reduce: 4 a batch instead of 10; a fast one keeps 10)."""
     out = []
     for nbytes in sizes:
-        for _ in range(iterations):
+        count = iterations
+        if agree is not None:
             allreduce(nbytes)
-        runs = [sum(allreduce(nbytes) for _ in range(iterations)) / iterations for _ in range(repeats)]
-        out.append({"bytes": nbytes, "seconds": statistics.median(runs)})
+            count = iterations_for(agree(allreduce(nbytes)), iterations, batch_s)
+        for _ in range(count):
+            allreduce(nbytes)
+        runs = [sum(allreduce(nbytes) for _ in range(count)) / count for _ in range(repeats)]
+        out.append({"bytes": nbytes, "seconds": statistics.median(runs), "iterations": count})
     return out
+
+
+def iterations_for(call_s: float, most: int, batch_s: float = BATCH_S) -> int:
+    """Back-to-back calls a timed batch needs to last ``batch_s``, between MIN_ITERATIONS and ``most``. The
+    agreed time is rounded to 0.1 µs first, so that ranks holding it to the last bit or not count alike."""
+    call_s = round(max(call_s, 0.0), 7)
+    return max(MIN_ITERATIONS, min(most, math.ceil(batch_s / call_s))) if call_s > 0 else most
 
 
 def gradient_bytes(parameter_sizes: list[int], bytes_per_value: int = 4) -> int:

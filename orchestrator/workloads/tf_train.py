@@ -341,6 +341,10 @@ def step_breakdown(strategy, model, optimizer, compute_gradients, train_step, st
                 start = time.perf_counter()
                 hvd.allreduce(tensor, op=hvd.Sum).numpy()
                 return time.perf_counter() - start
+
+            def agree(seconds):
+                total = hvd.allreduce(tf.constant([seconds], tf.float64), op=hvd.Sum).numpy()[0]
+                return float(total) / hvd.size()
         else:
             result["backend"] = _collective_implementation(strategy)
 
@@ -349,8 +353,14 @@ def step_breakdown(strategy, model, optimizer, compute_gradients, train_step, st
                 start = time.perf_counter()
                 strategy.experimental_local_results(reduce_once())[0].numpy()
                 return time.perf_counter() - start
+
+            def agree(seconds):  # one process (mirrored): nothing to agree with
+                if workers == 1:
+                    return seconds
+                total = strategy.experimental_local_results(_agreement(strategy)(tf.constant(seconds, tf.float32)))[0]
+                return float(total.numpy()) / strategy.num_replicas_in_sync
         result["collective"] = breakdown.microbenchmark(allreduce, breakdown.message_sizes(size),
-                                                        settings.get("repeats", 5))
+                                                        settings.get("repeats", 5), agree=agree)
     result["seconds"] = time.perf_counter() - started  # what the breakdown added to the trial's time
     return result
 
@@ -371,6 +381,18 @@ def _reducer(strategy, nbytes: int):
             return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value))
 
         _reducers[key] = reduce_once
+    return _reducers[key]
+
+
+def _agreement(strategy):
+    """A scalar summed over every replica, the same on each (traced once per process and strategy)."""
+    key = (id(strategy), "agree")
+    if key not in _reducers:
+        @tf.function
+        def agree_once(value):
+            return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value))
+
+        _reducers[key] = agree_once
     return _reducers[key]
 
 

@@ -266,11 +266,14 @@ def step_breakdown(model, ddp, net, optimizer, stream, device, config: dict, wor
                 start = time.perf_counter()
                 hvd.allreduce(tensor, op=hvd.Sum)
                 return time.perf_counter() - start
+
+            def agree(seconds):
+                return float(hvd.allreduce(torch.tensor([seconds], dtype=torch.float64), op=hvd.Sum)) / hvd.size()
         else:
             result["backend"] = dist.get_backend()
-            allreduce = allreduce_timer(device)
+            allreduce, agree = allreduce_timer(device), agreement(device)
         result["collective"] = breakdown.microbenchmark(allreduce, breakdown.message_sizes(size, bucket),
-                                                        settings.get("repeats", 5))
+                                                        settings.get("repeats", 5), agree=agree)
     result["seconds"] = time.perf_counter() - started  # what the breakdown added to the trial's time
     return result
 
@@ -290,6 +293,17 @@ def allreduce_timer(device):
         return time.perf_counter() - start
 
     return allreduce
+
+
+def agreement(device):
+    """``agree(seconds)``: the slowest rank's seconds, on every rank (one all-reduce with MAX), for the
+    microbenchmark's iteration counts (orchestrator/workloads/breakdown.py)."""
+    def agree(seconds: float) -> float:
+        value = torch.tensor([seconds], dtype=torch.float64, device=device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return float(value.item())
+
+    return agree
 
 
 @contextlib.contextmanager

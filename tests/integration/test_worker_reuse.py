@@ -89,13 +89,14 @@ def test_reused_throughput_agrees_with_fresh_processes(both):
 
 
 def test_the_report_says_where_the_sweeps_time_went(sweeps):
-    """Every trial's parts add up to its wall time; one sweep invocation, its own time before each trial; a
-    reused repeat reaches step 1 in a fraction of what a fresh group takes."""
+    """Every trial's parts add up to its wall time; one sweep invocation, and its own time before each trial
+    less than a trial's; a reused repeat reaches step 1 in a fraction of what a fresh group takes."""
     for out in sweeps:
         lines = results.read(out)
         assert len({line["sweep_run"]["id"] for line in lines}) == 1
-        before = [line["sweep_run"]["before_s"] for line in sorted(lines, key=lambda line: line["started_at"])]
-        assert all(b >= 0 for b in before) and before[0] == max(before), before  # the first waits for Ray too
+        before = [line["sweep_run"]["before_s"] for line in lines]
+        # the sweep's own time: planning on a cluster already up, closing one group before the next
+        assert all(0 <= b < line["wall_time_s"] for b, line in zip(before, lines)), before
         for line in lines:
             parts = results.time_parts(line)
             assert sum(parts[k] for k in ("to_first_step_s", "training_s", "after_training_s")) == \

@@ -123,3 +123,36 @@ def test_user_function_curves_say_what_is_not_known(tmp_path):
     data = report.build(results.read(tmp_path))
     (note,) = data["breakdown"]["notes"]
     assert "not broken down" in note and "strategy belongs to the function" in note
+
+
+def test_a_slow_collective_takes_fewer_iterations_agreed_by_every_rank():
+    """Each rank's own time would let ranks disagree on the count and hang in a collective: the count comes
+    from the agreed time alone, so ranks that measured different times make the same calls."""
+    def rank(own_s):
+        calls = []
+
+        def allreduce(nbytes):
+            calls.append(nbytes)
+            return own_s
+
+        points = worker_side.microbenchmark(allreduce, [4096, 8192], repeats=5, iterations=10,
+                                            agree=lambda seconds: 0.008)  # the slowest rank's, on every rank
+        return calls, points
+
+    (fast_calls, fast), (slow_calls, slow) = rank(0.001), rank(0.008)
+    assert fast_calls == slow_calls
+    count = worker_side.iterations_for(0.008, 10)
+    assert count == 4 and [p["iterations"] for p in slow] == [count, count]
+    assert len(slow_calls) == 2 * (2 + count + 5 * count)  # probe pair, warm-up, timed batches
+    assert slow[0]["seconds"] == pytest.approx(0.008)
+
+
+def test_iteration_counts_stay_between_their_bounds():
+    assert worker_side.iterations_for(1e-5, 10) == 10  # a fast link keeps nccl-tests' count
+    assert worker_side.iterations_for(0.5, 10) == worker_side.MIN_ITERATIONS  # a 64 MiB message on a slow link
+    assert worker_side.iterations_for(0.0, 10) == 10
+    assert worker_side.iterations_for(0.00312500001, 10) == worker_side.iterations_for(0.0031250000, 10)
+    # without an agreement the count is the fixed one, as before
+    calls = []
+    worker_side.microbenchmark(lambda n: calls.append(n) or 0.01, [4096], repeats=2, iterations=3)
+    assert len(calls) == 3 + 2 * 3
