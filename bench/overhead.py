@@ -252,17 +252,22 @@ def sweep_cost(launcher: str | None) -> dict:
     wall = time.perf_counter() - started
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     ok = [r for r in records if r["status"] == "ok"]
-    training = sum(r["training_s"] for r in ok)
+    # The sweep's own account of its time (orchestrator.analysis.sweep_time, from the records); what no record
+    # holds is the CLI's start before the sweep and the reports and Ray's shutdown after its last trial.
+    spent = json.loads((out / "report.json").read_text())["sweep_time"]
     parts = {
-        "training_s": training,
-        "ray_start_and_plan_s": min(r["started_at"] for r in records) - started_wall,
-        "trial_start_s": sum(r["startup_s"] for r in ok),
-        "worker_setup_s": sum(r["time_to_first_step_s"] - r["startup_s"] - r["first_step_s"] for r in ok),
-        "after_training_s": sum(r["wall_time_s"] - r["time_to_first_step_s"] - (r["training_s"] - r["first_step_s"]) for r in ok),
+        "training_s": spent["training_s"],
+        "to_step_1_fresh_processes_s": spent["fresh_to_first_step_s"],
+        "to_step_1_reused_processes_s": spent["reused_to_first_step_s"],
+        "step_breakdown_s": spent["breakdown_s"],
+        "exports_s": spent["export_s"],
+        "after_training_rest_s": spent["after_training_s"] - spent["breakdown_s"] - spent["export_s"],
+        "ray_start_and_between_trials_s": spent["orchestrator_s"],
+        "cli_start_reports_and_shutdown_s": wall - spent["total_s"],
     }
-    parts["other_s"] = wall - sum(parts.values())  # trainer builds, between trials, reports at the end
     return {"job": "jobs/digits-mlp.yaml", "launcher": launcher, "trials": len(records), "failed": len(records) - len(ok), "wall_s": wall,
-            "training_fraction": training / wall, "parts": parts, "started_wall": started_wall, "records": records}
+            "training_fraction": spent["training_s"] / wall, "parts": parts, "sentence": spent["sentence"],
+            "started_wall": started_wall, "records": records}
 
 
 ARMS = {
@@ -425,10 +430,9 @@ def markdown(summary: dict) -> str:
         p = cost["parts"]
         lines += ["", f"Sweep cost, launcher {cost['launcher']}: `orchestrator sweep {cost['job']}` ({cost['trials']} "
                   f"trials, {cost['failed']} failed) took {cost['wall_s']:.0f} s, of which training {p['training_s']:.0f} s "
-                  f"({100 * cost['training_fraction']:.0f}%): Ray start and planning {p['ray_start_and_plan_s']:.0f} s, "
-                  f"trial start (placement, worker processes, backend) {p['trial_start_s']:.0f} s, worker setup "
-                  f"(imports, data, model, process group) {p['worker_setup_s']:.0f} s, after training (test accuracy, "
-                  f"exports, teardown) {p['after_training_s']:.0f} s, the rest {p['other_s']:.0f} s."]
+                  f"({100 * cost['training_fraction']:.0f}%): " + ", ".join(
+                      f"{key.removesuffix('_s').replace('_', ' ')} {value:.1f} s" for key, value in p.items()
+                      if key != "training_s") + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -358,7 +358,7 @@ def step_breakdown(strategy, model, optimizer, compute_gradients, train_step, st
                 if workers == 1:
                     return seconds
                 total = strategy.experimental_local_results(_agreement(strategy)(tf.constant(seconds, tf.float32)))[0]
-                return float(total.numpy()) / strategy.num_replicas_in_sync
+                return float(total.numpy()[0]) / strategy.num_replicas_in_sync
         result["collective"] = breakdown.microbenchmark(allreduce, breakdown.message_sizes(size),
                                                         settings.get("repeats", 5), agree=agree)
     result["seconds"] = time.perf_counter() - started  # what the breakdown added to the trial's time
@@ -390,7 +390,11 @@ def _agreement(strategy):
     if key not in _reducers:
         @tf.function
         def agree_once(value):
-            return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value))
+            def replica():  # a copy on the replica's device: an argument has none, and all_reduce needs one
+                return tf.distribute.get_replica_context().all_reduce(
+                    tf.distribute.ReduceOp.SUM, tf.reshape(tf.identity(value), [1]))
+
+            return strategy.run(replica)
 
         _reducers[key] = agree_once
     return _reducers[key]
