@@ -15,8 +15,8 @@ Schema versions (``schema`` in each line; a line without it is version 1):
     2  adds ``arm`` (the arm key), ``scaling`` (weak | strong) and ``metric`` (what throughput counts)
     3  adds ``launcher_reason`` (why its launcher) and ``worker_reuse`` (launcher: actors: the worker processes
        it ran in, see ``worker_reuse``); both absent from older lines (fresh processes, Ray Train by default)
-    4  adds ``sweep_run`` (``sweep_run``: the sweep invocation that ran the trial, and the orchestrator's own
-       time before the trial), for where a sweep's time went (``time_parts``); absent from older lines
+    4  adds ``sweep_run`` (the sweep invocation that ran the trial, and the sweep's own time before it, see
+       ``sweep_run``), for where a sweep's time went (``time_parts``); absent from older lines
 
 Version-1 lines still read: the missing fields are derived from the ones they hold.
 """
@@ -105,7 +105,7 @@ def sweep_run(run_id: str, started_at: float, before_s: float) -> dict:
 def time_parts(line: Mapping) -> Optional[dict]:
     """Where a finished built-in trial's wall time (its launch to its end) went, in seconds, or None where the
     record cannot tell (a user's function has no steps; failed trials, and trials restarted after a failure;
-lines written before these fields):
+    lines written before these fields):
 
         to_first_step_s   launch to the start of step 1: worker processes placed and started, imports,
                           rendezvous, data and model (a reused worker group: little but the data and model)

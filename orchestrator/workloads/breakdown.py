@@ -65,7 +65,7 @@ def microbenchmark(allreduce: Callable[[int], float], sizes: list[int], repeats:
 
     ``agree(seconds) -> seconds``: the same number on every rank (one scalar all-reduce: the ranks' mean or
     max). Where given, a size whose all-reduce is slow takes fewer iterations: one untimed call, then one
-    timed call agreed across ranks, and every rank takes ``iterations(agreed, ...)``, so that a timed batch
+    timed call agreed across ranks, and every rank takes ``iterations_for(agreed)`` calls, so that a timed batch
     lasts about ``batch_s`` (a 6 ms gRPC all-reduce: 4 a batch instead of 10; a fast one keeps 10)."""
     out = []
     for nbytes in sizes:
