@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Optional
 
 from orchestrator import beyond_speed, cost, fit, physics, results, scaling
+from orchestrator.plan import fresh_processes_reason
 
 DEFAULTS = {"threshold": 0.8, "max_workers": None, "layout": None, "pricing": None}
 
@@ -350,6 +351,8 @@ def settings_ran(records: list[results.TrialRecord]) -> list[dict]:
         })
     for key, groups in sets.items():
         seen[key].update(trials=len(groups), processes=len(set(groups)))
+        if len(groups) > 1 and len(set(groups)) == len(groups) and seen[key]["launcher"]:
+            seen[key]["fresh_processes_why"] = fresh_processes_reason(seen[key]["launcher"], seen[key]["strategy"])
     return [seen[k] for k in sorted(seen)]
 
 

@@ -152,6 +152,15 @@ def uses_ray_train(launcher: str, strategy: str) -> bool:
     return launcher == "ray_train" and strategy != "horovod"
 
 
+def fresh_processes_reason(launcher: str, strategy: str) -> str:
+    """Why the repeats of an arm's worker count each start fresh worker processes (they share none)."""
+    if strategy == "horovod":
+        return "horovod.ray.RayExecutor starts and stops its own actors"
+    if uses_ray_train(launcher, strategy):
+        return "each Ray Train run starts its own worker group"
+    return "sweep.reuse_workers is false"
+
+
 def controller_env(placement_timeout_s: int, collective_timeout_s: int) -> dict[str, str]:
     return {START_TIMEOUT_ENV: str(placement_timeout_s), REPORT_TIMEOUT_ENV: str(collective_timeout_s),
             POLL_ENV: POLL_INTERVAL_S}

@@ -101,11 +101,19 @@ def unit_notes(plans: list[TrialPlan]) -> list[str]:
 def launcher_notes(plans: list[TrialPlan]) -> list[str]:
     """Per arm, the launcher its trials use and why, and whether its repeats share worker processes."""
     notes = {}
+    repeats = 1 + max((p.repeat for p in plans), default=0)
     for p in plans:
         if p.arm not in notes:
-            shared = " Repeats of each worker count run in the same worker processes." if p.worker_group else ""
-            notes[p.arm] = f"{p.arm}: launcher {p.launcher}: {p.launcher_reason}.{shared}"
+            notes[p.arm] = f"{p.arm}: launcher {p.launcher}: {p.launcher_reason}.{_processes_note(p, repeats)}"
     return list(notes.values())
+
+
+def _processes_note(p: TrialPlan, repeats: int) -> str:
+    if p.worker_group:
+        return " Repeats of each worker count run in the same worker processes."
+    if repeats < 2:
+        return ""
+    return f" Each repeat starts fresh worker processes: {planning.fresh_processes_reason(p.launcher, p.strategy)}."
 
 
 def missing_samples_note(plan: TrialPlan, record: dict) -> Optional[str]:

@@ -44,6 +44,7 @@ def describe(plan) -> dict:
         "settings": {"timeout_s": plan.collective_timeout_s, "placement_group_timeout_s": plan.placement_timeout_s},
         "env": horovod_env(plan),
         "restarts": "none (Horovod static mode: a failed worker fails the trial)",
+        "worker_processes": "fresh for this trial (horovod.ray.RayExecutor starts and stops its own actors)",
     }
 
 

@@ -112,6 +112,9 @@ def launcher_lines(data: dict) -> list[str]:
         if reused:
             text += "; worker processes reused across repeats: " + ", ".join(
                 f"{s['trials']} trials in {s['processes']} set(s) at {s['workers']} worker(s)" for s in reused)
+        fresh = next((s["fresh_processes_why"] for s in sizes if s.get("fresh_processes_why")), None)
+        if fresh and not reused:
+            text += f"; each repeat in fresh worker processes: {fresh}"
         lines.append(text + ".")
     return lines
 

@@ -41,6 +41,22 @@ def test_reused_workers_run_a_groups_repeats_back_to_back(plans):
     assert all(p.worker_group is None for p in one_repeat)  # nothing to share
 
 
+def test_the_launcher_notes_say_why_repeats_start_fresh_processes():
+    """--dry-run and the report name, per arm, whether its repeats share worker processes, and why not."""
+    from orchestrator.scheduler import launcher_notes
+
+    arms = [{"framework": "torch", "strategy": "ddp"}, {"framework": "torch", "strategy": "horovod"}]
+    shared, horovod = launcher_notes(plan.build(spec.parse({**JOB, "arms": arms})))
+    assert shared.endswith("Repeats of each worker count run in the same worker processes.")
+    assert "fresh worker processes: horovod.ray.RayExecutor" in horovod
+    ray_train = launcher_notes(plan.build(spec.parse({**JOB, "launcher": "ray_train"})))
+    assert all("fresh worker processes: each Ray Train run" in n for n in ray_train)
+    off = launcher_notes(plan.build(spec.parse({**JOB, "sweep": {**JOB["sweep"], "reuse_workers": False}})))
+    assert all("sweep.reuse_workers is false" in n for n in off)
+    one = launcher_notes(plan.build(spec.parse({**JOB, "sweep": {**JOB["sweep"], "repeats": 1}})))
+    assert not any("processes" in n for n in one)
+
+
 def test_strong_scaling_and_epoch_arithmetic(plans):
     at4 = next(p for p in plans if p.workers == 4 and p.framework == "torch")
     assert at4.per_worker_batch == 16 and at4.global_batch == 64

@@ -95,3 +95,28 @@ def test_recovered_trials_are_reported(tmp_path):
     assert data["recovered_trials"][0]["failures"] == 1
     assert "resumed from the checkpoint at step 50 12.5 s later" in (tmp_path / "report.html").read_text()
     assert "lost a worker after step 75" in (tmp_path / "report.md").read_text()
+
+
+def test_the_report_says_which_repeats_shared_worker_processes_and_why_the_others_did_not(tmp_path):
+    """Each arm's line names its launcher; repeats in one worker group are counted as one set of processes;
+    an arm whose repeats each started fresh processes says why (Horovod's executor, a Ray Train run)."""
+    rows = []
+    for repeat in range(2):
+        shared = record("torch", "ddp", 1, repeat, 1000)
+        shared.update(launcher="actors", launcher_reason="built-in",
+                      worker_reuse={"group": "g1", "pids": [1], "use": repeat + 1, "shared_with": []})
+        hvd = record("torch", "horovod", 1, repeat, 900)
+        hvd.update(launcher="actors", launcher_reason="Horovod")
+        train = record("tensorflow", "multi_worker_mirrored", 1, repeat, 800)
+        train.update(launcher="ray_train", launcher_reason="named in the job")
+        rows += [shared, hvd, train]
+    for r in rows:
+        results.append(tmp_path, r)
+    report.render(tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    ddp = next(line for line in text.splitlines() if line.startswith("- torch ddp: launcher actors"))
+    assert "2 trials in 1 set(s) at 1 worker(s)" in ddp and "fresh" not in ddp
+    hvd = next(line for line in text.splitlines() if line.startswith("- torch horovod: launcher actors"))
+    assert "each repeat in fresh worker processes: horovod.ray.RayExecutor" in hvd
+    tf = next(line for line in text.splitlines() if "multi_worker_mirrored: launcher ray_train" in line)
+    assert "each repeat in fresh worker processes: each Ray Train run starts its own worker group" in tf
