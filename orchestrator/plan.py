@@ -154,10 +154,9 @@ def uses_ray_train(launcher: str, strategy: str) -> bool:
 
 def fresh_processes_reason(launcher: str, strategy: str) -> str:
     """Why the repeats of an arm's worker count each start fresh worker processes (they share none)."""
-    if strategy == "horovod":
-        return "horovod.ray.RayExecutor starts and stops its own actors"
-    if uses_ray_train(launcher, strategy):
-        return "each Ray Train run starts its own worker group"
+    if launcher == "ray_train":
+        return ("each Ray Train run starts its own worker group" if strategy != "horovod" else
+                "launcher: ray_train keeps no processes between trials (horovod.ray.RayExecutor starts its own)")
     return "sweep.reuse_workers is false"
 
 
@@ -241,8 +240,8 @@ def build(spec: JobSpec) -> list[TrialPlan]:
             for arm in spec.arms:
                 launcher, why = choose_launcher(spec, arm.strategy)
                 group = None
-                if launcher == "actors" and arm.strategy in ACTOR_STRATEGIES and spec.sweep.reuse_workers \
-                        and spec.sweep.repeats > 1:
+                if launcher == "actors" and arm.strategy in (*ACTOR_STRATEGIES, "horovod") \
+                        and spec.sweep.reuse_workers and spec.sweep.repeats > 1:
                     group = f"{arm.key}-w{workers}"
                 single = arm.strategy in SINGLE_WORKER_STRATEGIES
                 ray_workers = ray_workers_for(arm.strategy, workers)

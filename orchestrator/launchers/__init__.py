@@ -11,8 +11,9 @@ A launcher module exposes two functions, and may expose a third:
     check_installed() -> None
         Raises UserError when the backend's packages are missing; the sweep calls it before anything starts.
 
-A launcher that can keep its workers between trials (ray_actors.py, for a plan's ``worker_group``) takes a
-``Kept`` as ``kept=`` in make_trainer: the sweep's one slot for the worker processes the last trial left.
+A launcher that can keep its workers between trials (ray_actors.py, horovod.py, for a plan's ``worker_group``)
+takes a ``Kept`` as ``kept=`` in make_trainer: the sweep's one slot for the worker processes the last trial
+left, under ``group_key(plan)``. What it keeps has ``close()``.
 
 Adding a backend is one new module and one line in ``_MODULES``. Modules load only when used, so a torch-only
 sweep never imports TensorFlow's launcher.
@@ -64,6 +65,12 @@ class Kept:
         group, self.key, self.group = self.group, None, None
         if group is not None:
             group.close()
+
+
+def group_key(plan) -> tuple:
+    """What a worker group's processes were made for: another trial may run in them only if it is the same."""
+    return (plan.worker_group, plan.strategy, plan.ray_workers, json.dumps(plan.resources_per_worker, sort_keys=True),
+            json.dumps(plan.env, sort_keys=True), plan.collective_timeout_s)
 
 
 class PlacementTimeout(TimeoutError):

@@ -8,13 +8,19 @@ its gradients (TensorFlow) with Horovod.
 
 Differences from the Ray Train launchers, shown in the plan:
 * no restarts: a failed worker fails the trial (``reliability.max_failures`` does not apply);
-* a stalled collective is ended by Horovod's own stall inspector after ``reliability.collective_timeout_s``.
+* a stalled collective is ended by Horovod's own stall inspector after ``reliability.collective_timeout_s``;
+* in a sweep, the repeats of one worker count run on one executor's actors (``sweep.reuse_workers``), as
+  launcher: actors does: ``hvd.init()`` in a process where Horovod is already up keeps its Gloo context, so a
+  repeat builds a fresh model, optimiser and data stream and shares only the processes and the rendezvous.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
+
 from orchestrator.errors import UserError
-from orchestrator.launchers import PlacementTimeout
+from orchestrator.launchers import PlacementTimeout, group_key
 
 VERSION = "0.28.1"
 
@@ -44,7 +50,8 @@ def describe(plan) -> dict:
         "settings": {"timeout_s": plan.collective_timeout_s, "placement_group_timeout_s": plan.placement_timeout_s},
         "env": horovod_env(plan),
         "restarts": "none (Horovod static mode: a failed worker fails the trial)",
-        "worker_processes": "fresh for this trial (horovod.ray.RayExecutor starts and stops its own actors)",
+        "worker_processes": (f"kept for every repeat of worker group {plan.worker_group} (sweep.reuse_workers)"
+                             if plan.worker_group else "fresh for this trial"),
     }
 
 
@@ -58,34 +65,82 @@ def horovod_env(plan) -> dict[str, str]:
     }
 
 
-class HorovodRun:
-    """A trainer-like object: ``fit()`` starts the executor, runs the function on every worker, shuts down."""
+class Executor:
+    """One started ``RayExecutor``: its actors placed and Horovod's rendezvous set up, for one trial or for the
+    trials of one worker group. ``trials`` names the trials run on it so far."""
 
-    def __init__(self, plan, train_loop_per_worker, train_loop_config: dict):
-        self.plan = plan
-        self.train_loop_per_worker = train_loop_per_worker
-        self.train_loop_config = {**train_loop_config, "harness": {**train_loop_config["harness"], "session": "horovod"}}
-
-    def fit(self) -> None:
+    def __init__(self, plan):
         import ray
         from horovod.ray import RayExecutor
         from ray.util.placement_group import PlacementGroup
 
-        described = describe(self.plan)
-        settings = RayExecutor.create_settings(**described["settings"])
-        executor = RayExecutor(settings, **described["executor"])
+        described = describe(plan)
+        self.id = uuid.uuid4().hex[:12]
+        self.trials: list[str] = []
+        self.executor = RayExecutor(RayExecutor.create_settings(**described["settings"]), **described["executor"])
         before = _pending_placement_groups()
         try:
-            executor.start(extra_env_vars={**self.plan.env, **described["env"]})
+            self.executor.start(extra_env_vars={**plan.env, **described["env"]})
         except TimeoutError as err:
             # RayExecutor leaves its pending placement group behind: it would take the resources later.
             for pg_id in _pending_placement_groups() - before:
                 ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id))))
             raise PlacementTimeout(str(err)) from err
         try:
-            executor.run(self.train_loop_per_worker, args=[self.train_loop_config])
-        finally:
-            executor.shutdown()
+            self.pids = ray.get(self.executor.run_remote(os.getpid))
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, trial_id: str, function, config: dict) -> None:
+        self.trials.append(trial_id)
+        self.executor.run(function, args=[config])
+
+    def alive(self, timeout_s: float = 10) -> bool:
+        """Whether every worker still answers (one may have died between trials)."""
+        import ray
+
+        try:
+            ray.get(self.executor.run_remote(os.getpid), timeout=timeout_s)
+            return True
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        self.executor.shutdown()
+
+
+class HorovodRun:
+    """A trainer-like object: ``fit()`` starts the executor (or takes the kept one of the plan's worker group),
+    runs the function on every worker, and shuts it down unless the next repeat keeps it. ``reuse`` says
+    afterwards whose processes it ran in."""
+
+    def __init__(self, plan, train_loop_per_worker, train_loop_config: dict, kept=None):
+        self.plan = plan
+        self.train_loop_per_worker = train_loop_per_worker
+        self.train_loop_config = {**train_loop_config, "harness": {**train_loop_config["harness"], "session": "horovod"}}
+        self.kept = kept if plan.worker_group is not None else None
+        self.reuse: dict | None = None
+
+    def fit(self) -> None:
+        key = group_key(self.plan)
+        group = self.kept.take(key) if self.kept is not None else None
+        if group is not None and not group.alive():
+            group.close()
+            group = None
+        if group is None:
+            group = Executor(self.plan)
+        self.reuse = {"group": group.id, "use": len(group.trials) + 1, "shared_with": list(group.trials),
+                      "pids": list(group.pids)}
+        try:
+            group.run(self.plan.trial_id, self.train_loop_per_worker, self.train_loop_config)
+        except BaseException:
+            group.close()  # a failed trial takes its processes with it: the next repeat starts fresh ones
+            raise
+        if self.kept is not None:
+            self.kept.keep(key, group)
+        else:
+            group.close()
 
 
 def _pending_placement_groups() -> set[str]:
@@ -94,6 +149,7 @@ def _pending_placement_groups() -> set[str]:
     return {pg_id for pg_id, entry in ray.util.placement_group_table().items() if entry.get("state") == "PENDING"}
 
 
-def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, storage_path: str = "") -> HorovodRun:
+def make_trainer(plan, train_loop_per_worker, train_loop_config: dict, storage_path: str = "",
+                 kept=None) -> HorovodRun:
     # storage_path is for Ray Train's checkpoints: Horovod keeps none and never restarts.
-    return HorovodRun(plan, train_loop_per_worker, train_loop_config)
+    return HorovodRun(plan, train_loop_per_worker, train_loop_config, kept)

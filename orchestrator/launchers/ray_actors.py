@@ -28,11 +28,10 @@ user's Ray Train function calls ``ray.train.get_context()``, ``prepare_model``; 
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import uuid
 
-from orchestrator.launchers import PlacementTimeout, free_address, tf_config
+from orchestrator.launchers import PlacementTimeout, free_address, group_key, tf_config
 
 RESTARTS = "none (a failed worker fails the trial; reliability.max_failures must be 0)"
 
@@ -118,12 +117,6 @@ class WorkerGroup:
             ray.kill(w)
         self.workers = []
         remove_placement_group(self.placement)
-
-
-def group_key(plan) -> tuple:
-    """What a worker group's processes were made for: another trial may run in them only if it is the same."""
-    return (plan.worker_group, plan.strategy, plan.ray_workers, json.dumps(plan.resources_per_worker, sort_keys=True),
-            json.dumps(plan.env, sort_keys=True), plan.collective_timeout_s)
 
 
 class ActorRun:

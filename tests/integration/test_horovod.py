@@ -51,3 +51,29 @@ def test_four_strategies_train_the_same_model_and_share_a_report(ray_session, tm
         theirs = records[record["framework"], record["strategy"]]
         assert record["final_loss"] == pytest.approx(theirs["final_loss"], rel=1e-5, abs=1e-6), record["framework"]
         assert record["test_accuracy"] == theirs["test_accuracy"]
+
+
+def test_horovod_repeats_share_one_executor_and_each_trains_from_scratch(ray_session, tmp_path):
+    """Under launcher: actors (the default) the repeats of a Horovod arm run on one RayExecutor's actors: the
+    second reaches step 1 without a new rendezvous, and trains the same model from the same start (the same
+    loss to the last digit) as the first."""
+    data = {
+        "name": "hvd-reuse", "arms": [{"framework": "torch", "strategy": "horovod"}],
+        "workload": {"model": "mlp", "params": {"hidden": [32]}}, "dataset": {"name": "digits"},
+        "batch": {"per_worker": 32, "scaling": "weak"},
+        "training": {"steps": 30, "warmup_steps": 5, "report_every": 10},
+        "sweep": {"workers": [2], "repeats": 2}, "deploy": {"export": False}, "measure": {"breakdown": False},
+        "resources": {"cpus_per_worker": 1},
+    }
+    scheduler.sweep(spec.parse(data), tmp_path)
+    first, second = sorted(results.read(tmp_path), key=lambda r: r["repeat"])
+    for record in (first, second):
+        assert record["status"] == "ok", record.get("error")
+        assert record["launcher"] == "actors" and record["final_step"] == 30
+    assert second["worker_reuse"]["group"] == first["worker_reuse"]["group"]
+    assert second["worker_reuse"]["pids"] == first["worker_reuse"]["pids"] and len(first["worker_reuse"]["pids"]) == 2
+    assert (first["worker_reuse"]["use"], second["worker_reuse"]["use"]) == (1, 2)
+    assert second["worker_reuse"]["shared_with"] == [first["trial_id"]]
+    assert second["final_loss"] == pytest.approx(first["final_loss"], rel=1e-6)
+    assert second["test_accuracy"] == first["test_accuracy"]
+    assert second["time_to_first_step_s"] < first["time_to_first_step_s"] / 2

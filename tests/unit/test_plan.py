@@ -46,11 +46,14 @@ def test_the_launcher_notes_say_why_repeats_start_fresh_processes():
     from orchestrator.scheduler import launcher_notes
 
     arms = [{"framework": "torch", "strategy": "ddp"}, {"framework": "torch", "strategy": "horovod"}]
-    shared, horovod = launcher_notes(plan.build(spec.parse({**JOB, "arms": arms})))
-    assert shared.endswith("Repeats of each worker count run in the same worker processes.")
-    assert "fresh worker processes: horovod.ray.RayExecutor" in horovod
-    ray_train = launcher_notes(plan.build(spec.parse({**JOB, "launcher": "ray_train"})))
-    assert all("fresh worker processes: each Ray Train run" in n for n in ray_train)
+    plans = plan.build(spec.parse({**JOB, "arms": arms}))
+    for note in launcher_notes(plans):  # Horovod's executor is kept between repeats as the actors are
+        assert note.endswith("Repeats of each worker count run in the same worker processes.")
+    assert {p.worker_group for p in plans if p.strategy == "horovod"} == {"torch/horovod-w1", "torch/horovod-w2",
+                                                                           "torch/horovod-w4"}
+    ddp, horovod = launcher_notes(plan.build(spec.parse({**JOB, "arms": arms, "launcher": "ray_train"})))
+    assert "fresh worker processes: each Ray Train run starts its own worker group" in ddp
+    assert "fresh worker processes: launcher: ray_train keeps no processes between trials" in horovod
     off = launcher_notes(plan.build(spec.parse({**JOB, "sweep": {**JOB["sweep"], "reuse_workers": False}})))
     assert all("sweep.reuse_workers is false" in n for n in off)
     one = launcher_notes(plan.build(spec.parse({**JOB, "sweep": {**JOB["sweep"], "repeats": 1}})))

@@ -99,14 +99,14 @@ def test_recovered_trials_are_reported(tmp_path):
 
 def test_the_report_says_which_repeats_shared_worker_processes_and_why_the_others_did_not(tmp_path):
     """Each arm's line names its launcher; repeats in one worker group are counted as one set of processes;
-    an arm whose repeats each started fresh processes says why (Horovod's executor, a Ray Train run)."""
+    an arm whose repeats each started fresh processes says why (sweep.reuse_workers off, a Ray Train run)."""
     rows = []
     for repeat in range(2):
         shared = record("torch", "ddp", 1, repeat, 1000)
         shared.update(launcher="actors", launcher_reason="built-in",
                       worker_reuse={"group": "g1", "pids": [1], "use": repeat + 1, "shared_with": []})
         hvd = record("torch", "horovod", 1, repeat, 900)
-        hvd.update(launcher="actors", launcher_reason="Horovod")
+        hvd.update(launcher="actors", launcher_reason="Horovod")  # sweep.reuse_workers false: fresh each time
         train = record("tensorflow", "multi_worker_mirrored", 1, repeat, 800)
         train.update(launcher="ray_train", launcher_reason="named in the job")
         rows += [shared, hvd, train]
@@ -117,6 +117,6 @@ def test_the_report_says_which_repeats_shared_worker_processes_and_why_the_other
     ddp = next(line for line in text.splitlines() if line.startswith("- torch ddp: launcher actors"))
     assert "2 trials in 1 set(s) at 1 worker(s)" in ddp and "fresh" not in ddp
     hvd = next(line for line in text.splitlines() if line.startswith("- torch horovod: launcher actors"))
-    assert "each repeat in fresh worker processes: horovod.ray.RayExecutor" in hvd
+    assert "each repeat in fresh worker processes: sweep.reuse_workers is false" in hvd
     tf = next(line for line in text.splitlines() if "multi_worker_mirrored: launcher ray_train" in line)
     assert "each repeat in fresh worker processes: each Ray Train run starts its own worker group" in tf
