@@ -13,7 +13,7 @@ A launcher module exposes two functions, and may expose a third:
 
 A launcher that can keep its workers between trials (ray_actors.py, horovod.py, for a plan's ``worker_group``)
 takes a ``Kept`` as ``kept=`` in make_trainer: the sweep's one slot for the worker processes the last trial
-left, under ``group_key(plan)``. What it keeps has ``close()``.
+left, under ``group_key(plan)``. Its trainer is a ``KeptRun`` whose ``start(plan)`` places a new group.
 
 Adding a backend is one new module and one line in ``_MODULES``. Modules load only when used, so a torch-only
 sweep never imports TensorFlow's launcher.
@@ -71,6 +71,47 @@ def group_key(plan) -> tuple:
     """What a worker group's processes were made for: another trial may run in them only if it is the same."""
     return (plan.worker_group, plan.strategy, plan.ray_workers, json.dumps(plan.resources_per_worker, sort_keys=True),
             json.dumps(plan.env, sort_keys=True), plan.collective_timeout_s)
+
+
+class KeptRun:
+    """A trainer-like object over a worker group that may outlive its trial (a launcher's ``start(plan)``
+    returns one: ``id``, ``pids``, ``trials``, ``run(trial_id, function, config)``, ``alive()``, ``close()``).
+    ``fit()`` takes the kept group of the plan's worker group where it still answers, else starts one; runs
+    the function on it; keeps it for the next repeat, or closes it: a failed trial takes its processes with
+    it, so the next repeat starts fresh ones. ``reuse`` says afterwards whose processes the trial ran in."""
+
+    session = ""  # the harness's name for where the function runs
+
+    def __init__(self, plan, train_loop_per_worker, train_loop_config: dict, kept: "Kept | None" = None):
+        self.plan = plan
+        self.train_loop_per_worker = train_loop_per_worker
+        self.train_loop_config = {**train_loop_config,
+                                  "harness": {**train_loop_config["harness"], "session": self.session}}
+        self.kept = kept if plan.worker_group is not None else None
+        self.reuse: dict | None = None
+
+    def start(self, plan):
+        raise NotImplementedError
+
+    def fit(self) -> None:
+        plan, key = self.plan, group_key(self.plan)
+        group = self.kept.take(key) if self.kept is not None else None
+        if group is not None and not group.alive():
+            group.close()
+            group = None
+        if group is None:
+            group = self.start(plan)  # closes what it placed when it fails
+        self.reuse = {"group": group.id, "use": len(group.trials) + 1, "shared_with": list(group.trials),
+                      "pids": list(group.pids)}
+        try:
+            group.run(plan.trial_id, self.train_loop_per_worker, self.train_loop_config)
+        except BaseException:
+            group.close()
+            raise
+        if self.kept is not None:
+            self.kept.keep(key, group)
+        else:
+            group.close()
 
 
 class PlacementTimeout(TimeoutError):

@@ -20,7 +20,7 @@ import os
 import uuid
 
 from orchestrator.errors import UserError
-from orchestrator.launchers import PlacementTimeout, group_key
+from orchestrator.launchers import KeptRun, PlacementTimeout
 
 VERSION = "0.28.1"
 
@@ -110,37 +110,14 @@ class Executor:
         self.executor.shutdown()
 
 
-class HorovodRun:
-    """A trainer-like object: ``fit()`` starts the executor (or takes the kept one of the plan's worker group),
-    runs the function on every worker, and shuts it down unless the next repeat keeps it. ``reuse`` says
-    afterwards whose processes it ran in."""
+class HorovodRun(KeptRun):
+    """``fit()`` starts the executor (or takes the kept one of the plan's worker group) and runs the function
+    on every worker."""
 
-    def __init__(self, plan, train_loop_per_worker, train_loop_config: dict, kept=None):
-        self.plan = plan
-        self.train_loop_per_worker = train_loop_per_worker
-        self.train_loop_config = {**train_loop_config, "harness": {**train_loop_config["harness"], "session": "horovod"}}
-        self.kept = kept if plan.worker_group is not None else None
-        self.reuse: dict | None = None
+    session = "horovod"
 
-    def fit(self) -> None:
-        key = group_key(self.plan)
-        group = self.kept.take(key) if self.kept is not None else None
-        if group is not None and not group.alive():
-            group.close()
-            group = None
-        if group is None:
-            group = Executor(self.plan)
-        self.reuse = {"group": group.id, "use": len(group.trials) + 1, "shared_with": list(group.trials),
-                      "pids": list(group.pids)}
-        try:
-            group.run(self.plan.trial_id, self.train_loop_per_worker, self.train_loop_config)
-        except BaseException:
-            group.close()  # a failed trial takes its processes with it: the next repeat starts fresh ones
-            raise
-        if self.kept is not None:
-            self.kept.keep(key, group)
-        else:
-            group.close()
+    def start(self, plan) -> Executor:
+        return Executor(plan)
 
 
 def _pending_placement_groups() -> set[str]:

@@ -31,7 +31,7 @@ import datetime
 import os
 import uuid
 
-from orchestrator.launchers import PlacementTimeout, free_address, group_key, tf_config
+from orchestrator.launchers import KeptRun, PlacementTimeout, free_address, tf_config
 
 RESTARTS = "none (a failed worker fails the trial; reliability.max_failures must be 0)"
 
@@ -119,37 +119,15 @@ class WorkerGroup:
         remove_placement_group(self.placement)
 
 
-class ActorRun:
-    """A trainer-like object: ``fit()`` places the actors (or takes the kept ones of the plan's worker group),
-    sets up the backend, runs the function on each, and raises the first worker's failure (the other workers
-    are killed at once, not left in a collective). ``reuse`` says afterwards whose processes it ran in."""
+class ActorRun(KeptRun):
+    """``fit()`` places the actors (or takes the kept ones of the plan's worker group), sets up the backend,
+    runs the function on each, and raises the first worker's failure (the other workers are killed at once,
+    not left in a collective)."""
 
-    def __init__(self, plan, train_loop_per_worker, train_loop_config: dict, kept=None):
-        self.plan = plan
-        self.train_loop_per_worker = train_loop_per_worker
-        self.train_loop_config = {**train_loop_config, "harness": {**train_loop_config["harness"], "session": "actors"}}
-        self.kept = kept if plan.worker_group is not None else None
-        self.reuse: dict | None = None
+    session = "actors"
 
-    def fit(self) -> None:
-        plan, key = self.plan, group_key(self.plan)
-        group = self.kept.take(key) if self.kept is not None else None
-        if group is not None and not group.alive():
-            group.close()
-            group = None
-        if group is None:
-            group = WorkerGroup(plan)  # closes what it placed when it fails
-        self.reuse = {"group": group.id, "use": len(group.trials) + 1, "shared_with": list(group.trials),
-                      "pids": list(group.pids)}
-        try:
-            group.run(plan.trial_id, self.train_loop_per_worker, self.train_loop_config)
-        except BaseException:
-            group.close()  # a failed trial takes its processes with it: the next repeat starts fresh ones
-            raise
-        if self.kept is not None:
-            self.kept.keep(key, group)
-        else:
-            group.close()
+    def start(self, plan) -> "WorkerGroup":
+        return WorkerGroup(plan)
 
 
 class WorkerDied(RuntimeError):
