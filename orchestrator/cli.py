@@ -186,7 +186,7 @@ def _sweep(args) -> int:
             "notes": scheduler.unit_notes(plans),
             "launchers": scheduler.launcher_notes(plans),
             "trials": [{**p.to_dict(), "launcher": {"name": p.launcher, "why": p.launcher_reason,
-                                                    "worker_processes": "fresh for this trial",
+                                                    "worker_processes": launchers.worker_processes(p),
                                                     **launchers.for_plan(p).describe(p)}} for p in plans],
         }
         print(json.dumps(document, indent=2))

@@ -73,6 +73,13 @@ def group_key(plan) -> tuple:
             json.dumps(plan.env, sort_keys=True), plan.collective_timeout_s)
 
 
+def worker_processes(plan) -> str:
+    """Whether the plan's trial runs in processes kept for its worker group's repeats (``--dry-run`` says)."""
+    if plan.worker_group:
+        return f"kept for every repeat of worker group {plan.worker_group} (sweep.reuse_workers)"
+    return "fresh for this trial"
+
+
 class KeptRun:
     """A trainer-like object over a worker group that may outlive its trial (a launcher's ``start(plan)``
     returns one: ``id``, ``pids``, ``trials``, ``run(trial_id, function, config)``, ``alive()``, ``close()``).

@@ -20,7 +20,7 @@ import os
 import uuid
 
 from orchestrator.errors import UserError
-from orchestrator.launchers import KeptRun, PlacementTimeout
+from orchestrator.launchers import KeptRun, PlacementTimeout, worker_processes
 
 VERSION = "0.28.1"
 
@@ -50,8 +50,7 @@ def describe(plan) -> dict:
         "settings": {"timeout_s": plan.collective_timeout_s, "placement_group_timeout_s": plan.placement_timeout_s},
         "env": horovod_env(plan),
         "restarts": "none (Horovod static mode: a failed worker fails the trial)",
-        "worker_processes": (f"kept for every repeat of worker group {plan.worker_group} (sweep.reuse_workers)"
-                             if plan.worker_group else "fresh for this trial"),
+        "worker_processes": worker_processes(plan),
     }
 
 

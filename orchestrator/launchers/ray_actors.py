@@ -31,7 +31,7 @@ import datetime
 import os
 import uuid
 
-from orchestrator.launchers import KeptRun, PlacementTimeout, free_address, tf_config
+from orchestrator.launchers import KeptRun, PlacementTimeout, free_address, tf_config, worker_processes
 
 RESTARTS = "none (a failed worker fails the trial; reliability.max_failures must be 0)"
 
@@ -49,8 +49,7 @@ def describe(plan) -> dict:
                             "timeout_s": plan.placement_timeout_s},
         **setup,
         "restarts": RESTARTS,
-        "worker_processes": (f"kept for every repeat of worker group {plan.worker_group} (sweep.reuse_workers)"
-                             if plan.worker_group else "fresh for this trial"),
+        "worker_processes": worker_processes(plan),
     }
 
 
