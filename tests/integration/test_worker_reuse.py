@@ -95,8 +95,12 @@ def test_the_report_says_where_the_sweeps_time_went(sweeps):
         lines = results.read(out)
         assert len({line["sweep_run"]["id"] for line in lines}) == 1
         before = [line["sweep_run"]["before_s"] for line in lines]
-        # the sweep's own time: planning on a cluster already up, closing one group before the next
-        assert all(0 <= b < line["wall_time_s"] for b, line in zip(before, lines)), before
+        # the sweep's own time (planning on a cluster already up, closing one group before the next) is less
+        # than a fresh group's trial before any trial, and a small part of the trials' time in all; a reused
+        # repeat of 60 steps may itself take less than closing a group does on 2 busy cores
+        walls = [line["wall_time_s"] for line in lines]
+        assert all(0 <= b < max(walls) for b in before), (before, walls)
+        assert sum(before) < 0.5 * sum(walls), (before, walls)
         for line in lines:
             parts = results.time_parts(line)
             assert sum(parts[k] for k in ("to_first_step_s", "training_s", "after_training_s")) == \
