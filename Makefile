@@ -38,7 +38,7 @@ demo: setup
 	@echo "open $(OUT)/report.html"
 
 test: setup-dev horovod
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=10
 
 test-fast: setup-dev
 	$(BIN)/python -m pytest tests/unit

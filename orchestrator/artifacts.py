@@ -53,6 +53,7 @@ def save(out_dir: Path, trial_id: str, files: dict[str, bytes], skipped: list[st
     if summary.is_file():
         deployed = json.loads(summary.read_text())
         record["deployment"] = {"dir": f"export/{trial_id}", "test_samples": deployed.get("test_samples"),
+                                **({"dataset": deployed["dataset"]} if deployed.get("dataset") else {}),
                                 "models": deployed.get("models", []),
                                 **({"seconds": deployed["seconds"]} if "seconds" in deployed else {})}
     return record

@@ -56,6 +56,7 @@ def deployment(records: list[dict]) -> list[dict]:
         out.append({"trial_id": r["trial_id"], "framework": r["framework"], "strategy": r["strategy"],
                     "execution": r.get("execution"), "label": record_label(r), "workers": r["workers"],
                     "dir": r["deployment"]["dir"], "test_samples": r["deployment"].get("test_samples"),
+                    "dataset": r["deployment"].get("dataset"),
                     "models": r["deployment"]["models"]})
     return out
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 from html import escape
 
 from orchestrator.report import plots
-from orchestrator.report.tables import (BREAKDOWN_NOTE, breakdown_table, comparison_sentences, efficiency_footer, fmt,
-                                        recommendation_lines, recovery_lines, rows, trial_counts, unit,
-                                        target_table, cost_lines, cost_table, launcher_lines, sweep_time_table)
+from orchestrator.report.tables import (BREAKDOWN_NOTE, breakdown_table, comparison_sentences, efficiency_footer,
+                                        exports_evaluated_on, fmt, recommendation_lines, recovery_lines, rows,
+                                        trial_counts, unit, target_table, cost_lines, cost_table, launcher_lines,
+                                        sweep_time_table)
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#222;padding:0 1rem;
@@ -197,9 +198,8 @@ def _beyond_speed(data: dict) -> list[str]:
                              f"{m['export_s']:.1f} s" if m["export_s"] is not None else None])
         parts.append(_table(["arm", "format", "runtime", "file", "size", "test accuracy", "vs trained",
                              "same class as trained", "latency p50", "latency p90", "export time"], body))
-        samples = deployments[0].get("test_samples")
         parts.append(f"<p class=note>Each arm's model, exported after its first trial, loaded by its own runtime "
-                     f"and run on the digits test split ({samples} samples) and on single samples, with the "
+                     f"and run on {escape(exports_evaluated_on(deployments))}, with the "
                      "trial's threads. PyTorch: torch.export to ONNX, run by onnxruntime. TensorFlow: TF Lite, "
                      "float and dynamic-range quantised (int8 weights), run by LiteRT.</p>")
     board = data.get("tensorboard") or {}

@@ -216,9 +216,11 @@ BREAKDOWN_NOTE = ("Per step, from blocks of steps with and without the gradient 
                   "steps (the model is restored after them): input = fetching the batch; compute = forward, "
                   "backward and optimiser without the all-reduce; wait = time a rank waits for the slowest; "
                   "exposed communication = what the all-reduce adds beyond that; other = the timed steps' median "
-                  "step beyond their sum. All-reduce alone = the gradient's all-reduce in the microbenchmark (alpha + beta·S); "
-                  "ring bound = 2(n−1)/n · S / B with B the highest measured bus bandwidth (nccl-tests' busbw = "
-                  "algbw · 2(n−1)/n); overlap = 1 − exposed / all-reduce alone.")
+                  "step beyond their sum (negative where a training step took less than its parts timed apart: it "
+                  "can overlap them, and the blocks run at another moment). All-reduce "
+                  "alone = the gradient's all-reduce in the microbenchmark (alpha + beta·S); ring bound = "
+                  "2(n−1)/n · S / B with B the highest measured bus bandwidth (nccl-tests' busbw = algbw · "
+                  "2(n−1)/n); overlap = 1 − exposed / all-reduce alone.")
 
 
 def breakdown_markdown(data: dict) -> list[str]:
@@ -260,6 +262,8 @@ def beyond_speed_markdown(data: dict) -> list[str]:
                 delta = f"{100 * m['accuracy_delta']:+.2f} pt" if m["accuracy_delta"] is not None else "–"
                 lines.append(f"| {_md(d['label'])} | {m['format']} | {_md(m['runtime'])} | {_md(file)} | {size} "
                              f"| {fmt(m['accuracy'])} | {delta} | {1000 * m['latency_ms_p50']:.1f} µs |")
+        lines += ["", f"Each arm's model, exported after its first trial, run by its own runtime on "
+                      f"{exports_evaluated_on(deployments)}."]
     runs = (data.get("tensorboard") or {}).get("runs") or []
     if runs:
         lines += ["", "## TensorBoard", "",
@@ -346,6 +350,18 @@ def recommendation_lines(data: dict) -> list[str]:
     elif verdict:
         out.append(f"No curve is ranked best: {verdict['reason']}.")
     return out
+
+
+def exports_evaluated_on(deployments: list[dict]) -> str:
+    """What the exports' accuracy and latency were measured on, for the deployment section's note."""
+    first = deployments[0]
+    dataset, samples = first.get("dataset"), first.get("test_samples")
+    if samples:
+        return f"the {dataset + ' ' if dataset else ''}test split ({samples} samples) and on single samples"
+    if samples == 0:
+        return (f"single samples only: {'the ' + dataset + ' dataset' if dataset else 'the dataset'} has no test "
+                "split, so there is no accuracy to compare")
+    return "the test split and on single samples"
 
 
 def duration_text(seconds: float) -> str:

@@ -60,17 +60,19 @@ def _version(package: str) -> str:
         return "?"
 
 
-def _write(directory: Path, framework: str, rows: list[dict], test_samples: int, started: float) -> list[dict]:
+def _write(directory: Path, framework: str, rows: list[dict], test_samples: int, started: float,
+           dataset: str) -> list[dict]:
     # seconds: the whole export and its measurements, imports included (what it adds to the trial's time)
-    summary = {"framework": framework, "test_samples": test_samples, "models": rows,
+    summary = {"framework": framework, "dataset": dataset, "test_samples": test_samples, "models": rows,
                "seconds": time.perf_counter() - started}
     (directory / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return rows
 
 
 def torch_models(net, images: np.ndarray, labels: np.ndarray, sample: np.ndarray, directory: Path,
-                 runs: int, threads: int) -> list[dict]:
-    """``net``: the trained nn.Module (not DDP-wrapped, not compiled)."""
+                 runs: int, threads: int, dataset: str) -> list[dict]:
+    """``net``: the trained nn.Module (not DDP-wrapped, not compiled); ``images``: ``dataset``'s test split
+    (empty for a dataset without one: latency only)."""
     started = time.perf_counter()
     import onnxruntime
     import torch
@@ -95,12 +97,13 @@ def torch_models(net, images: np.ndarray, labels: np.ndarray, sample: np.ndarray
     logits = run(images) if len(images) else None
     rows.append(_row("onnx", f"onnxruntime {onnxruntime.__version__}", path, logits, trained, labels,
                      latency(run, sample, runs), export_s))
-    return _write(directory, "torch", rows, len(images), started)
+    return _write(directory, "torch", rows, len(images), started, dataset)
 
 
 def tf_models(model, images: np.ndarray, labels: np.ndarray, sample: np.ndarray, directory: Path,
-              runs: int, threads: int) -> list[dict]:
-    """``model``: a plain Keras model holding the trained weights (built outside any strategy scope)."""
+              runs: int, threads: int, dataset: str) -> list[dict]:
+    """``model``: a plain Keras model holding the trained weights (built outside any strategy scope);
+    ``images``: ``dataset``'s test split (empty for a dataset without one: latency only)."""
     started = time.perf_counter()
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
@@ -130,7 +133,7 @@ def tf_models(model, images: np.ndarray, labels: np.ndarray, sample: np.ndarray,
 
         rows.append(_row(fmt, f"ai-edge-litert {_version('ai-edge-litert')}", path, logits, trained, labels,
                          latency(run_one, sample, runs), export_s))
-    return _write(directory, "tensorflow", rows, len(images), started)
+    return _write(directory, "tensorflow", rows, len(images), started, dataset)
 
 
 def run_tflite(path: Path, images: np.ndarray, threads: int = 1) -> np.ndarray:

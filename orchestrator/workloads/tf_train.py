@@ -269,7 +269,7 @@ def train_loop(config: dict) -> None:
         plain = build_model(config["model"], config["params"], config["image_size"], config["seed"])
         plain.set_weights(model.get_weights())  # out of the strategy's scope: plain variables to convert
         runs = config["export"]["latency_runs"]
-        export.tf_models(plain, x_test, y_test, x_train[:1], directory, runs, config["threads"])
+        export.tf_models(plain, x_test, y_test, x_train[:1], directory, runs, config["threads"], config["dataset"])
 
 
 def step_breakdown(strategy, model, optimizer, compute_gradients, train_step, stream, config: dict, workers: int,

@@ -212,7 +212,7 @@ def train_loop(config: dict) -> None:
         from orchestrator.workloads import export
 
         runs = config["export"]["latency_runs"]
-        export.torch_models(net, x_test, y_test, x_train[:1], directory, runs, config["threads"])
+        export.torch_models(net, x_test, y_test, x_train[:1], directory, runs, config["threads"], config["dataset"])
 
 
 def step_breakdown(model, ddp, net, optimizer, stream, device, config: dict, world: int, hvd) -> dict:

@@ -100,6 +100,7 @@ def test_exports_load_in_their_runtimes_and_the_accuracies_recompute(swept):
     for deployed in report["deployment"]:
         record = records[(deployed["framework"], deployed["execution"])]
         trained, *exports = deployed["models"]
+        assert (deployed["dataset"], deployed["test_samples"]) == ("digits", len(labels))
         assert trained["file"] is None and trained["accuracy"] == pytest.approx(record["test_accuracy"])
         formats = {m["format"] for m in exports}
         if deployed["framework"] == "torch":

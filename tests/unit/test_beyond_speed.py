@@ -7,6 +7,7 @@ import pytest
 
 from orchestrator import artifacts, loc, measure, plan, report, results, spec
 from orchestrator.errors import SpecError
+from orchestrator.report import tables
 
 JOB = {
     "name": "b",
@@ -102,9 +103,11 @@ def test_artifacts_never_leave_the_output(bad, tmp_path):
 
 
 def test_deploy_summary_lands_in_the_record(tmp_path):
-    summary = {"framework": "torch", "test_samples": 3, "models": [{"format": "onnx", "file": "model.onnx"}]}
+    summary = {"framework": "torch", "dataset": "digits", "test_samples": 3,
+               "models": [{"format": "onnx", "file": "model.onnx"}]}
     saved = artifacts.save(tmp_path, "t", {"export/deploy.json": json.dumps(summary).encode(), "loose.txt": b"1"}, [])
-    assert saved["deployment"] == {"dir": "export/t", "test_samples": 3, "models": summary["models"]}
+    assert saved["deployment"] == {"dir": "export/t", "dataset": "digits", "test_samples": 3,
+                                   "models": summary["models"]}
     assert (tmp_path / "files" / "t" / "loose.txt").exists()
 
 
@@ -132,7 +135,7 @@ def _record(framework, execution, workers, rate, compile_s):
 
 
 def test_report_sections_side_by_side(tmp_path):
-    exported = {"dir": "export/torch-eager-w1", "test_samples": 360, "models": [
+    exported = {"dir": "export/torch-eager-w1", "dataset": "digits", "test_samples": 360, "models": [
         {"format": "pytorch", "runtime": "torch", "file": None, "bytes": None, "accuracy": 0.9, "trained_accuracy": None,
          "accuracy_delta": None, "agreement": None, "latency_ms_p50": 0.1, "latency_ms_p90": 0.2, "export_s": None},
         {"format": "onnx", "runtime": "onnxruntime", "file": "model.onnx", "bytes": 2048, "accuracy": 0.9,
@@ -158,8 +161,18 @@ def test_report_sections_side_by_side(tmp_path):
     assert page.count("<svg") >= 5  # throughput, efficiency, execution, deployment, lines of code
     md = (tmp_path / "report.md").read_text()
     assert "| torch | ddp | 2 | compiled | 2,400 samples/s | 1.33x | 9.50 s |" in md
+    said = "on the digits test split (360 samples) and on single samples"
+    assert said in page and said in md
     csv_text = (tmp_path / "report.csv").read_text()
     assert csv_text.splitlines()[0].startswith("framework,strategy,execution,workload")
+
+
+def test_exports_of_a_dataset_without_a_test_split_say_they_were_timed_only():
+    """A synthetic dataset has no test split: the note says so instead of naming a split of 0 samples."""
+    deployments = [{"dataset": "synthetic", "test_samples": 0}]
+    said = tables.exports_evaluated_on(deployments)
+    assert "synthetic" in said and "no test split" in said and "0 samples" not in said
+    assert "(360 samples)" in tables.exports_evaluated_on([{"test_samples": 360}])  # a record from before
 
 
 def test_time_to_first_step_waits_for_the_slowest_worker():

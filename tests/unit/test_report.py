@@ -120,3 +120,24 @@ def test_the_report_says_which_repeats_shared_worker_processes_and_why_the_other
     assert "each repeat in fresh worker processes: sweep.reuse_workers is false" in hvd
     tf = next(line for line in text.splitlines() if "multi_worker_mirrored: launcher ray_train" in line)
     assert "each repeat in fresh worker processes: each Ray Train run starts its own worker group" in tf
+
+
+@pytest.mark.parametrize("values, labels", [
+    ([8.0, 12.0, 21.0, 350.0], ["10", "20", "50", "100", "200"]),  # under a decade or two: 1-2-5 steps
+    ([0.5, 30_000.0], ["1", "10", "100", "1000", "10000"]),  # beyond three decades: one label each
+])
+def test_log_axes_are_labelled_in_plain_numbers_without_minor_labels(values, labels):
+    """The latency and cost plots' log axes: matplotlib's own formatter labels a narrow range's minor ticks
+    on top of each other."""
+    import matplotlib.pyplot as plt
+
+    from orchestrator.report import plots
+
+    figure, axes = plt.subplots()
+    axes.barh(range(len(values)), values)
+    plots._log_axis(axes.xaxis, values)
+    figure.canvas.draw()
+    low, high = axes.get_xlim()
+    shown = [t.get_text() for t in axes.xaxis.get_majorticklabels() if low <= t.get_position()[0] <= high]
+    assert shown == labels and not any(t.get_text() for t in axes.xaxis.get_minorticklabels())
+    plt.close(figure)
