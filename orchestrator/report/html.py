@@ -199,8 +199,7 @@ def _beyond_speed(data: dict) -> list[str]:
         parts.append(_table(["arm", "format", "runtime", "file", "size", "test accuracy", "vs trained",
                              "same class as trained", "latency p50", "latency p90", "export time"], body))
         parts.append(f"<p class=note>Each arm's model, exported after its first trial, loaded by its own runtime "
-                     f"and run on {escape(exports_evaluated_on(deployments))}, with the "
-                     "trial's threads. PyTorch: torch.export to ONNX, run by onnxruntime. TensorFlow: TF Lite, "
+                     f"with the trial's threads and run on {escape(exports_evaluated_on(deployments))}. PyTorch: torch.export to ONNX, run by onnxruntime. TensorFlow: TF Lite, "
                      "float and dynamic-range quantised (int8 weights), run by LiteRT.</p>")
     board = data.get("tensorboard") or {}
     if board.get("runs"):

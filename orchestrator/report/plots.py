@@ -195,7 +195,7 @@ def cost_svg(rows: list[dict], frameworks: dict[str, str]) -> str:
             if r["measured"] or r["workers"] in (1, 2, 4, 8, 16, 32, 64):
                 axes.annotate(str(r["workers"]), (r["seconds"] / 3600, r["cost"]), fontsize=7,
                               textcoords="offset points", xytext=(3, 3))
-    _log_axis(axes.xaxis, [r["seconds"] / 3600 for r in rows])
+    _log_x(axes, [r["seconds"] / 3600 for r in rows])
     axes.set_xlabel("time to train, hours (log; labels: workers)")
     axes.set_ylabel("cost (price units)")
     axes.set_title("Cost against time to train")
@@ -246,7 +246,7 @@ def deployment_svg(deployments: list[dict]) -> str:
               for d in deployments for i, _ in enumerate(d["models"])]
     micros = [m["latency_ms_p50"] * 1000 for _, m in bars]
     left.barh(range(len(bars)), micros, color=colors)
-    _log_axis(left.xaxis, micros)
+    _log_x(left, micros)
     left.set_xlabel("µs per single-sample inference (median)")
     left.set_title("Latency on this CPU")
     sized = [(i, m["bytes"] / 1024) for i, (_, m) in enumerate(bars) if m["bytes"]]
@@ -261,16 +261,14 @@ def deployment_svg(deployments: list[dict]) -> str:
     return _svg(figure)
 
 
-def _log_axis(axis, values: list[float]) -> None:
-    """A log scale labelled in plain numbers at 1-2-5 steps (1, 2, 5 per decade; 1 per decade beyond three
+def _log_x(axes, values: list[float]) -> None:
+    """A log x axis labelled in plain numbers at 1-2-5 steps (1, 2, 5 per decade; 1 per decade beyond three
     decades), with no minor labels: matplotlib's own labels the minor ticks of a narrow range on top of
     each other."""
     from matplotlib import ticker
 
-    if axis is axis.axes.xaxis:
-        axis.axes.set_xscale("log")
-    else:
-        axis.axes.set_yscale("log")
+    axes.set_xscale("log")
+    axis = axes.xaxis
     positive = [v for v in values if v > 0]
     decades = math.log10(max(positive) / min(positive)) if positive else 0.0
     axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0,) if decades > 3 else (1.0, 2.0, 5.0)))

@@ -135,7 +135,7 @@ def test_log_axes_are_labelled_in_plain_numbers_without_minor_labels(values, lab
 
     figure, axes = plt.subplots()
     axes.barh(range(len(values)), values)
-    plots._log_axis(axes.xaxis, values)
+    plots._log_x(axes, values)
     figure.canvas.draw()
     low, high = axes.get_xlim()
     shown = [t.get_text() for t in axes.xaxis.get_majorticklabels() if low <= t.get_position()[0] <= high]
