@@ -137,13 +137,17 @@ def failures(groups: list[list[dict]]) -> dict:
 
 
 # How a rank says it gave up waiting for another: gloo and Ray Train time out; TensorFlow's coordination
-# service aborts the collective once a task stops sending heartbeats.
+# service aborts the collective once a task stops sending heartbeats; Horovod's stall inspector shuts Horovod
+# down (the same words follow another rank's exception, but then that rank failed: no stall is inferred).
 _GAVE_UP_WORDS = ("timed out", "timeout", "deadline", "collective ops is aborted", "stopped sending heartbeats")
+_HOROVOD_SHUT_DOWN = "horovod has been shut down"
 
 
 def gave_up_line(message: str) -> Optional[str]:
     """The line of an error message that says the rank gave up waiting in a collective, if any."""
     for line in message.splitlines():
+        if _HOROVOD_SHUT_DOWN in line.lower():
+            return "Horovod has been shut down (its stall inspector, HOROVOD_STALL_SHUTDOWN_TIME_SECONDS)"
         if any(word in line.lower() for word in _GAVE_UP_WORDS):
             return line.strip()[:300]
     return None

@@ -83,6 +83,17 @@ def _recorder_class():
             workers = self.trials.get(trial, {}).get("workers", {})
             return sorted(workers.values(), key=lambda w: (w["started_wall"], w["rank"]))
 
+        def heard(self, trial: str) -> dict:
+            """When the trial's workers were last heard from (registered or reported, on this clock), and
+            whether any has ended (finished or failed): a launcher's stall watch, cheaper than get()."""
+            workers = self.trials.get(trial, {}).get("workers", {}).values()
+            stamps = [w["registered_wall"] for w in workers] + [w["records"][-1]["received_wall"]
+                                                                for w in workers if w["records"]]
+            return {"last_wall": max(stamps, default=None),
+                    "ended": any(w.get("finished_wall") or w.get("error") for w in workers),
+                    "steps": {w["rank"]: next((r["metrics"]["step"] for r in reversed(w["records"])
+                                               if "step" in r["metrics"]), None) for w in workers}}
+
         def drop(self, trial: str) -> None:
             self.trials.pop(trial, None)
             self.dropped.add(trial)

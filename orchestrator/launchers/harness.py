@@ -15,6 +15,7 @@ driver's output directory from any node.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
@@ -115,12 +116,29 @@ def train_loop_per_worker(config: dict) -> None:
                 ray.get(recorder.files.remote(trial, key, files, skipped), timeout=60)
         finally:
             shutil.rmtree(artifacts, ignore_errors=True)
+            remove_generated_sources()
     if harness.get("collective"):
         measured = user_collective(harness["collective"])
         if measured:
             backend, points = measured
             ray.get(recorder.update.remote(trial, key, {"collective": points, "collective_backend": backend}))
     ray.get(recorder.update.remote(trial, key, {"finished_wall": time.time()}))
+
+
+def remove_generated_sources() -> None:
+    """Deletes the files TensorFlow's AutoGraph wrote for the functions it converted in this process.
+
+    AutoGraph writes each converted function to ``$TMPDIR/__autograph_generated_file*.py`` and deletes it only
+    at interpreter exit, which a worker never reaches: Ray Train, Horovod and launcher: actors all end their
+    workers with ``ray.kill``. Left alone, every TensorFlow trial leaves tens of files on its node. They are
+    this process's own (AutoGraph registers each one in ``sys.modules``); the modules stay loaded, so a later
+    trial in the same process still runs the functions converted before."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("__autograph_generated_file"):
+            path = getattr(module, "__file__", None)
+            if path:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
 
 
 def user_collective(settings: dict):

@@ -8,7 +8,9 @@ its gradients (TensorFlow) with Horovod.
 
 Differences from the Ray Train launchers, shown in the plan:
 * no restarts: a failed worker fails the trial (``reliability.max_failures`` does not apply);
-* a stalled collective is ended by Horovod's own stall inspector after ``reliability.collective_timeout_s``;
+* a stalled collective is ended by Horovod's stall inspector after ``reliability.collective_timeout_s``, or,
+  where the inspector does not see it, when no rank has reported for that long and its next check
+  (``wait_heard``);
 * in a sweep, the repeats of one worker count run on one executor's actors (``sweep.reuse_workers``), as
   launcher: actors does: ``hvd.init()`` in a process where Horovod is already up keeps its Gloo context, so a
   repeat builds a fresh model, optimiser and data stream and shares only the processes and the rendezvous.
@@ -17,6 +19,7 @@ Differences from the Ray Train launchers, shown in the plan:
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 from orchestrator.errors import UserError
@@ -59,9 +62,13 @@ def horovod_env(plan) -> dict[str, str]:
     return {
         "HOROVOD_GLOO_TIMEOUT_SECONDS": timeout,
         # Horovod's stall inspector names the ranks that have not joined a collective, then shuts down.
-        "HOROVOD_STALL_CHECK_TIME_SECONDS": str(max(1, plan.collective_timeout_s // 2)),
+        "HOROVOD_STALL_CHECK_TIME_SECONDS": str(stall_check_s(plan)),
         "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": timeout,
     }
+
+
+def stall_check_s(plan) -> int:
+    return max(1, plan.collective_timeout_s // 2)
 
 
 class Executor:
@@ -74,6 +81,9 @@ class Executor:
         from ray.util.placement_group import PlacementGroup
 
         described = describe(plan)
+        # After Horovod's stall inspector has had its turn (it shuts down past the timeout, at its next check),
+        # whose error names the rank that never joined.
+        self.silence_s = plan.collective_timeout_s + stall_check_s(plan) + 5
         self.id = uuid.uuid4().hex[:12]
         self.trials: list[str] = []
         self.executor = RayExecutor(RayExecutor.create_settings(**described["settings"]), **described["executor"])
@@ -93,7 +103,9 @@ class Executor:
 
     def run(self, trial_id: str, function, config: dict) -> None:
         self.trials.append(trial_id)
-        self.executor.run(function, args=[config])
+        harness = config["harness"]
+        wait_heard(self.executor.run_remote(function, args=[config]), harness["recorder"], harness["trial"],
+                   self.silence_s)
 
     def alive(self, timeout_s: float = 10) -> bool:
         """Whether every worker still answers (one may have died between trials)."""
@@ -107,6 +119,47 @@ class Executor:
 
     def close(self) -> None:
         self.executor.shutdown()
+
+
+class Silent(TimeoutError):
+    """No rank of a Horovod trial was heard from for reliability.collective_timeout_s while none had ended."""
+
+
+def wait_heard(refs: list, recorder, trial: str, silence_s: float, poll_s: float = 2.0) -> None:
+    """Wait for every rank's call; raise a rank's failure as soon as it is seen, and end the trial when no rank
+    has registered or reported for ``silence_s`` while none has ended (finished or failed).
+
+    Horovod's stall inspector (HOROVOD_STALL_SHUTDOWN_TIME_SECONDS) ends a collective that a rank stopped
+    mid-training never joined, but here, on Gloo, not a rank stopped before its first collective, nor ranks
+    that named a collective differently (TensorFlow): those left the others waiting for good. So the
+    trial's reports are the heartbeat too, with the inspector given its turn first. Once a rank has ended,
+    the collectives are behind them (rank 0 may be exporting alone), so the watch stops."""
+    import ray
+
+    started, pending = time.time(), list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=len(pending), timeout=poll_s)
+        if done:
+            ray.get(done)  # a rank's failure, at once: the caller then shuts the executor down
+        if not pending:
+            return
+        try:
+            heard = ray.get(recorder.heard.remote(trial), timeout=poll_s * 5)
+        except Exception:  # the recorder is slow to answer: ask again next time
+            continue
+        if heard["ended"]:
+            continue
+        quiet = time.time() - (heard["last_wall"] or started)
+        if quiet > silence_s:
+            where = ", ".join(f"rank {rank} " + (f"at step {step}" if step is not None else "before its first report")
+                              for rank, step in sorted(heard["steps"].items()))
+            raise Silent(
+                f"collective stalled: no rank reported for {quiet:.0f} s, over {silence_s:.0f} s "
+                f"(reliability.collective_timeout_s and Horovod's stall check){'; last heard: ' + where if where else ''}. "
+                "A rank hung, or the ranks called different collectives, and Horovod did not end it; the executor "
+                "was shut down. If a report can take longer than that (steps between reports, a slow start), "
+                "raise reliability.collective_timeout_s"
+            )
 
 
 class HorovodRun(KeptRun):

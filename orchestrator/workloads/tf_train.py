@@ -165,7 +165,11 @@ def train_loop(config: dict) -> None:
     def replica_step(images, labels):
         loss, gradients = compute_gradients(images, labels)
         if hvd:  # the loss is this worker's batch mean: the average over workers is the global-batch mean
-            gradients = hvd.grouped_allreduce(gradients, op=hvd.Average)
+            # Named: Horovod matches collectives across ranks by name, and its default name comes from the
+            # tensors' names, which carry Keras's per-process layer counters: a rank that built another model
+            # before (rank 0's export, in a process kept for the next repeat) would wait on a name no other
+            # rank sends.
+            gradients = hvd.grouped_allreduce(gradients, op=hvd.Average, name="gradients")
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
@@ -174,7 +178,7 @@ def train_loop(config: dict) -> None:
         losses = strategy.run(replica_step, args=(images, labels))
         loss = strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
         # The global-batch mean, as MultiWorkerMirrored reports it (under Horovod each loss is one worker's).
-        return hvd.allreduce(loss, op=hvd.Average) if hvd else loss
+        return hvd.allreduce(loss, op=hvd.Average, name="loss") if hvd else loss
 
     if execution != "eager":
         train_step = tf.function(train_step)

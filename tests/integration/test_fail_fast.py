@@ -116,3 +116,83 @@ def test_stalled_collective_times_out_and_names_the_stalled_rank(ray_session, tm
     # worker to leave the torch process group); the actor launcher kills both ranks at once.
     assert ended - stopped_at < timeout + (60 if launcher == "ray_train" else 15), ended - stopped_at
     assert no_train_workers_left(b"ray::TrainWorker")
+
+
+
+
+def test_stalled_horovod_collective_ends_the_trial_within_its_timeout(ray_session, tmp_path):
+    """A rank stopped mid-training: Horovod's stall inspector (or Gloo's timeout) ends the collective, and the
+    error names the rank that never joined; the executor's ranks are shut down."""
+    timeout = 10
+    job = spec.parse({
+        "name": "stall-horovod", "arms": [{"framework": "torch", "strategy": "horovod"}],
+        "workload": {"model": "mlp", "params": {"hidden": [64]}},
+        "dataset": {"name": "synthetic", "num_samples": 1024}, "batch": {"per_worker": 32},
+        # Far more steps than can run before the stop: the trial can only end by timing out.
+        "training": {"steps": 200000, "warmup_steps": 2, "report_every": 10},
+        "sweep": {"workers": [2]}, "measure": {"breakdown": False},
+        "reliability": {"collective_timeout_s": timeout}, "deploy": {"export": False},
+    })
+    title = b"ray::BaseHorovodWorker.execute"
+    stopped: list = []
+
+    def stop_a_rank():
+        since: list = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if len(train_worker_pids(title)) == 2:
+                since[:] = since or [time.monotonic()]
+                if time.monotonic() - since[0] > 8:  # past the imports: training
+                    pid = train_worker_pids(title)[-1]
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.append((pid, time.time()))
+                    return
+            time.sleep(0.2)
+
+    stopper = threading.Thread(target=stop_a_rank, daemon=True)
+    stopper.start()
+    try:
+        scheduler.sweep(job, tmp_path)
+        ended = time.time()
+    finally:
+        stopper.join(timeout=5)
+        for pid, _ in stopped:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+    assert stopped, "no rank was stopped: training ended first?"
+    pid, stopped_at = stopped[0]
+    (record,) = results.read(tmp_path)
+    assert record["status"] == "failed"
+    error = record["error"]
+    assert error.startswith("collective stalled: rank "), error
+    assert f"(pid {pid} on " in error and "never joined" in error, error
+    assert f"gave up after {timeout} s (reliability.collective_timeout_s): " in error, error  # Gloo's or Horovod's words
+    # The timeout, the inspector's check every timeout / 2, the watch's 5 s after it and its 2 s poll.
+    assert ended - stopped_at < timeout * 1.5 + 10, ended - stopped_at
+    assert no_train_workers_left(title)
+
+
+def test_horovod_stall_the_inspector_misses_ends_once_no_rank_reports(ray_session, tmp_path):
+    """A user's Horovod function whose rank 1 never joins the first collective: Horovod's stall inspector left
+    rank 0 waiting for good. The sweep ends the trial once no rank has been heard from for the timeout and
+    the inspector's next check (10 + 5 + 5 s), shuts the executor down, and goes on."""
+    job = spec.parse({
+        "name": "stall-unseen", "arms": [{"framework": "torch", "strategy": "horovod",
+                                          "entrypoint": "tests.integration.stalling:train_func"}],
+        "workload": {"entrypoint": "tests.integration.stalling:train_func"},
+        "sweep": {"workers": [2]}, "reliability": {"collective_timeout_s": 10},
+    })
+    started = time.monotonic()
+    scheduler.sweep(job, tmp_path)
+    elapsed = time.monotonic() - started
+    (record,) = results.read(tmp_path)
+    assert record["status"] == "failed"
+    error = record["error"]
+    assert error.startswith("collective stalled: no rank reported for "), error
+    assert ("over 20 s (reliability.collective_timeout_s and Horovod's stall check); last heard: rank 0 before "
+            "its first report, rank 1 before its first report") in error, error
+    assert elapsed < 90, elapsed
+    assert no_train_workers_left(b"ray::BaseHorovodWorker")

@@ -4,6 +4,8 @@ count (same initial weights, shards and global-batch mean loss), and one report 
 MultiWorkerMirrored again on plain Ray actors (launcher: actors): the same model again."""
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -53,23 +55,28 @@ def test_four_strategies_train_the_same_model_and_share_a_report(ray_session, tm
         assert record["test_accuracy"] == theirs["test_accuracy"]
 
 
-def test_horovod_repeats_share_one_executor_and_each_trains_from_scratch(ray_session, tmp_path):
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+def test_horovod_repeats_share_one_executor_and_each_trains_from_scratch(ray_session, tmp_path, framework):
     """Under launcher: actors (the default) the repeats of a Horovod arm run on one RayExecutor's actors: the
     second reaches step 1 without a new rendezvous, and trains the same model from the same start (the same
-    loss to the last digit) as the first."""
+    loss to the last digit) as the first. The first repeat exports its model on rank 0 only, so the ranks'
+    processes differ before the second (TensorFlow: Keras's layer counters); its collectives still meet. The
+    processes leave none of AutoGraph's generated files behind in the temporary directory."""
+    generated = set(Path(tempfile.gettempdir()).glob("__autograph_generated_file*"))
     data = {
-        "name": "hvd-reuse", "arms": [{"framework": "torch", "strategy": "horovod"}],
+        "name": "hvd-reuse", "arms": [{"framework": framework, "strategy": "horovod"}],
         "workload": {"model": "mlp", "params": {"hidden": [32]}}, "dataset": {"name": "digits"},
         "batch": {"per_worker": 32, "scaling": "weak"},
         "training": {"steps": 30, "warmup_steps": 5, "report_every": 10},
-        "sweep": {"workers": [2], "repeats": 2}, "deploy": {"export": False}, "measure": {"breakdown": False},
-        "resources": {"cpus_per_worker": 1},
+        "sweep": {"workers": [2], "repeats": 2}, "measure": {"breakdown": False},
+        "reliability": {"collective_timeout_s": 30}, "resources": {"cpus_per_worker": 1},
     }
     scheduler.sweep(spec.parse(data), tmp_path)
     first, second = sorted(results.read(tmp_path), key=lambda r: r["repeat"])
     for record in (first, second):
         assert record["status"] == "ok", record.get("error")
         assert record["launcher"] == "actors" and record["final_step"] == 30
+    assert first["deployment"]  # the export ran, on rank 0, before the second repeat
     assert second["worker_reuse"]["group"] == first["worker_reuse"]["group"]
     assert second["worker_reuse"]["pids"] == first["worker_reuse"]["pids"] and len(first["worker_reuse"]["pids"]) == 2
     assert (first["worker_reuse"]["use"], second["worker_reuse"]["use"]) == (1, 2)
@@ -77,3 +84,4 @@ def test_horovod_repeats_share_one_executor_and_each_trains_from_scratch(ray_ses
     assert second["final_loss"] == pytest.approx(first["final_loss"], rel=1e-6)
     assert second["test_accuracy"] == first["test_accuracy"]
     assert second["time_to_first_step_s"] < first["time_to_first_step_s"] / 2
+    assert set(Path(tempfile.gettempdir()).glob("__autograph_generated_file*")) <= generated

@@ -66,3 +66,26 @@ def test_restarted_trial_is_measured_on_its_last_attempt_in_rank_order():
     (event,) = summary["failure_events"]
     assert event["resumed_after_step"] == 50 and event["last_reported_step"] == 4
     assert event["recovery_s"] == pytest.approx(200.0 + 1.0 - (100.1 + 1.0))
+
+
+def _worker(rank: int, error: str | None = None, finished: bool = False) -> dict:
+    return {"rank": rank, "pid": 100 + rank, "hostname": "h", "node_ip": "10.0.0.1", "node_id": "n", "started_wall": 1.0,
+            "records": [{"wall": 2.0, "metrics": {"step": 40}}], "finished_wall": 3.0 if finished else None,
+            **({"error": {"wall": 5.0, "message": error}} if error else {})}
+
+
+HOROVOD_SHUT_DOWN = ("horovod.common.exceptions.HorovodInternalError: Horovod has been shut down. This was caused by "
+                     "an exception on one of the ranks or an attempt to allreduce, allgather or broadcast a tensor after "
+                     "one of the ranks finished execution.")
+
+
+def test_horovod_shutting_down_a_stalled_collective_names_the_rank_that_never_joined():
+    stall = measure.stall([_worker(0, HOROVOD_SHUT_DOWN), _worker(1)])
+    assert [s["rank"] for s in stall["stalled"]] == [1] and stall["waited"] == [0]
+    assert stall["error"].startswith("Horovod has been shut down (its stall inspector")
+
+
+def test_horovod_shut_down_after_another_rank_raised_is_not_a_stall():
+    # rank 1 raised, so Horovod shut rank 0 down: rank 1's own error is the failure, no rank never joined
+    assert measure.stall([_worker(0, HOROVOD_SHUT_DOWN), _worker(1, "ValueError: bad batch")]) is None
+    assert measure.stall([_worker(0, HOROVOD_SHUT_DOWN), _worker(1, finished=True)]) is None
