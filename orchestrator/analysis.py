@@ -73,6 +73,8 @@ def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
                               "measured": n in model.measured})
         others = {"curve_fit": curve_fit, "physical": physical}
         entry = {**key, **model.to_dict(), "chosen_because": why, "predicted": predicted,
+                 # R² below 0: the model fits the measured throughputs worse than their mean does
+                 "fit_below_mean": model.r2 < 0,
                  "alternatives": {name: {**m.to_dict(), "at_recommended": m.predict(rec.workers_above_threshold)}
                                   for name, m in others.items() if m is not None and m is not model}}
         if model is physical:

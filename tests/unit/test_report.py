@@ -141,3 +141,17 @@ def test_log_axes_are_labelled_in_plain_numbers_without_minor_labels(values, lab
     shown = [t.get_text() for t in axes.xaxis.get_majorticklabels() if low <= t.get_position()[0] <= high]
     assert shown == labels and not any(t.get_text() for t in axes.xaxis.get_minorticklabels())
     plt.close(figure)
+
+
+def test_a_fit_worse_than_the_mean_says_its_recommendation_is_not_borne_out():
+    from orchestrator.report.tables import recommendation_lines
+
+    rec = {"label": "torch ddp", "workers": 4, "predicted_efficiency": 0.81, "baseline_workers": 1,
+           "predicted_throughput": 900.0, "unit": "samples/s", "band": [800.0, 1000.0], "knee": 3, "peak": 6}
+    fitted = {"model": "amdahl", "r2": -4.4, "loo_error": None, "measured_workers": [1, 2], "fit_below_mean": True}
+    data = {"recommend_settings": {"threshold": 0.8}, "recommendations": [rec], "fits": [fitted]}
+    (line,) = recommendation_lines(data)
+    assert "fit R² -4.400" in line and "worse than their mean does (R² below 0)" in line
+    assert "measure more worker counts (sweep.workers) or more repeats" in line
+    data["fits"] = [{**fitted, "r2": 0.93, "fit_below_mean": False}]
+    assert "worse than their mean" not in recommendation_lines(data)[0]
