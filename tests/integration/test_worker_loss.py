@@ -29,10 +29,10 @@ def train_worker_pids(title: bytes = b"ray::RayTrainWorker") -> list[int]:
     return sorted(pids)
 
 
-def actor_ranks_training(since: list, ranks: int = 2, for_s: float = 3) -> list[int]:
+def actor_ranks_training(since: list, ranks: int = 2, for_s: float = 3, title: bytes = b"ray::TrainWorker.run") -> list[int]:
     """launcher: actors keeps no checkpoints to wait for: the pids of its workers once ``ranks`` of them have
     been in the training function for ``for_s`` seconds, else []. ``since`` holds the state between polls."""
-    pids = train_worker_pids(b"ray::TrainWorker.run")
+    pids = train_worker_pids(title)
     if len(pids) < ranks:
         since.clear()
         return []
