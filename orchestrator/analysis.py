@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Optional
 
 from orchestrator import beyond_speed, cost, fit, physics, results, scaling
-from orchestrator.plan import fresh_processes_reason
+from orchestrator.plan import builtin_entrypoint, fresh_processes_reason
 
 DEFAULTS = {"threshold": 0.8, "max_workers": None, "layout": None, "pricing": None}
 
@@ -337,9 +337,10 @@ def settings_ran(records: list[results.TrialRecord]) -> list[dict]:
     """Per arm and worker count, what was run: batch sizes, steps, threads, placement, launcher and why, and
     how many sets of worker processes its trials ran in (``processes``: fewer than ``trials`` where repeats
     reused them)."""
-    seen, sets = {}, {}
+    seen, sets, builtin = {}, {}, {}
     for r in records:
         reuse = r.get("worker_reuse")
+        builtin[(r.arm, r.workers)] = builtin_entrypoint(r.get("entrypoint")) if r.get("entrypoint") else True
         sets.setdefault((r.arm, r.workers), []).append(reuse["group"] if reuse else r.trial_id)
         seen.setdefault((r.arm, r.workers), {
             "framework": r.framework, "strategy": r.strategy, "execution": r.execution, "name": r.arm,
@@ -354,7 +355,8 @@ def settings_ran(records: list[results.TrialRecord]) -> list[dict]:
     for key, groups in sets.items():
         seen[key].update(trials=len(groups), processes=len(set(groups)))
         if len(groups) > 1 and len(set(groups)) == len(groups) and seen[key]["launcher"]:
-            seen[key]["fresh_processes_why"] = fresh_processes_reason(seen[key]["launcher"], seen[key]["strategy"])
+            seen[key]["fresh_processes_why"] = fresh_processes_reason(seen[key]["launcher"], seen[key]["strategy"],
+                                                                      builtin[key])
     return [seen[k] for k in sorted(seen)]
 
 

@@ -152,11 +152,19 @@ def uses_ray_train(launcher: str, strategy: str) -> bool:
     return launcher == "ray_train" and strategy != "horovod"
 
 
-def fresh_processes_reason(launcher: str, strategy: str) -> str:
+def builtin_entrypoint(entrypoint: str) -> bool:
+    """Whether a trial runs a built-in workload (not a user's function)."""
+    return entrypoint in ENTRYPOINTS.values()
+
+
+def fresh_processes_reason(launcher: str, strategy: str, builtin: bool = True) -> str:
     """Why the repeats of an arm's worker count each start fresh worker processes (they share none)."""
     if launcher == "ray_train":
         return ("each Ray Train run starts its own worker group" if strategy != "horovod" else
                 "launcher: ray_train keeps no processes between trials (horovod.ray.RayExecutor starts its own)")
+    if not builtin:
+        return ("a user's function may leave state in its process for the next call (module globals, and under "
+                "Horovod the names its collectives are matched by)")
     return "sweep.reuse_workers is false"
 
 
@@ -240,7 +248,8 @@ def build(spec: JobSpec) -> list[TrialPlan]:
             for arm in spec.arms:
                 launcher, why = choose_launcher(spec, arm.strategy)
                 group = None
-                if launcher == "actors" and arm.strategy in (*ACTOR_STRATEGIES, "horovod") \
+                # Built-in workloads only: they start every call from scratch (see fresh_processes_reason).
+                if launcher == "actors" and arm.strategy in (*ACTOR_STRATEGIES, "horovod") and spec.workload.is_builtin \
                         and spec.sweep.reuse_workers and spec.sweep.repeats > 1:
                     group = f"{arm.key}-w{workers}"
                 single = arm.strategy in SINGLE_WORKER_STRATEGIES

@@ -113,7 +113,8 @@ def _processes_note(p: TrialPlan, repeats: int) -> str:
         return " Repeats of each worker count run in the same worker processes."
     if repeats < 2:
         return ""
-    return f" Each repeat starts fresh worker processes: {planning.fresh_processes_reason(p.launcher, p.strategy)}."
+    why = planning.fresh_processes_reason(p.launcher, p.strategy, planning.builtin_entrypoint(p.entrypoint))
+    return f" Each repeat starts fresh worker processes: {why}."
 
 
 def missing_samples_note(plan: TrialPlan, record: dict) -> Optional[str]:

@@ -328,7 +328,8 @@ class Sweep(_Strict):
     processes and placement group: each repeat builds a fresh model, optimiser, data stream and TensorBoard
     run; only process start-up, imports and the rendezvous (torch's process group, TensorFlow's strategy) are
     shared. A trial that fails takes its processes with it, and the next repeat starts fresh ones. false: fresh
-    processes for every trial."""
+    processes for every trial. A user's function (Horovod's) always gets fresh ones: its process may keep state
+    from the call before."""
 
     @field_validator("workers")
     @classmethod

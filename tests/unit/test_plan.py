@@ -58,6 +58,14 @@ def test_the_launcher_notes_say_why_repeats_start_fresh_processes():
     assert all("sweep.reuse_workers is false" in n for n in off)
     one = launcher_notes(plan.build(spec.parse({**JOB, "sweep": {**JOB["sweep"], "repeats": 1}})))
     assert not any("processes" in n for n in one)
+    # A user's Horovod function runs on the executor's actors, but each repeat in fresh ones: its process
+    # may keep state from the call before (module globals, the names Horovod matches its collectives by).
+    user = {"name": "u", "arms": [{"framework": "torch", "strategy": "horovod"}], "sweep": JOB["sweep"],
+            "workload": {"entrypoint": "jobs.examples.torch_user:train_func"}}
+    plans = plan.build(spec.parse(user))
+    assert all(p.launcher == "actors" and p.worker_group is None for p in plans)
+    (note,) = launcher_notes(plans)
+    assert "fresh worker processes: a user's function may leave state in its process for the next call" in note
 
 
 def test_strong_scaling_and_epoch_arithmetic(plans):

@@ -109,7 +109,9 @@ def test_the_report_says_which_repeats_shared_worker_processes_and_why_the_other
         hvd.update(launcher="actors", launcher_reason="Horovod")  # sweep.reuse_workers false: fresh each time
         train = record("tensorflow", "multi_worker_mirrored", 1, repeat, 800)
         train.update(launcher="ray_train", launcher_reason="named in the job")
-        rows += [shared, hvd, train]
+        user = record("tensorflow", "horovod", 1, repeat, 700)
+        user.update(launcher="actors", launcher_reason="Horovod", entrypoint="my_pkg.train:train_func")
+        rows += [shared, hvd, train, user]
     for r in rows:
         results.append(tmp_path, r)
     report.render(tmp_path)
@@ -120,6 +122,8 @@ def test_the_report_says_which_repeats_shared_worker_processes_and_why_the_other
     assert "each repeat in fresh worker processes: sweep.reuse_workers is false" in hvd
     tf = next(line for line in text.splitlines() if "multi_worker_mirrored: launcher ray_train" in line)
     assert "each repeat in fresh worker processes: each Ray Train run starts its own worker group" in tf
+    user = next(line for line in text.splitlines() if line.startswith("- tensorflow horovod: launcher actors"))
+    assert "each repeat in fresh worker processes: a user's function may leave state in its process" in user
 
 
 @pytest.mark.parametrize("values, labels", [
