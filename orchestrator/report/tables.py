@@ -329,8 +329,9 @@ def recommendation_lines(data: dict) -> list[str]:
             + f", fit R² {fitted['r2']:.3f}"
             + (f", leave-one-out error {100 * fitted['loo_error']:.1f}%" if fitted["loo_error"] is not None else "")
             + f"; measured at {', '.join(map(str, fitted['measured_workers']))}."
-            + (" The model fits these measurements worse than their mean does (R² below 0), so its predictions and "
-               "this count are not borne out by them: measure more worker counts (sweep.workers) or more repeats."
+            + (" The model fits these measurements worse than their mean does (its RMS error over 1.1× the mean's), "
+               "so its predictions and this count are not borne out by them: measure more worker counts "
+               "(sweep.workers) or more repeats."
                if fitted.get("fit_below_mean") else "")
         )
     for arm in data.get("adaptive") or []:

@@ -155,7 +155,7 @@ def test_a_fit_worse_than_the_mean_says_its_recommendation_is_not_borne_out():
     fitted = {"model": "amdahl", "r2": -4.4, "loo_error": None, "measured_workers": [1, 2], "fit_below_mean": True}
     data = {"recommend_settings": {"threshold": 0.8}, "recommendations": [rec], "fits": [fitted]}
     (line,) = recommendation_lines(data)
-    assert "fit R² -4.400" in line and "worse than their mean does (R² below 0)" in line
+    assert "fit R² -4.400" in line and "worse than their mean does (its RMS error over 1.1× the mean's)" in line
     assert "measure more worker counts (sweep.workers) or more repeats" in line
     data["fits"] = [{**fitted, "r2": 0.93, "fit_below_mean": False}]
     assert "worse than their mean" not in recommendation_lines(data)[0]
