@@ -338,10 +338,12 @@ def settings_ran(records: list[results.TrialRecord]) -> list[dict]:
     """Per arm and worker count, what was run: batch sizes, steps, threads, placement, launcher and why, and
     how many sets of worker processes its trials ran in (``processes``: fewer than ``trials`` where repeats
     reused them)."""
-    seen, sets, builtin = {}, {}, {}
+    seen, sets, builtin, legacy = {}, {}, {}, set()
     for r in records:
         reuse = r.get("worker_reuse")
         builtin[(r.arm, r.workers)] = builtin_entrypoint(r.get("entrypoint")) if r.get("entrypoint") else True
+        if not results.records_worker_reuse(r):
+            legacy.add((r.arm, r.workers))
         sets.setdefault((r.arm, r.workers), []).append(reuse["group"] if reuse else r.trial_id)
         seen.setdefault((r.arm, r.workers), {
             "framework": r.framework, "strategy": r.strategy, "execution": r.execution, "name": r.arm,
@@ -356,8 +358,12 @@ def settings_ran(records: list[results.TrialRecord]) -> list[dict]:
     for key, groups in sets.items():
         seen[key].update(trials=len(groups), processes=len(set(groups)))
         if len(groups) > 1 and len(set(groups)) == len(groups) and seen[key]["launcher"]:
-            seen[key]["fresh_processes_why"] = fresh_processes_reason(seen[key]["launcher"], seen[key]["strategy"],
-                                                                      builtin[key])
+            if key in legacy and seen[key]["launcher"] != "ray_train":
+                seen[key]["fresh_processes_why"] = ("its records predate worker reuse (results.jsonl schema below 3), "
+                                                    "when every trial started fresh processes")
+            else:
+                seen[key]["fresh_processes_why"] = fresh_processes_reason(seen[key]["launcher"],
+                                                                          seen[key]["strategy"], builtin[key])
     return [seen[k] for k in sorted(seen)]
 
 

@@ -93,6 +93,13 @@ def worker_reuse(reuse: Mapping) -> dict:
             "pids": [int(p) for p in reuse.get("pids", [])]}
 
 
+def records_worker_reuse(line: Mapping) -> bool:
+    """Whether the line says which worker processes its trial ran in (schema 3 on: ``worker_reuse`` where it
+    shared them). Older lines predate worker reuse: every trial started fresh processes, by design, not
+    because sweep.reuse_workers was false."""
+    return int(line.get("schema", 1)) >= 3
+
+
 def sweep_run(run_id: str, started_at: float, before_s: float) -> dict:
     """The record's ``sweep_run``: which invocation of ``orchestrator sweep`` ran the trial (``id``), when that
     started (``started_at``, before Ray), and ``before_s``: the sweep's own time between the end of the trial

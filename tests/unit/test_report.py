@@ -111,7 +111,9 @@ def test_the_report_says_which_repeats_shared_worker_processes_and_why_the_other
         train.update(launcher="ray_train", launcher_reason="named in the job")
         user = record("tensorflow", "horovod", 1, repeat, 700)
         user.update(launcher="actors", launcher_reason="Horovod", entrypoint="my_pkg.train:train_func")
-        rows += [shared, hvd, train, user]
+        old = record("tensorflow", "mirrored", 1, repeat, 600)
+        old.update(launcher="actors", schema=2)  # written before worker reuse: no worker_reuse field
+        rows += [shared, hvd, train, user, old]
     for r in rows:
         results.append(tmp_path, r)
     report.render(tmp_path)
@@ -124,6 +126,8 @@ def test_the_report_says_which_repeats_shared_worker_processes_and_why_the_other
     assert "each repeat in fresh worker processes: each Ray Train run starts its own worker group" in tf
     user = next(line for line in text.splitlines() if line.startswith("- tensorflow horovod: launcher actors"))
     assert "each repeat in fresh worker processes: a user's function may leave state in its process" in user
+    old = next(line for line in text.splitlines() if line.startswith("- tensorflow mirrored: launcher actors"))
+    assert "each repeat in fresh worker processes: its records predate worker reuse (results.jsonl schema below 3)" in old
 
 
 @pytest.mark.parametrize("values, labels", [
