@@ -83,7 +83,8 @@ def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
         fits.append(entry)
         predicted_speedup = rec.predicted_throughput / model.predict(curve.baseline_workers)
         recommendations.append({**key, **rec.to_dict(), "predicted_speedup": predicted_speedup,
-                                "model": model.model, "layout": layout.to_dict() if layout.what_if else None})
+                                "model": model.model, "layout": layout.to_dict() if layout.what_if else None,
+                                "fit_below_mean": entry["fit_below_mean"], "r2": model.r2})
     return {"fits": fits, "recommendations": recommendations, "_models": models,
             "verdict": verdict(curves, recommendations),
             "recommend_settings": {"threshold": settings["threshold"], "max_workers": settings["max_workers"],
@@ -93,9 +94,26 @@ def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
 def verdict(curves: list[scaling.Curve], recommendations: list[dict]) -> Optional[dict]:
     """Which curve is best at its recommended count. By predicted throughput where every recommended curve
     is in the same unit; else by predicted speedup over its own baseline where all share one baseline; else
-    no verdict, and why."""
+    no verdict, and why. A curve whose model fits its measurements worse than their mean does
+    (``fit_below_mean``) is not ranked: its predicted throughput is not borne out; the verdict names it."""
     if len(recommendations) < 2:
         return None
+    unfit = [r for r in recommendations if r.get("fit_below_mean")]
+    left_out = [f"{r['label']} (R² {r['r2']:.2f})" for r in unfit]
+    recommendations = [r for r in recommendations if not r.get("fit_below_mean")]
+    if len(recommendations) < 2:
+        which = (f"the model of {left_out[0]} fits its measurements worse than their mean does, so its predictions are"
+                 if len(left_out) == 1 else f"the models of {' and '.join(left_out)} fit their measurements worse "
+                 "than their means do, so their predictions are")
+        return {"basis": None, "left_out": left_out,
+                "reason": f"{which} not borne out: measure more worker counts (sweep.workers) or more repeats"}
+    found = _ranked(curves, recommendations)
+    if left_out:
+        found["left_out"] = left_out
+    return found
+
+
+def _ranked(curves: list[scaling.Curve], recommendations: list[dict]) -> dict:
     by_name = {(c.name, c.workload): c for c in curves}
     chosen = [by_name[(r["name"], r["workload"])] for r in recommendations]
     pairs = [(a, b) for i, a in enumerate(chosen) for b in chosen[i + 1:]]

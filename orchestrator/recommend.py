@@ -154,9 +154,20 @@ class Chosen:
     max_workers: int
 
 
+def best_recommendation(data: dict) -> dict:
+    """The verdict's best curve's recommendation; with no verdict, the one with the most predicted throughput
+    among the curves whose model fits them better than their mean (all of them where none does)."""
+    best_label = (data.get("verdict") or {}).get("best")
+    best = next((r for r in data["recommendations"] if r["label"] == best_label), None)
+    if best is None:
+        borne_out = [r for r in data["recommendations"] if not r.get("fit_below_mean")] or data["recommendations"]
+        best = max(borne_out, key=lambda r: r["predicted_throughput"])
+    return best
+
+
 def from_report(out_dir: str, curve: Optional[str]) -> Chosen:
-    """The recommendation of ``curve`` (default: the verdict's best, else the one with the most predicted
-    throughput), computed from DIR's results with the settings `recommend` stored."""
+    """The recommendation of ``curve`` (default: ``best_recommendation``), computed from DIR's results with the
+    settings `recommend` stored."""
     out = Path(out_dir)
     if not out.is_dir():
         raise UserError(f"--from-report {out_dir}: no such directory; pass the --out directory of a sweep")
@@ -165,11 +176,7 @@ def from_report(out_dir: str, curve: Optional[str]) -> Chosen:
     if not recs:
         raise UserError(f"--from-report {out_dir}: the report holds no recommendation (fewer than two worker counts measured)")
     if curve is None:
-        verdict = data.get("verdict") or {}
-        best_label = verdict.get("best")
-        best = next((r for r in recs.values() if r["label"] == best_label), None)
-        if best is None:
-            best = max(recs.values(), key=lambda r: r["predicted_throughput"])
+        best = best_recommendation(data)
     elif curve in recs:
         best = recs[curve]
     else:

@@ -340,16 +340,20 @@ def recommendation_lines(data: dict) -> list[str]:
             f"worker(s) in {arm['trials_run']} of {arm['planned_trials']} planned trials ({arm['trials_saved']} saved)."
         )
     verdict = data.get("verdict")
+    left_out = (f" Not ranked, its model fitting its measurements worse than their mean does: "
+                f"{', '.join(verdict['left_out'])}." if verdict and verdict.get("basis") and verdict.get("left_out")
+                else "")
     if verdict and verdict.get("basis") == "throughput":
         out.append(
             f"Best: {verdict['best']} at {verdict['workers']} worker(s), {verdict['ratio']:.2f}x the "
-            f"predicted throughput of {verdict['versus']} at its own {verdict['versus_workers']}."
+            f"predicted throughput of {verdict['versus']} at its own {verdict['versus_workers']}." + left_out
         )
     elif verdict and verdict.get("basis") == "speedup":
         out.append(
             f"Best scaling: {verdict['best']} at {verdict['workers']} worker(s), predicted {verdict['best_value']:.2f}x "
             f"its own {verdict['baseline_workers']}-worker throughput, against {verdict['versus_value']:.2f}x for "
             f"{verdict['versus']} at its own {verdict['versus_workers']}. Throughputs are not ranked: {verdict['reason']}."
+            + left_out
         )
     elif verdict:
         out.append(f"No curve is ranked best: {verdict['reason']}.")

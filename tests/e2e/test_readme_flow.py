@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from orchestrator import results
+from orchestrator import recommend, results
 import yaml
 
 from tests.conftest import ROOT
@@ -86,7 +86,7 @@ def test_recommend_then_render_from_report_then_validate(demo, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     emitted = yaml.safe_load(emit.read_text())
     report = json.loads((demo / "report.json").read_text())
-    best = next(r for r in report["recommendations"] if r["label"] == report["verdict"]["best"])
+    best = recommend.best_recommendation(report)
 
     for extra in ([], ["--curve", "torch/ddp"], ["--curve", "tensorflow/multi_worker_mirrored"]):
         out = tmp_path / f"render{len(extra)}{extra[-1].replace('/', '-') if extra else ''}.yaml"
@@ -108,7 +108,7 @@ def test_recommend_then_render_from_report_then_validate(demo, tmp_path):
 def test_train_at_the_recommended_size(demo, tmp_path):
     assert run("recommend", str(demo), timeout=300).returncode == 0
     report = json.loads((demo / "report.json").read_text())
-    best = next(r for r in report["recommendations"] if r["label"] == report["verdict"]["best"])
+    best = recommend.best_recommendation(report)
     out = tmp_path / "trained"
     done = run("train", JOB, "--from-report", str(demo), "--out", str(out), timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -163,3 +163,38 @@ def test_a_fit_worse_than_the_mean_says_its_recommendation_is_not_borne_out():
     assert "measure more worker counts (sweep.workers) or more repeats" in line
     data["fits"] = [{**fitted, "r2": 0.93, "fit_below_mean": False}]
     assert "worse than their mean" not in recommendation_lines(data)[0]
+
+
+def test_the_verdict_ranks_only_curves_whose_model_fits_better_than_the_mean(tmp_path):
+    from orchestrator import analysis, recommend, scaling
+    from orchestrator.report.tables import recommendation_lines
+
+    arms = (("torch", "ddp", 1000), ("tensorflow", "multi_worker_mirrored", 800), ("torch", "horovod", 600))
+    for framework, strategy, rate in arms:
+        for n in (1, 2, 3):
+            results.append(tmp_path, record(framework, strategy, n, 0, rate * n * (0.9 if n > 1 else 1)))
+    found = results.load(tmp_path)
+    data = analysis.analyze(found)
+    curves = scaling.curves(found.ok)
+    assert data["verdict"]["best"] == "torch ddp" and "left_out" not in data["verdict"]
+
+    def flagged(*labels):
+        return [{**r, "fit_below_mean": r["label"] in labels, "r2": -4.4 if r["label"] in labels else r["r2"]}
+                for r in data["recommendations"]]
+
+    # The best by predicted throughput fits worse than the mean: it is named, not ranked.
+    one = analysis.verdict(curves, flagged("torch ddp"))
+    assert one["best"] == "tensorflow multi_worker_mirrored" and one["versus"] == "torch horovod"
+    assert one["left_out"] == ["torch ddp (R² -4.40)"]
+    (line,) = [x for x in recommendation_lines({**data, "verdict": one}) if x.startswith("Best:")]
+    assert line.endswith("Not ranked, its model fitting its measurements worse than their mean does: "
+                         "torch ddp (R² -4.40).")
+    # Fewer than two left to rank: no verdict, and the reason names them.
+    none = analysis.verdict(curves, flagged("torch ddp", "torch horovod"))
+    assert none["basis"] is None and none["reason"].startswith(
+        "the models of torch ddp (R² -4.40) and torch horovod (R² -4.40) fit their measurements worse")
+    assert f"No curve is ranked best: {none['reason']}." in recommendation_lines({**data, "verdict": none})
+    # `k8s render --from-report` without --curve then takes the most throughput among the fits borne out.
+    chosen = recommend.best_recommendation({**data, "verdict": none, "recommendations": flagged("torch ddp", "torch horovod")})
+    assert chosen["label"] == "tensorflow multi_worker_mirrored"
+    assert recommend.best_recommendation(data)["label"] == "torch ddp"
