@@ -125,13 +125,13 @@ def failures(groups: list[list[dict]]) -> dict:
         last = max((r for w in before for r in w["records"]), key=arrived, default=None)
         first = min((r for w in after for r in w["records"]), key=arrived, default=None)
         event = {"recovery_s": arrived(first) - arrived(last) if last and first else None}
-        last_step = max((r["metrics"].get("step", 0) for w in before for r in w["records"]), default=0)
+        reached = max((r["metrics"].get("step", 0) for w in before for r in w["records"]), default=0)
         resumed = [r["metrics"]["step"] - len(r["metrics"].get("step_times_s", [])) for w in after
                    for r in w["records"][:1] if "step" in r["metrics"]]
         if resumed:
             event["resumed_after_step"] = min(resumed)
-            event["steps_redone_at_least"] = max(0, last_step - min(resumed))
-        event["last_reported_step"] = last_step
+            event["steps_redone_at_least"] = max(0, reached - min(resumed))
+        event["last_reported_step"] = reached
         events.append(event)
     return {"failures": len(events), "failure_events": events}
 
@@ -153,7 +153,8 @@ def gave_up_line(message: str) -> Optional[str]:
     return None
 
 
-def _last_step(worker: dict):
+def last_step(worker: dict):
+    """A worker's last reported step (its records as the recorder holds them), None before its first."""
     steps = [r["metrics"]["step"] for r in worker["records"] if "step" in r["metrics"]]
     return steps[-1] if steps else None
 
@@ -164,7 +165,7 @@ def lost_nodes(workers: list[dict], alive_nodes: Optional[set]) -> list[dict]:
         return []
     last = attempts(workers)[-1]
     return [{"rank": w["rank"], "pid": w["pid"], "hostname": w.get("hostname"), "node_ip": w.get("node_ip"),
-             "node_id": w.get("node_id"), "last_step": _last_step(w)}
+             "node_id": w.get("node_id"), "last_step": last_step(w)}
             for w in sorted(last, key=lambda w: w["rank"])
             if w.get("finished_wall") is None and w.get("node_id") and w["node_id"] not in alive_nodes]
 
@@ -181,7 +182,6 @@ def stall(workers: list[dict]) -> Optional[dict]:
     if not waited or not stalled:
         return None
 
-    last_step = _last_step
     return {
         "stalled": [{"rank": w["rank"], "pid": w["pid"], "hostname": w["hostname"], "node_ip": w.get("node_ip"),
                      "node_id": w.get("node_id"), "last_step": last_step(w),

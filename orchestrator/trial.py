@@ -91,8 +91,7 @@ def _recorder_class():
                                                                 for w in workers if w["records"]]
             return {"last_wall": max(stamps, default=None),
                     "ended": any(w.get("finished_wall") or w.get("error") for w in workers),
-                    "steps": {w["rank"]: next((r["metrics"]["step"] for r in reversed(w["records"])
-                                               if "step" in r["metrics"]), None) for w in workers}}
+                    "steps": {w["rank"]: measure.last_step(w) for w in workers}}
 
         def drop(self, trial: str) -> None:
             self.trials.pop(trial, None)
