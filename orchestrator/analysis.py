@@ -389,7 +389,8 @@ def sweep_time(records: list[results.TrialRecord]) -> Optional[dict]:
     """Where the sweep's time went, from the trials' records (results.time_parts): per arm and worker count
     and in all, the time to step 1 (fresh worker processes apart from reused ones), training, and after
     training (the step breakdown and the exports apart, where the workers timed them); failed trials' time;
-    and the sweep's own time around its trials (Ray's start and the planning, between trials). The share of
+    and the sweep's own time around its trials (Ray's start and the planning, between trials). Records of
+    several invocations (a resume, a rerun) add up, and ``invocations`` counts each one's trials. The share of
     training is over all of it, up to the last trial's end (the reports and Ray's shutdown after it are in
     no record). None where no trial's record can tell."""
     parts = ("to_first_step_s", "training_s", "after_training_s", "breakdown_s", "export_s")
@@ -397,8 +398,13 @@ def sweep_time(records: list[results.TrialRecord]) -> Optional[dict]:
     fresh, reused = {"count": 0, "s": 0.0}, {"count": 0, "s": 0.0}
     counted = {"breakdown_s": 0, "export_s": 0}
     failed_s = other_s = orchestrator_s = 0.0
+    runs: dict[str, dict] = {}
     for r in records:
-        orchestrator_s += float((r.get("sweep_run") or {}).get("before_s") or 0.0)
+        run = r.get("sweep_run") or {}
+        orchestrator_s += float(run.get("before_s") or 0.0)
+        if run.get("id"):
+            seen = runs.setdefault(run["id"], {"started_at": run.get("started_at") or 0.0, "trials": 0})
+            seen["trials"] += 1
         split = results.time_parts(r.data)
         if split is None:
             if r.ok:
@@ -426,6 +432,7 @@ def sweep_time(records: list[results.TrialRecord]) -> Optional[dict]:
            "fresh_worker_starts": fresh["count"], "fresh_to_first_step_s": fresh["s"],
            "reused_trials": reused["count"], "reused_to_first_step_s": reused["s"],
            "breakdowns": counted["breakdown_s"], "exports": counted["export_s"],
+           "invocations": [runs[k]["trials"] for k in sorted(runs, key=lambda k: runs[k]["started_at"])],
            "rows": [rows[k] for k in sorted(rows, key=lambda k: (k[1], k[0]))]}
     out["sentence"] = sweep_time_sentence(out)
     out["notes"] = sweep_time_notes(out)
@@ -461,7 +468,10 @@ def sweep_time_sentence(t: dict) -> str:
         after.append(f"the deployment exports {s(t['export_s'])} in {t['exports']}")
     rest = t["after_training_s"] - t["breakdown_s"] - t["export_s"]
     after.append(f"evaluation, TensorBoard files and the rest {s(max(0.0, rest))}")
-    text = (f"Training took {s(t['training_s'])} of the sweep's {s(t['total_s'])} ({100 * t['training_share']:.0f}%); "
+    runs = t.get("invocations") or []
+    text = (f"Over {len(runs)} invocations of the sweep on these results ({' and '.join(map(str, runs))} trials, in "
+            "the order they ran: a resume or a rerun adds to the results before it), t" if len(runs) > 1 else "T")
+    text += (f"raining took {s(t['training_s'])} of the sweep's {s(t['total_s'])} ({100 * t['training_share']:.0f}%); "
             f"reaching step 1 {s(t['to_first_step_s'])} ({starts}); after training {s(t['after_training_s'])} "
             f"({', '.join(after)})")
     if t["orchestrator_s"]:

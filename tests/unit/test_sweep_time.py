@@ -10,7 +10,7 @@ from tests.unit.test_report import record
 
 
 def trial(arm="torch/ddp", workers=1, repeat=0, wall=10.0, to_step=4.0, first=0.5, training=3.0, use=1,
-          before=1.0, breakdown_s=None, export_s=None, status="ok", **extra):
+          before=1.0, breakdown_s=None, export_s=None, status="ok", run=("run1", 0.0), **extra):
     framework, strategy = arm.split("/")
     line = {"trial_id": f"{arm.replace('/', '-')}-mlp-w{workers}-r{repeat}", "job": "demo", "arm": arm,
             "framework": framework, "strategy": strategy, "execution": "eager" if framework == "torch" else "compiled",
@@ -18,7 +18,7 @@ def trial(arm="torch/ddp", workers=1, repeat=0, wall=10.0, to_step=4.0, first=0.
             "samples_per_sec": 1000.0 * workers, "wall_time_s": wall, "time_to_first_step_s": to_step + first,
             "first_step_s": first, "training_s": training, "worker_reuse": {"group": f"g{workers}", "use": use,
                                                                              "shared_with": [], "pids": [1]},
-            "sweep_run": results.sweep_run("run1", 0.0, before), **extra}
+            "sweep_run": results.sweep_run(*run, before), **extra}
     if breakdown_s is not None:
         line["breakdown"] = {"seconds": breakdown_s, "workers": workers}
     if export_s is not None:
@@ -58,11 +58,25 @@ def test_the_sweep_account_splits_fresh_starts_from_reused_ones_and_counts_every
     assert (spent["breakdowns"], spent["exports"]) == (3, 1)
     assert [(r["workers"], r["trials"]) for r in spent["rows"]] == [(1, 2), (2, 1)]
     text = spent["sentence"]
-    assert text.startswith(f"Training took 9.0 s of the sweep's {walls + 7.9:.1f} s (")
+    assert text.startswith(f"Training took 9.0 s of the sweep's {walls + 7.9:.1f} s (") and spent["invocations"] == [4]
     for part in ("2 start(s) of fresh worker processes 11.0 s", "1 trial(s) in reused ones 0.1 s",
                  "the step breakdown 1.4 s in 3 trial(s)", "the deployment exports 2.0 s in 1",
                  "Ray's start, planning and between trials 7.9 s", "failed trials 2.5 s"):
         assert part in text, (part, text)
+
+
+def test_a_resumed_sweep_adds_up_both_invocations_and_says_so():
+    """A sweep killed after its first trials, then run again on the same --out: the account is both runs'."""
+    first = [trial(repeat=0, before=7.0, run=("a", 100.0)), trial(repeat=1, use=2, before=0.3, run=("a", 100.0)),
+             trial(workers=2, status="failed", wall=2.0, run=("a", 100.0))]
+    resumed = [trial(workers=2, before=6.0, run=("b", 900.0))]
+    spent = analysis.sweep_time(results.typed(resumed + first))
+    assert spent["invocations"] == [3, 1]  # in the order they ran, whatever the file's order
+    assert spent["orchestrator_s"] == pytest.approx(7.0 + 0.3 + 1.0 + 6.0)
+    assert spent["failed_trials_s"] == pytest.approx(2.0)
+    assert spent["sentence"].startswith(
+        "Over 2 invocations of the sweep on these results (3 and 1 trials, in the order they ran: a resume or a "
+        "rerun adds to the results before it), training took 9.0 s of the sweep's ")
 
 
 def test_notes_say_what_costs_more_than_the_training():
