@@ -206,7 +206,10 @@ def breakdown_sentence(label: str, rows: list[dict]) -> str:
     text += ")"
     if base is not top:
         before = base[part] + (max(0.0, base.get("other_ms") or 0.0) if part == "wait_ms" else 0.0)
-        growth = f"{value / before:.1f}x its {before:.2f} ms" if before > 1e-3 else f"up from {before:.2f} ms"
+        # A ratio only over a part that is there: under 1% of its step (a 1-worker all-reduce's few microseconds
+        # of noise) it would read thousands of times.
+        there = before >= max(0.005, 0.01 * (base.get("step_ms") or 0.0))
+        growth = f"{value / before:.1f}x its {before:.2f} ms" if there else f"up from {before:.3f} ms"
         text += f", {growth} at {base['workers']} worker(s)"
     if top.get("overlap_fraction") is not None:
         text += f"; {100 * top['overlap_fraction']:.0f}% of the all-reduce overlaps compute"

@@ -156,3 +156,16 @@ def test_iteration_counts_stay_between_their_bounds():
     calls = []
     worker_side.microbenchmark(lambda n: calls.append(n) or 0.01, [4096], repeats=2, iterations=3)
     assert len(calls) == 3 + 2 * 3
+
+
+def test_growth_is_a_ratio_only_over_a_part_that_is_there():
+    from orchestrator.analysis import breakdown_sentence
+
+    def row(workers, exposed, step):
+        return {"workers": workers, "input_ms": 0.7, "compute_ms": 2.8, "exposed_comm_ms": exposed, "wait_ms": 0.1,
+                "other_ms": 0.0, "step_ms": step, "ring_bound_ms": None, "overlap_fraction": None}
+
+    # The 1-worker "all-reduce" measured 0.002 ms of a 3.5 ms step: noise, not a part to divide by.
+    text = breakdown_sentence("tf", [row(1, 0.0017, 3.5), row(2, 7.65, 11.3)])
+    assert "up from 0.002 ms at 1 worker(s)" in text and "x its" not in text
+    assert "4.5x its 1.70 ms at 1 worker(s)" in breakdown_sentence("tf", [row(1, 1.7, 5.0), row(2, 7.65, 11.3)])
