@@ -119,7 +119,7 @@ def test_a_worker_killed_in_a_reused_group_fails_only_its_trial(ray_session, tmp
         "name": "reuse-kill", "arms": [{"framework": "torch", "strategy": "ddp"}],
         "workload": {"model": "mlp", "params": {"hidden": [64]}},
         "dataset": {"name": "synthetic", "num_samples": 1024}, "batch": {"per_worker": 32},
-        "training": {"steps": 8000, "warmup_steps": 2, "report_every": 500},
+        "training": {"steps": 2000, "warmup_steps": 2, "report_every": 500},
         "sweep": {"workers": [2], "repeats": 3}, "reliability": {"collective_timeout_s": 300},
         "deploy": {"export": False}, "measure": {"breakdown": False},
     }
