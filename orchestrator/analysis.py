@@ -98,8 +98,7 @@ def verdict(curves: list[scaling.Curve], recommendations: list[dict]) -> Optiona
     (``fit_below_mean``) is not ranked: its predicted throughput is not borne out; the verdict names it."""
     if len(recommendations) < 2:
         return None
-    unfit = [r for r in recommendations if r.get("fit_below_mean")]
-    left_out = [f"{r['label']} (R² {r['r2']:.2f})" for r in unfit]
+    left_out = [f"{r['label']} (R² {r['r2']:.2f})" for r in recommendations if r.get("fit_below_mean")]
     recommendations = [r for r in recommendations if not r.get("fit_below_mean")]
     if len(recommendations) < 2:
         which = (f"the model of {left_out[0]} fits its measurements worse than their mean does, so its predictions are"

@@ -154,9 +154,9 @@ def gave_up_line(message: str) -> Optional[str]:
 
 
 def last_step(worker: dict):
-    """A worker's last reported step (its records as the recorder holds them), None before its first."""
-    steps = [r["metrics"]["step"] for r in worker["records"] if "step" in r["metrics"]]
-    return steps[-1] if steps else None
+    """A worker's last reported step (its records as the recorder holds them), None before its first. The
+    recorder's stall watch asks every few seconds: read from the end."""
+    return next((r["metrics"]["step"] for r in reversed(worker["records"]) if "step" in r["metrics"]), None)
 
 
 def lost_nodes(workers: list[dict], alive_nodes: Optional[set]) -> list[dict]:
