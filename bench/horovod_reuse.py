@@ -3,10 +3,11 @@
     .venv/bin/python bench/horovod_reuse.py [--pairs 3]
 
 Each pair runs the same sweep twice through the CLI, whole process, embedded Ray cluster: torch and
-TensorFlow through Horovod (the default job's MLP and data, 150 steps, 20 warm-up), 1 and 2 workers, 3
-repeats, once with `sweep.reuse_workers` true (the default: one RayExecutor's actors for the repeats of a
-worker count) and once false; the order alternates between pairs. The step breakdown and the exports are off:
-this compares the trials themselves. Measured:
+TensorFlow through Horovod (the default job's MLP, data, steps and warm-up: 150 and 20 when
+bench/results/horovod-reuse.md was measured), 1 and 2 workers, 3 repeats, once with `sweep.reuse_workers`
+true (the default: one RayExecutor's actors for the repeats of a worker count) and once false; the order
+alternates between pairs. The step breakdown and the exports are off: this compares the trials themselves.
+Measured:
 
   wall time         CLI start to exit, and its ratio (reused / fresh) within each pair;
   time to step 1    of the repeats that ran in kept processes, and of those that started their own;

@@ -1,6 +1,6 @@
 """Does a longer measurement window make the default job's numbers tighter? (issue #22's training share)
 
-    .venv/bin/python bench/window.py [--pairs 3] [--steps 150 600]
+    .venv/bin/python bench/window.py [--pairs 3] [--steps 150 800]
 
 Each pair runs `orchestrator sweep jobs/digits-mlp.yaml` (the job as it is: actors, repeats in reused worker
 processes) once at each `training.steps`, interleaved, the order alternating between pairs, whole process,
@@ -105,7 +105,7 @@ def markdown(summary: dict, runs: list[dict], machine: dict, pairs: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--steps", type=int, nargs=2, default=[150, 600])
+    parser.add_argument("--steps", type=int, nargs=2, default=[150, 800])
     args = parser.parse_args()
     runs = []
     for pair in range(args.pairs):

@@ -29,7 +29,10 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -59,20 +62,19 @@ from orchestrator.workloads.target import TargetClock  # noqa: E402
 _strategies: dict[tuple, tf.distribute.Strategy] = {}
 
 
-def make_strategy(name: str | None, replicas: int, timeout_s: int | None = None) -> tf.distribute.Strategy:
+def make_strategy(name: str | None, replicas: int) -> tf.distribute.Strategy:
     if name in ("multi_worker_mirrored", "mirrored"):
-        key = (name, replicas, timeout_s, os.environ.get("TF_CONFIG"))
+        key = (name, replicas, os.environ.get("TF_CONFIG"))
         if key not in _strategies:
-            _strategies[key] = _new_strategy(name, replicas, timeout_s)
+            _strategies[key] = _new_strategy(name, replicas)
         return _strategies[key]
-    return _new_strategy(name, replicas, timeout_s)
+    return _new_strategy(name, replicas)
 
 
-def _new_strategy(name: str | None, replicas: int, timeout_s: int | None) -> tf.distribute.Strategy:
+def _new_strategy(name: str | None, replicas: int) -> tf.distribute.Strategy:
     if name == "multi_worker_mirrored":
-        # timeout_seconds bounds every collective: a stalled all-reduce fails instead of hanging.
-        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_s)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        # No CommunicationOptions(timeout_seconds=...): reliability.collective_timeout_s is DEADLINE's, below.
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
@@ -90,6 +92,60 @@ def _new_strategy(name: str | None, replicas: int, timeout_s: int | None) -> tf.
             raise RuntimeError(f"no TPU found on this worker ({err}); strategy tpu needs a TPU host") from None
         return tf.distribute.TPUStrategy(resolver)
     return tf.distribute.get_strategy()
+
+
+class CollectiveDeadline:
+    """reliability.collective_timeout_s for MultiWorkerMirrored: one thread per process, not one per collective.
+
+    TensorFlow's own bound (CommunicationOptions.timeout_seconds) starts a thread for every collective it
+    launches, which sleeps out the whole timeout before it checks (PosixEnv::SchedClosureAfter). At a few
+    collectives a step and 600 s, a fast job keeps thousands of sleeping threads per worker: measured here,
+    8,500 per worker after 1,600 steps of the default job at 2 workers; the repeats run in the same processes
+    slowed as the threads piled up (0.74-0.85x the first repeat's throughput), and a fourth aborted when the
+    machine ran out of thread ids. Instead, while armed, a worker whose training has not moved (``touch``) for
+    ``timeout_s`` aborts its collectives: the one it waits in fails with the message below, naming the bound.
+    Aborted collectives stay aborted in that process; the trial fails and its processes are not reused."""
+
+    def __init__(self) -> None:
+        self.timeout_s: Optional[float] = None
+        self.since: Optional[float] = None  # monotonic time of the last progress while armed; None: disarmed
+        self._thread: Optional[threading.Thread] = None
+
+    @contextmanager
+    def armed(self, timeout_s: Optional[float]) -> Iterator[None]:
+        if not timeout_s:
+            yield
+            return
+        self.timeout_s, self.since = float(timeout_s), time.monotonic()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="collective-deadline", daemon=True)
+            self._thread.start()
+        try:
+            yield
+        finally:
+            self.disarm()
+
+    def touch(self) -> None:
+        if self.since is not None:
+            self.since = time.monotonic()
+
+    def disarm(self) -> None:
+        self.since = None
+
+    def _watch(self) -> None:
+        from tensorflow.python.eager import context
+
+        while True:
+            time.sleep(min(1.0, (self.timeout_s or 20) / 20))
+            since = self.since
+            if since is not None and time.monotonic() - since > self.timeout_s:
+                self.since = None
+                context.context().abort_collective_ops(
+                    tf.errors.DEADLINE_EXCEEDED,
+                    f"collective timed out: no step for {self.timeout_s:g} s (reliability.collective_timeout_s)")
+
+
+DEADLINE = CollectiveDeadline()
 
 
 def build_model(model: str, params: dict, image_size: int, seed: int) -> tf.keras.Model:
@@ -126,7 +182,13 @@ def train_loop(config: dict) -> None:
         import horovod.tensorflow as hvd
 
         hvd.init()
-    strategy = make_strategy(config.get("strategy"), config.get("replicas", 1), config.get("collective_timeout_s"))
+    strategy = make_strategy(config.get("strategy"), config.get("replicas", 1))
+    bound = config.get("collective_timeout_s") if config.get("strategy") == "multi_worker_mirrored" else None
+    with DEADLINE.armed(bound):
+        _train(config, strategy, hvd)
+
+
+def _train(config: dict, strategy: tf.distribute.Strategy, hvd) -> None:
     rank, workers = (hvd.rank(), hvd.size()) if hvd else _task()
     per_replica = config["per_worker_batch"]
     global_batch = per_replica * strategy.num_replicas_in_sync  # under Horovod: this worker's batch
@@ -224,6 +286,7 @@ def train_loop(config: dict) -> None:
     losses: list[float] = []
     for step in range(first_step, config["steps"] + 1):
         clock.touch()
+        DEADLINE.touch()
         start = time.perf_counter()
         loss_value = float(train_step(stream))  # .numpy() waits for the step, so the time is the step's
         step_times.append(time.perf_counter() - start)
@@ -264,6 +327,7 @@ def train_loop(config: dict) -> None:
             step_times, losses = [], []
         if last:
             break
+    DEADLINE.disarm()  # no collectives after this: TensorBoard files and rank 0's exports may take long
     if log:
         log.close()
     directory = export_dir(config, rank)
@@ -308,6 +372,7 @@ def step_breakdown(strategy, model, optimizer, compute_gradients, train_step, st
     local, fetch, empty = compiled(local_step), compiled(fetch_only), compiled(nothing)
 
     def timed(function) -> float:
+        DEADLINE.touch()
         start = time.perf_counter()
         float(function(stream))
         return time.perf_counter() - start
@@ -354,6 +419,7 @@ def step_breakdown(strategy, model, optimizer, compute_gradients, train_step, st
 
             def allreduce(nbytes):
                 reduce_once = _reducer(strategy, nbytes)
+                DEADLINE.touch()
                 start = time.perf_counter()
                 strategy.experimental_local_results(reduce_once())[0].numpy()
                 return time.perf_counter() - start
@@ -361,6 +427,7 @@ def step_breakdown(strategy, model, optimizer, compute_gradients, train_step, st
             def agree(seconds):  # one process (mirrored): nothing to agree with
                 if workers == 1:
                     return seconds
+                DEADLINE.touch()
                 total = strategy.experimental_local_results(_agreement(strategy)(tf.constant(seconds, tf.float32)))[0]
                 return float(total.numpy()[0]) / strategy.num_replicas_in_sync
         result["collective"] = breakdown.microbenchmark(allreduce, breakdown.message_sizes(size),

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -38,11 +39,35 @@ def by_arm(out):
     return {arm: sorted(rs, key=lambda r: r.repeat) for arm, rs in arms.items()}
 
 
+def os_threads(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+# Most OS threads any worker process held while the reused sweep ran (sampled by `sweeps`).
+PEAK_THREADS: list[int] = []
+
+
 @pytest.fixture(scope="module")
 def sweeps(ray_session, tmp_path_factory):
     """The same plans with reused workers (the default) and with fresh processes for every trial: their dirs."""
     reused, fresh = tmp_path_factory.mktemp("reused"), tmp_path_factory.mktemp("fresh")
-    scheduler.sweep(spec.parse(JOB), reused)
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.2):
+            PEAK_THREADS.append(max([os_threads(pid) for pid in train_worker_pids(b"ray::TrainWorker")] or [0]))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        scheduler.sweep(spec.parse(JOB), reused)
+    finally:
+        done.set()
+        sampler.join()
     scheduler.sweep(spec.parse({**JOB, "sweep": {**JOB["sweep"], "reuse_workers": False}}), fresh)
     return reused, fresh
 
@@ -75,6 +100,14 @@ def test_each_reused_repeat_trains_from_scratch(both):
         assert len(seen) == 1, (arm, seen)
         scalars = [t["tensorboard"]["scalars"] for t in reused[arm]]
         assert scalars[0] == scalars[1] == scalars[2] and len(reused[arm][2]["tensorboard"]["event_files"]) == 1
+
+
+def test_reused_workers_do_not_pile_up_threads(both):
+    """reliability.collective_timeout_s through TensorFlow's CommunicationOptions left a thread sleeping out the
+    timeout for every collective: about 1,100 threads a TensorFlow worker by the third repeat of this job, and
+    on longer jobs slower repeats, then a worker aborted for want of thread ids. One watchdog thread now."""
+    assert PEAK_THREADS and max(PEAK_THREADS) > 0, "no worker process was sampled"
+    assert max(PEAK_THREADS) < 500, max(PEAK_THREADS)
 
 
 def test_reused_throughput_agrees_with_fresh_processes(both):

@@ -25,7 +25,7 @@ def test_a_training_plan_is_one_fault_tolerant_run_that_keeps_its_name():
     one = plan.training_plan(job(launcher="actors"), "tensorflow/multi_worker_mirrored", 2)
     assert one.launcher == "ray_train" and one.max_failures == plan.TRAIN_MAX_FAILURES
     assert one.workers == 2 and one.framework == "tensorflow" and one.breakdown is None
-    assert one.train_config["checkpoint_every"] == 50  # every report where the job sets none
+    assert one.train_config["checkpoint_every"] == job().training.report_every  # every report where the job sets none
     assert one.run_name == "train-digits-mlp-tensorflow-multi_worker_mirrored-w2"
     assert one.controller_env  # Ray Train's timeouts, as a sweep's trial has them
     assert plan.training_plan(job(reliability={"max_failures": 1}), "torch/ddp", 1).max_failures == 1

@@ -386,11 +386,12 @@ def test_old_plan_hashes_still_match_so_resumes_skip_done_trials():
     launcher_reason and worker_group: a results.jsonl written by it resumes without rerunning its trials. (That
     version's default launcher was ray_train: a job that names no launcher now runs on actors, a different
     measurement, and reruns.)"""
-    def old_default(name):
-        return spec.parse({**yaml.safe_load((ROOT / "jobs" / name).read_text()), "launcher": "ray_train"})
+    def old_default(name, **training):
+        data = yaml.safe_load((ROOT / "jobs" / name).read_text())
+        return spec.parse({**data, "training": {**data["training"], **training}, "launcher": "ray_train"})
 
     smoke = plan.build(old_default("smoke.yaml"))
-    digits = plan.build(old_default("digits-mlp.yaml"))
+    digits = plan.build(old_default("digits-mlp.yaml", steps=150, report_every=50))  # the job as it was then
     assert (smoke[0].trial_id, scheduler.plan_hash(smoke[0])) == ("torch-ddp-mlp-w1-r0", "82b793d3a8b84363")
     assert (digits[-1].trial_id, scheduler.plan_hash(digits[-1])) == (
         "tensorflow-multi_worker_mirrored-mlp-w2-r1", "a2bccfb4192230c8")
