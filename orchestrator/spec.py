@@ -280,8 +280,10 @@ class Reliability(_Strict):
     """Restarts of a trial's worker group after a worker dies (Ray Train FailureConfig.max_failures)."""
     collective_timeout_s: int = Field(default=600, ge=10, le=86400)
     """A collective (all-reduce, barrier) that waits longer than this fails the trial instead of hanging;
-    the error names the rank that never joined. Horovod: also a trial none of whose ranks reports for this
-    long (and half as long again, for Horovod's stall check)."""
+    the error names the rank that never joined. TensorFlow MultiWorkerMirrored: a worker that has made no
+    step for this long aborts its collectives (orchestrator/workloads/tf_train.py, CollectiveDeadline).
+    Horovod: also a trial none of whose ranks reports for this long (and half as long again, for Horovod's
+    stall check)."""
     placement_timeout_s: int = Field(default=20, ge=1, le=3600)
     """A trial whose workers cannot all be placed within this fails (Ray would otherwise wait and retry
     forever); the sweep goes on with the next trial. Raise it on an autoscaling cluster."""

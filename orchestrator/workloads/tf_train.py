@@ -182,9 +182,9 @@ def train_loop(config: dict) -> None:
         import horovod.tensorflow as hvd
 
         hvd.init()
-    strategy = make_strategy(config.get("strategy"), config.get("replicas", 1))
     bound = config.get("collective_timeout_s") if config.get("strategy") == "multi_worker_mirrored" else None
-    with DEADLINE.armed(bound):
+    with DEADLINE.armed(bound):  # from the strategy's own barrier across workers (its first collective) on
+        strategy = make_strategy(config.get("strategy"), config.get("replicas", 1))
         _train(config, strategy, hvd)
 
 

@@ -60,7 +60,8 @@ HOROVOD_RANK = b"ray::BaseHorovodWorker.execute"
 def stop_a_worker_once_training(storage: Path, launcher: str, stopped: list, deadline_s: float = 240,
                                 strategy: str = "ddp") -> None:
     """Ray Train: after the first checkpoint. Actors keep none: 3 s after both ranks entered the function
-    (Horovod: 8 s, past its imports and rendezvous)."""
+    (Horovod: 8 s, past its imports and rendezvous; MultiWorkerMirrored: 15 s, past TensorFlow's import and
+    the strategy's barrier, into the timed steps)."""
     deadline = time.monotonic() + deadline_s
     since: list = []
     while time.monotonic() < deadline:
@@ -68,7 +69,7 @@ def stop_a_worker_once_training(storage: Path, launcher: str, stopped: list, dea
             pids = actor_ranks_training(since, for_s=8, title=HOROVOD_RANK)
             ready = bool(pids)
         elif launcher == "actors":
-            pids = actor_ranks_training(since)
+            pids = actor_ranks_training(since, for_s=15 if strategy == "multi_worker_mirrored" else 3)
             ready = bool(pids)
         else:
             pids = train_worker_pids()
@@ -82,6 +83,7 @@ def stop_a_worker_once_training(storage: Path, launcher: str, stopped: list, dea
 
 @pytest.mark.parametrize("framework, strategy, launcher", [("torch", "ddp", "ray_train"),
                                                            ("tensorflow", "multi_worker_mirrored", "ray_train"),
+                                                           ("tensorflow", "multi_worker_mirrored", "actors"),
                                                            ("torch", "ddp", "actors"),
                                                            ("torch", "horovod", "actors")])
 def test_stalled_collective_times_out_and_names_the_stalled_rank(ray_session, tmp_path, framework, strategy, launcher):
