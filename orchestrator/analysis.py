@@ -27,21 +27,24 @@ def horizon(model: fit.Fit, settings: dict) -> int:
     return settings["max_workers"] or max(16, 4 * max(model.measured))
 
 
-def choose(curve_fit: Optional[fit.Fit], physical: Optional[physics.Physical],
-           layout: physics.Layout) -> tuple[object, str]:
-    """The model a curve's predictions and recommendation come from, and why. The physical model where the
-    curve's trials measured their step's parts and all-reduce, unless both have a held-out error and the curve
-    fit's is smaller (and no what-if layout asks what a curve fit cannot answer); else the curve fit."""
+def choose(curve_fit: Optional[fit.Fit], physical: Optional[physics.Physical]) -> tuple[object, str]:
+    """The model a curve's predictions and recommendation come from, and why: the physical model where the
+    curve's trials measured their step's parts and all-reduce, unless the curve fit's held-out error is smaller
+    over the same held-out counts; else the curve fit. A what-if never decides it (``what_if``)."""
     if physical is None:
-        why = "the trials carry no step breakdown with a measured all-reduce (measure.breakdown)"
-        return curve_fit, f"curve fit: {why}" + ("; the what-if layout is not applied" if layout.what_if else "")
-    if layout.what_if:
-        return physical, "physical: a what-if layout (link rates, workers per node) needs the step's physics"
+        return curve_fit, "curve fit: the trials carry no step breakdown with a measured all-reduce (measure.breakdown)"
     if curve_fit is None:
         return physical, "physical: one worker count measured, too few for a curve fit"
-    if physical.loo_error is not None and curve_fit.loo_error is not None and curve_fit.loo_error < physical.loo_error:
-        return curve_fit, (f"curve fit: its held-out error {100 * curve_fit.loo_error:.1f}% is below the physical "
-                           f"model's {100 * physical.loo_error:.1f}%")
+    shared = sorted(set(physical.loo_by_count) & set(curve_fit.loo_by_count or {}))
+    if shared:
+        mine = sum(physical.loo_by_count[c] for c in shared) / len(shared)
+        theirs = sum(curve_fit.loo_by_count[c] for c in shared) / len(shared)
+        where = ", ".join(map(str, shared))
+        if theirs < mine:
+            return curve_fit, (f"curve fit: its held-out error {100 * theirs:.1f}% is below the physical model's "
+                               f"{100 * mine:.1f}% (held out: {where} workers)")
+        return physical, (f"physical: its held-out error {100 * mine:.1f}% is at most the curve fit's "
+                          f"{100 * theirs:.1f}% (held out: {where} workers)")
     return physical, "physical: from the measured compute, all-reduce bandwidth and latency, and overlap"
 
 
@@ -49,14 +52,24 @@ def _layout(settings: dict) -> physics.Layout:
     return physics.Layout(**(settings.get("layout") or {}))
 
 
+def _predicted(model, top: int, baseline: int) -> list[dict]:
+    out = []
+    for n in range(1, top + 1):
+        low, high = model.band(n)
+        out.append({"workers": n, "throughput": model.predict(n), "low": low, "high": high,
+                    "efficiency": fit.efficiency(model, n, baseline), "measured": n in model.measured})
+    return out
+
+
 def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
-    """Fitted scaling models, predictions with their band, and a recommended worker count per curve."""
+    """Fitted scaling models, predictions with their band, and a recommended worker count per curve; with a
+    what-if layout, the physical model's answer to it beside them (``what_if``), never in their place."""
     fits, recommendations, models = [], [], {}
     layout = _layout(settings)
     for curve in curves:
         curve_fit = fit.fit_curve(curve)
-        physical = physics.fit_curve(curve, layout)
-        model, why = choose(curve_fit, physical, layout)
+        physical = physics.fit_curve(curve)
+        model, why = choose(curve_fit, physical)
         if model is None:
             continue
         models[curve.name] = model
@@ -65,14 +78,9 @@ def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
                "baseline_workers": curve.baseline_workers}
         top = horizon(model, settings)
         rec = fit.recommend(model, settings["threshold"], top, baseline=curve.baseline_workers)
-        predicted = []
-        for n in range(1, top + 1):
-            low, high = model.band(n)
-            predicted.append({"workers": n, "throughput": model.predict(n), "low": low, "high": high,
-                              "efficiency": fit.efficiency(model, n, curve.baseline_workers),
-                              "measured": n in model.measured})
         others = {"curve_fit": curve_fit, "physical": physical}
-        entry = {**key, **model.to_dict(), "chosen_because": why, "predicted": predicted,
+        entry = {**key, **model.to_dict(), "chosen_because": why,
+                 "predicted": _predicted(model, top, curve.baseline_workers),
                  # The model fits the measured throughputs clearly worse than their mean does: its RMS error
                  # over 1.1x the mean's (R² below 1 - 1.1², -0.21). A flat, noisy curve sits near R² 0 either way.
                  "fit_below_mean": model.r2 < 1 - 1.1 ** 2,
@@ -80,15 +88,33 @@ def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
                                   for name, m in others.items() if m is not None and m is not model}}
         if model is physical:
             entry["parts_at_recommended"] = physical.parts(rec.workers_above_threshold)
-        fits.append(entry)
         predicted_speedup = rec.predicted_throughput / model.predict(curve.baseline_workers)
-        recommendations.append({**key, **rec.to_dict(), "predicted_speedup": predicted_speedup,
-                                "model": model.model, "layout": layout.to_dict() if layout.what_if else None,
-                                "fit_below_mean": entry["fit_below_mean"], "r2": model.r2})
+        row = {**key, **rec.to_dict(), "predicted_speedup": predicted_speedup, "model": model.model,
+               "capped": rec.workers_above_threshold >= top, "fit_below_mean": entry["fit_below_mean"],
+               "r2": model.r2}
+        if layout.what_if and physical is not None:
+            entry["what_if"], row["what_if"] = what_if(physical, layout, settings, curve.baseline_workers)
+        fits.append(entry)
+        recommendations.append(row)
     return {"fits": fits, "recommendations": recommendations, "_models": models,
             "verdict": verdict(curves, recommendations),
             "recommend_settings": {"threshold": settings["threshold"], "max_workers": settings["max_workers"],
                                    "layout": layout.to_dict() if layout.what_if or layout.measured_link_bps else None}}
+
+
+def what_if(physical: physics.Physical, layout: physics.Layout, settings: dict, baseline: int) -> tuple[dict, dict]:
+    """The physical model's predictions and recommendation in another layout (link rates, workers per node),
+    with what it assumed: (the fit's entry, the recommendation's)."""
+    model = physical.with_layout(layout)
+    top = horizon(model, settings)
+    rec = fit.recommend(model, settings["threshold"], top, baseline=baseline)
+    assumptions = list(physics.what_if_assumptions(physical, layout))
+    problem = physics.what_if_problem(physical, layout)
+    entry = {"layout": layout.to_dict(), "assumptions": assumptions, "changes_nothing": problem,
+             "predicted": _predicted(model, top, baseline),
+             "parts_at_recommended": model.parts(rec.workers_above_threshold)}
+    return entry, {**rec.to_dict(), "capped": rec.workers_above_threshold >= top, "layout": layout.to_dict(),
+                   "assumptions": assumptions, "changes_nothing": problem}
 
 
 def verdict(curves: list[scaling.Curve], recommendations: list[dict]) -> Optional[dict]:
@@ -168,8 +194,9 @@ def step_breakdowns(curves: list[scaling.Curve]) -> dict:
             if benches:
                 row["collective"] = benches[0]
                 row["busbw_peak_gbps"] = _mean([c["busbw_peak_gbps"] for c in benches])
-                row["alpha_us"] = _mean([c["alpha_us"] for c in benches])
-                row["beta_ns_per_kib"] = _mean([c["beta_ns_per_kib"] for c in benches])
+                for key in ("alpha_us", "beta_ns_per_kib", "bus_gb_per_s", "spread"):
+                    row[key] = _mean([c.get(key) for c in benches])
+            row["parts_exceed_step"] = any(b.get("parts_exceed_step") for b in found)
             row["ranks"] = found[0].get("ranks")
             row["framework_timers"] = found[0].get("framework_timers")
             rows.append(row)
@@ -196,6 +223,10 @@ def breakdown_sentence(label: str, rows: list[dict]) -> str:
     from orchestrator.breakdown import NAMES, largest_part
 
     top, base = rows[-1], rows[0]
+    if top.get("parts_exceed_step"):
+        return (f"{label}: at {top['workers']} worker(s) the measured parts add up to {top['measured_sum_ms']:.2f} ms, "
+                f"more than the timed step's {top['step_ms']:.2f} ms by more than its noise: the blocks ran slower "
+                "than the timed steps (cores shared, another load), so no part is quoted as a share of the step.")
     part = largest_part(top)
     value = top[part] + (max(0.0, top.get("other_ms") or 0.0) if part == "wait_ms" else 0.0)
     name = "wait and other" if part == "wait_ms" else NAMES[part]
@@ -208,6 +239,8 @@ def breakdown_sentence(label: str, rows: list[dict]) -> str:
         # A ratio only over a part that is there: under 1% of its step (a 1-worker all-reduce's few microseconds
         # of noise) it would read thousands of times.
         there = before >= max(0.005, 0.01 * (base.get("step_ms") or 0.0))
+        if part in ("exposed_comm_ms", "wait_ms") and base["workers"] <= 1:
+            there = False  # one worker has no all-reduce and no one to wait for: a ratio over it means nothing
         growth = f"{value / before:.1f}x its {before:.2f} ms" if there else f"up from {before:.3f} ms"
         text += f", {growth} at {base['workers']} worker(s)"
     if top.get("overlap_fraction") is not None:

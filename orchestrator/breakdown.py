@@ -11,9 +11,10 @@ Per rank r, from the interleaved blocks (medians per step; "local" = the same st
 
 The collective on its own, with nccl-tests' definitions for all-reduce over n ranks:
 
-    algbw = S / t        busbw = algbw * 2(n - 1) / n        t(S) = alpha + beta * S  (least squares)
-    ring bound of the gradient's all-reduce = 2(n - 1) / n * S / B,  B the highest measured busbw
-    overlap = 1 - exposed / t(S_gradient)
+    algbw = S / t        busbw = algbw * 2(n - 1) / n        t(S) = alpha + 2(n - 1)/n S / B
+    (alpha, B and their spread fitted once, orchestrator/collective.py, and read from the record by every consumer)
+    ring bound of the gradient's all-reduce = 2(n - 1) / n * S / B
+    overlap = 1 - exposed / t(S_gradient), not given where the parts add up to more than the step
 
 Times are in milliseconds, bandwidths in GB/s (10^9 bytes/s).
 """
@@ -23,16 +24,12 @@ from __future__ import annotations
 import statistics
 from typing import Optional
 
-import numpy as np
+from orchestrator import collective as coll
+from orchestrator.collective import bus_factor
 
 PARTS = ("input_ms", "compute_ms", "exposed_comm_ms", "wait_ms")
 NAMES = {"input_ms": "input", "compute_ms": "compute", "exposed_comm_ms": "exposed communication",
          "wait_ms": "wait", "other_ms": "other"}
-
-
-def bus_factor(n: int) -> float:
-    """busbw / algbw for all-reduce (nccl-tests): 2(n-1)/n."""
-    return 2 * (n - 1) / n if n > 1 else 0.0
 
 
 def ring_bound_s(gradient_bytes: int, n: int, busbw_bytes_per_s: float) -> float:
@@ -42,21 +39,10 @@ def ring_bound_s(gradient_bytes: int, n: int, busbw_bytes_per_s: float) -> float
     return bus_factor(n) * gradient_bytes / busbw_bytes_per_s
 
 
-def alpha_beta(sizes: list[int], seconds: list[float]) -> tuple[float, float]:
-    """t(S) = alpha + beta * S by least squares, both kept non-negative."""
-    s, t = np.asarray(sizes, float), np.asarray(seconds, float)
-    if len(s) < 2 or np.ptp(s) == 0:
-        return float(t.mean()) if len(t) else 0.0, 0.0
-    beta, alpha = np.polyfit(s, t, 1)
-    if alpha < 0:  # through the origin
-        alpha, beta = 0.0, float((s * t).sum() / (s * s).sum())
-    if beta < 0:
-        alpha, beta = float(t.mean()), 0.0
-    return float(alpha), float(beta)
-
-
-def collective(points: list[dict], n: int) -> Optional[dict]:
-    """The microbenchmark's points (bytes, seconds: the slowest rank's) with algbw, busbw and the alpha-beta fit."""
+def collective(points: list[dict], n: int, gradient_bytes: Optional[int] = None) -> Optional[dict]:
+    """The microbenchmark's points (bytes, seconds: the slowest rank's) with algbw and busbw, and the one fit of
+    the collective (orchestrator/collective.py) that the model and the reports read: ``alpha_us``,
+    ``bus_gb_per_s``, ``spread``; ``beta_ns_per_kib`` is its slope, ``busbw_peak_gbps`` the best point's."""
     if not points or n <= 1:
         return None
     rows = []
@@ -64,9 +50,12 @@ def collective(points: list[dict], n: int) -> Optional[dict]:
         algbw = p["bytes"] / p["seconds"] if p["seconds"] > 0 else 0.0
         rows.append({"bytes": p["bytes"], "time_ms": 1e3 * p["seconds"], "algbw_gbps": algbw / 1e9,
                      "busbw_gbps": algbw * bus_factor(n) / 1e9})
-    alpha, beta = alpha_beta([p["bytes"] for p in points], [p["seconds"] for p in points])
-    return {"points": rows, "alpha_us": 1e6 * alpha, "beta_ns_per_kib": 1e9 * beta * 1024,
-            "busbw_peak_gbps": max(r["busbw_gbps"] for r in rows), "_alpha_s": alpha, "_beta_s": beta}
+    fitted = coll.fit([(p["bytes"], p["seconds"]) for p in points], n, gradient_bytes)
+    out = {"points": rows, "busbw_peak_gbps": max(r["busbw_gbps"] for r in rows)}
+    if fitted is not None:
+        out.update(fitted.to_dict())
+        out["beta_ns_per_kib"] = 1e9 * 1024 * bus_factor(n) / fitted.bus_bytes_per_s
+    return out
 
 
 def trial(workers: list[dict], step_s: float) -> Optional[dict]:
@@ -81,6 +70,7 @@ def trial(workers: list[dict], step_s: float) -> Optional[dict]:
     first = (measured[0] if measured else workers[0]).get("breakdown") or {}
     n = int(first.get("workers") or len(workers))
     out: dict = {"workers": n, "gradient_bytes": first.get("gradient_bytes"),
+                 **({"bucket_bytes": first["bucket_bytes"]} if first.get("bucket_bytes") else {}),
                  "backend": first.get("backend") or next((w.get("collective_backend") for w in workers
                                                           if w.get("collective_backend")), None)}
     if measured:
@@ -92,21 +82,17 @@ def trial(workers: list[dict], step_s: float) -> Optional[dict]:
         sizes = [p["bytes"] for p in collectives[0]]
         slowest = [{"bytes": b, "seconds": max(c[i]["seconds"] for c in collectives if len(c) > i)}
                    for i, b in enumerate(sizes)]
-        out["collective"] = collective(slowest, n)
+        out["collective"] = collective(slowest, n, first.get("gradient_bytes"))
     bench = out.get("collective")
     size = out.get("gradient_bytes")
-    if bench and size:
-        peak = bench["busbw_peak_gbps"] * 1e9
-        alone = bench["_alpha_s"] + bench["_beta_s"] * size
-        out["ring_bound_ms"] = 1e3 * ring_bound_s(size, n, peak)
-        out["allreduce_ms"] = 1e3 * alone
-        if "exposed_comm_ms" in out and alone > 0:
+    fitted = coll.from_record(bench, n, size) if bench else None
+    if fitted is not None and size:
+        out["ring_bound_ms"] = 1e3 * ring_bound_s(size, n, fitted.bus_bytes_per_s)
+        out["allreduce_ms"] = 1e3 * fitted.seconds(size)
+        if "exposed_comm_ms" in out and out["allreduce_ms"] > 0 and not out.get("parts_exceed_step"):
             out["overlap_fraction"] = min(1.0, max(0.0, 1 - out["exposed_comm_ms"] / out["allreduce_ms"]))
     elif n <= 1:
         out["ring_bound_ms"] = 0.0
-    if bench:
-        bench.pop("_alpha_s")
-        bench.pop("_beta_s")
     timers = first.get("ddp_timers")
     if timers:
         out["framework_timers"] = {"source": "DDP logging data", **{k.replace("_s", "_ms"): 1e3 * v
@@ -123,19 +109,30 @@ def _parts(measured: list[dict], step_s: float) -> dict:
     ranks = []
     for w in sorted(measured, key=lambda w: w.get("rank", 0)):
         local = w["breakdown"]["blocks"]["local"]
-        ranks.append({
+        row = {
             "rank": w.get("rank", 0),
             "input_ms": 1e3 * local["fetch_s"],
             "compute_ms": 1e3 * local["step_s"],
             "wait_ms": 1e3 * (slowest_local - totals(w, "local")),
             "exposed_comm_ms": 1e3 * max(0.0, totals(w, "sync") - slowest_local),
             "sync_step_ms": 1e3 * totals(w, "sync"),
-        })
+            "local_step_sd_ms": 1e3 * (local.get("step_sd_s") or 0.0),
+        }
+        if local.get("backward_s") is not None:
+            row["backward_ms"] = 1e3 * local["backward_s"]
+        ranks.append(row)
     parts = {key: statistics.fmean(r[key] for r in ranks) for key in PARTS}
     measured_sum = sum(parts.values())
     step_ms = 1e3 * step_s
-    return {**parts, "measured_sum_ms": measured_sum, "step_ms": step_ms, "other_ms": step_ms - measured_sum,
-            "ranks": ranks, "steps_per_kind": measured[0]["breakdown"]["blocks"]["sync"]["steps"]}
+    out = {**parts, "measured_sum_ms": measured_sum, "step_ms": step_ms, "other_ms": step_ms - measured_sum,
+           "ranks": ranks, "steps_per_kind": measured[0]["breakdown"]["blocks"]["sync"]["steps"],
+           # one local step's spread within a rank (its own steps' standard deviation): the per-step straggler
+           "local_step_sd_ms": statistics.fmean(r["local_step_sd_ms"] for r in ranks)}
+    if all("backward_ms" in r for r in ranks):
+        out["backward_ms"] = statistics.fmean(r["backward_ms"] for r in ranks)
+    # The step's parts add up to more than the timed step by more than its noise: quote none of them as shares.
+    out["parts_exceed_step"] = bool(measured_sum > step_ms * 1.05 + 2 * out["local_step_sd_ms"])
+    return out
 
 
 def largest_part(entry: dict) -> str:

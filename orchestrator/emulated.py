@@ -43,7 +43,9 @@ from orchestrator.errors import UserError
 DEFAULT_STATE = Path("/tmp/orchestrator-emulated")
 STATE_FILE = "state.json"
 BIN = Path(sys.executable).parent
-MAX_SHARE = 4  # nodes per core at most with --share-cores
+MAX_SHARE = 8  # node CPUs per core at most with --share-cores (accelerator-like workers: compute as device time)
+NODE_MB = 300  # a Ray node's own processes (raylet, agents), with its share of the head's, idle
+WORKER_MB = 400  # one training worker (torch imported, a model of a few MiB, DDP's buckets)
 
 
 def _run(*command: str, check: bool = True, namespace: Optional[str] = None) -> subprocess.CompletedProcess:
@@ -104,11 +106,14 @@ class Emulated:
 
     # --- up ---
     def up(self, nodes: int, rate_bps: float, cpus_per_node: int = 1, share_cores: bool = False,
-           dashboard: bool = False, progress=print) -> None:
+           dashboard: bool = False, progress=print, straggler: Optional[dict] = None) -> None:
+        """``straggler``: {"node": i, "rate_bps": slower link, "compute_scale": longer device time} (either)."""
         if self.data:
             raise UserError(f"an emulated cluster is already up with state in {self.dir}; run 'down' first, "
                             "or pass another --state directory")
         _preflight(nodes, cpus_per_node, share_cores)
+        if straggler is not None and not 0 <= straggler["node"] < nodes:
+            raise UserError(f"--straggler-node {straggler['node']}: the cluster has nodes 0..{nodes - 1}")
         ident = secrets.token_hex(2)
         name = f"oe{ident}"
         net = _pick_subnet()
@@ -118,7 +123,7 @@ class Emulated:
         self.data = {"name": name, "bridge": f"{name}br", "subnet": str(net), "bridge_ip": str(hosts[0]),
                      "rate_bps": rate_bps, "cpus_per_node": cpus_per_node, "temp_dir": str(temp),
                      "token_path": str(temp / "auth_token"), "host_cores": cores, "share_cores": share_cores,
-                     "nodes": [], "head_pid": None, "gcs_address": None, "made": []}
+                     "nodes": [], "head_pid": None, "gcs_address": None, "made": [], "straggler": straggler}
         self.save()
         try:
             temp.mkdir(mode=0o755)
@@ -135,11 +140,20 @@ class Emulated:
                 self._make_node(i, hosts[10 + i], net.prefixlen, cores)
             self.shape(rate_bps)
             progress(f"links shaped at {rates.show(rate_bps)} (tbf on both ends of every node's veth)")
+            if straggler:
+                progress(f"straggler: node {straggler['node']}"
+                         + (f", its link at {rates.show(straggler['rate_bps'])}" if straggler.get("rate_bps") else "")
+                         + (f", its device time x{straggler['compute_scale']:g}" if straggler.get("compute_scale") else ""))
             self._start_head(dashboard)
             progress(f"Ray head at {self.data['gcs_address']} (0 CPUs: the driver's node)")
-            for node in self.data["nodes"]:
-                self._start_node(node)
-            self.wait_for_nodes(nodes, progress=progress)
+            # A few nodes at a time (as many as the machine has cores): 16 raylets starting at once on 2 cores
+            # miss Ray's own start-up deadline.
+            started = 0
+            for batch in range(0, nodes, cores):
+                for node in self.data["nodes"][batch:batch + cores]:
+                    self._start_node(node)
+                    started += 1
+                self.wait_for_nodes(started, progress=progress if started == nodes else (lambda *_: None))
         except BaseException:
             progress("up failed: removing what it made")
             self.down(progress=lambda *_: None)
@@ -178,11 +192,15 @@ class Emulated:
         """Every node's link at ``rate_bps``, both directions (tbf on both ends of its veth)."""
         # The bucket holds one 64 KiB GSO packet, or 2 ms at the rate; the queue up to 100 ms. (A 16 KiB bucket
         # made the link slower than its rate: gloo's bus bandwidth 0.67-0.80 of 300 Mbit/s, against 0.88-0.94.)
-        burst = max(64 * 1024, int(rate_bps / 8 * 0.002))
+        straggler = self.data.get("straggler") or {}
         for node in self.data["nodes"]:
+            rate = rate_bps
+            if node["index"] == straggler.get("node") and straggler.get("rate_bps"):
+                rate = min(rate_bps, straggler["rate_bps"])  # the straggler's link stays the slower one
+            burst = max(64 * 1024, int(rate / 8 * 0.002))
             for dev, namespace in ((node["host_if"], None), (node["ns_if"], node["namespace"])):
                 try:
-                    _run("tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rates.tc(rate_bps),
+                    _run("tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rates.tc(rate),
                          "burst", str(burst), "latency", "100ms", namespace=namespace)
                 except RuntimeError as err:
                     raise UserError(f"cannot shape {dev} with tc's tbf qdisc ({err}); the emulated cluster needs "
@@ -218,6 +236,11 @@ class Emulated:
         # a host with several NICs.
         interface = {"GLOO_SOCKET_IFNAME": node["ns_if"], "NCCL_SOCKET_IFNAME": node["ns_if"],
                      "HOROVOD_GLOO_IFACE": node["ns_if"]}
+        straggler = self.data.get("straggler") or {}
+        if node["index"] == straggler.get("node") and straggler.get("compute_scale"):
+            from orchestrator.workloads.device_time import SCALE_ENV
+
+            interface[SCALE_ENV] = str(straggler["compute_scale"])  # a slower device on this node
         node["pid"] = self._spawn(args, node_dir, node["namespace"], node["cores"], interface)
         self.save()
 
@@ -255,7 +278,7 @@ class Emulated:
                 progress(f"{len(up)} node(s) up: " + ", ".join(sorted(up)))
                 return
             for node in self.data["nodes"]:
-                if not _alive(node["pid"]):
+                if node.get("temp_dir") and not _alive(node["pid"]):  # started, and gone
                     log = Path(node["temp_dir"]) / "ray-start.log"
                     tail = log.read_text()[-1500:] if log.exists() else ""
                     raise RuntimeError(f"the Ray node in {node['namespace']} exited:\n{tail}")
@@ -320,8 +343,8 @@ class Emulated:
         self.file.unlink(missing_ok=True)
 
     def describe(self) -> dict:
-        return {**{k: self.data[k] for k in ("name", "subnet", "gcs_address", "rate_bps", "cpus_per_node",
-                                             "host_cores", "share_cores")},
+        return {**{k: self.data.get(k) for k in ("name", "subnet", "gcs_address", "rate_bps", "cpus_per_node",
+                                                 "host_cores", "share_cores", "straggler")},
                 "rate": rates.show(self.data["rate_bps"]),
                 "nodes": [{k: n[k] for k in ("index", "namespace", "ip", "cores")} | {"running": _alive(n["pid"])}
                           for n in self.data["nodes"]],
@@ -356,6 +379,52 @@ def _preflight(nodes: int, cpus_per_node: int, share_cores: bool) -> None:
     if wanted > MAX_SHARE * cores:
         raise UserError(f"--nodes {nodes} x --cpus-per-node {cpus_per_node} = {wanted} CPUs: more than {MAX_SHARE} "
                         f"per core on this machine's {cores}; use at most {MAX_SHARE * cores // cpus_per_node} node(s)")
+    need, available = memory_needed_mb(nodes, cpus_per_node), available_mb()
+    if available is not None and need > available:
+        raise UserError(f"--nodes {nodes} with --cpus-per-node {cpus_per_node} need about {need} MB ({NODE_MB} MB a "
+                        f"node, {WORKER_MB} MB a worker, one worker per node CPU) and this machine has {available} MB "
+                        f"available; use at most {max_nodes_for(available, cpus_per_node)} node(s)")
+
+
+def memory_needed_mb(nodes: int, cpus_per_node: int) -> int:
+    """Memory the cluster takes with a worker on every node CPU: the head and each node's Ray processes, and
+    the workers."""
+    return NODE_MB * (nodes + 1) + WORKER_MB * nodes * cpus_per_node
+
+
+def max_nodes_for(available: int, cpus_per_node: int) -> int:
+    return max(0, (available - NODE_MB) // (NODE_MB + WORKER_MB * cpus_per_node))
+
+
+def available_mb() -> Optional[int]:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _straggler(args) -> Optional[dict]:
+    import math
+
+    given = args.straggler_rate is not None or args.straggler_compute is not None
+    if args.straggler_node is None:
+        if given:
+            raise UserError("--straggler-rate/--straggler-compute need --straggler-node (which node is slow)")
+        return None
+    if not given:
+        raise UserError(f"--straggler-node {args.straggler_node}: say how it is slow, with --straggler-rate (its "
+                        "link) or --straggler-compute (its device time, e.g. 1.3)")
+    out = {"node": args.straggler_node}
+    if args.straggler_rate is not None:
+        out["rate_bps"] = rates.parse(args.straggler_rate, "--straggler-rate")
+    if args.straggler_compute is not None:
+        if not (math.isfinite(args.straggler_compute) and 0.1 <= args.straggler_compute <= 100):
+            raise UserError(f"--straggler-compute {args.straggler_compute}: must be a factor in 0.1..100")
+        out["compute_scale"] = args.straggler_compute
+    return out
 
 
 def _alive(pid: Optional[int]) -> bool:
@@ -439,6 +508,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     up.add_argument("--cpus-per-node", type=int, default=1)
     up.add_argument("--share-cores", action="store_true", help="allow more node CPUs than the machine has cores")
     up.add_argument("--dashboard", action="store_true", help="start the Ray dashboard (for ray job submit)")
+    up.add_argument("--straggler-node", type=int, help="make this node the straggler (with one of the two below)")
+    up.add_argument("--straggler-rate", help="the straggler's link rate (slower than --rate)")
+    up.add_argument("--straggler-compute", type=float,
+                    help="the straggler's device time over the others' (model: emulated workers; e.g. 1.3)")
     sub.add_parser("down", help="stop the cluster and delete what up made")
     sub.add_parser("status", help="the cluster's layout as JSON")
     sub.add_parser("env", help="shell exports to attach a sweep to it")
@@ -453,7 +526,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.command == "up":
             rate = rates.parse(args.rate, "--rate")
-            cluster.up(args.nodes, rate, args.cpus_per_node, args.share_cores, args.dashboard, progress=say)
+            cluster.up(args.nodes, rate, args.cpus_per_node, args.share_cores, args.dashboard, progress=say,
+                       straggler=_straggler(args))
             for key, value in cluster.env.items():
                 print(f"export {key}={value}")
             shared = shared_cores(cluster.data["nodes"])

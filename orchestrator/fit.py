@@ -72,6 +72,9 @@ class Fit:
     """Mean absolute relative error predicting each measured count from the others (None with 2 counts)."""
     measured: list[int]
     _predict: Callable = field(repr=False, default=None)
+    loo_by_count: dict = field(default_factory=dict)
+    """The chosen model's relative error predicting each measured count but the smallest from the others: the
+    held-out set the physical model is scored on too (orchestrator.physics.held_out_counts)."""
     _samples: list = field(repr=False, default_factory=list)
     """Bootstrap refits: parameter vectors of the model, evaluated at whatever count a band is asked for."""
 
@@ -146,6 +149,7 @@ def fit_points(workers: list[int], throughputs: list[float], seed: int = 0, scal
         rmse_relative=float(np.sqrt((((fitted - x) / x) ** 2).mean())),
         loo_error=loo,
         measured=counts,
+        loo_by_count=_held_out(model, n, x, counts),
         _predict=lambda w, p=params, f=model.fn: f(w, *p),
         _predict_with=lambda w, columns, f=model.fn: f(w, *columns),
     )
@@ -174,6 +178,20 @@ def _leave_one_out(model: Model, n, x, counts) -> Optional[float]:
         predicted = float(model.fn(np.asarray(float(held)), *params))
         errors.append(abs(predicted - x[~keep].mean()) / x[~keep].mean())
     return float(np.mean(errors))
+
+
+def _held_out(model: Model, n, x, counts) -> dict:
+    from orchestrator.physics import held_out_counts
+
+    if len(counts) - 1 <= model.shape_params:
+        return {}
+    errors = {}
+    for held in held_out_counts(counts):
+        keep = n != held
+        params = _fit_model(model, n[keep], x[keep])
+        predicted = float(model.fn(np.asarray(float(held)), *params))
+        errors[held] = abs(predicted - x[~keep].mean()) / x[~keep].mean()
+    return errors
 
 
 def _bootstrap(model: Model, n, x, params, seed: int, floor: float = 0.02) -> list:

@@ -1,36 +1,49 @@
-"""Pure: a physical model of a data-parallel step, from the measured breakdown (orchestrator/breakdown.py), that
-predicts unmeasured worker counts, other link bandwidths and other node layouts.
+"""Pure: a physical model of a data-parallel step, from the measured breakdown (orchestrator/breakdown.py) and
+the trial's all-reduce (orchestrator/collective.py), that predicts unmeasured worker counts, link rates and
+node layouts. Every formula is a function here with a unit test on hand-made numbers.
 
-Per curve, from its trials (times in ms per step, at N workers of per-worker batch b_N):
+A step of N workers (times per step; S the gradient's bytes; b_N the per-worker batch):
 
-    base(b)    = k1 (c0 + c1 b)        the step without the all-reduce: the breakdown's local step (input +
-                                       compute) fitted against the per-worker batch (least squares; through
-                                       the origin where one batch was measured), times k1 = one worker's timed
+    step(N)   = base(N) + wait(N) + exposed(N)
+
+    base(N)   = k1 L(b_N) r(N)         the step without the all-reduce. L(b) = c0 + c1 b fitted to the measured
+                                       local steps (input + compute, under no_sync) against the batch; r(N) the
+                                       measured local step over L at each measured count, interpolated between
+                                       them and held at the nearest one outside (cores shared, a device's
+                                       contention: what was measured, not guessed); k1 = the 1-worker timed
                                        step over its local step (the framework's own cost of a step)
-    comm(N)    = the gradient's all-reduce alone, NCCL's tuner's two algorithms, the faster kept:
-                 ring  2(N-1) a + 2(N-1)/N S / B      tree  2 ceil(log2 N) a + 2 S / B
-                 S = the gradient's bytes; B = the bus bandwidth, 2(n-1)/n over the slope of time against bytes
-                 of the microbenchmark's messages of 64 KiB and up; a = the per-hop latency, the median time of
-                 its smaller messages (latency-bound) over the 2(n-1) hops of n ranks
-    step(N)    = base(b_N) s(N) + wait + exposed(N), by one of two forms (chosen by held-out error where two
-                 or more multi-worker counts were measured, else "additive"):
-                 additive   exposed = (1 - o) comm(N)                o: the overlap, fitted to the timed steps
-                                                                     (below 0 where the all-reduce costs more
-                                                                     inside the step than alone)
-                 pollux     base + exposed = (base^g + comm^g)^(1/g) g: fitted (AdaptDL/Pollux's step form)
-                 wait = the breakdown's wait at the largest multi-worker count; s(N) = a compute slowdown the
-                 caller knows of (cores shared: the emulated cluster; 1 on real clusters)
-    X(N)       = units per step at N (the global batch, for samples/s) / step(N)
+    wait(N)   = sigma E[max of N]      the slowest of N ranks: sigma the ranks' spread of one step (within a
+                                       rank, step to step, and between ranks), E[max of N] the expected maximum
+                                       of N standard normal draws (0 at one worker)
+    exposed(N) the all-reduce calls the step makes, each a call of the recorded backend's algorithm, laid
+               against the backward pass: DDP's reducer all-reduces its buckets (the recorded sizes, else DDP's
+               rule: the first 1 MiB, then 25 MiB) one after another, each once the backward has produced its
+               bytes; Horovod fuses up to 64 MiB; TensorFlow's MultiWorkerMirrored packs the gradient into one
+               all-reduce after the backward. exposed = what runs past the backward's end, with the calls
+               taking i (fitted, the in-step cost of a call over its cost alone) times their time alone.
 
-Layouts (``Layout``): the measured one by default (the workers per node the sweep ran with). A what-if gives
-workers per node and the link rate between nodes (and within one): a ring across nodes is as fast as its
-slowest link, so B = min(intra, inter) once the workers span nodes, intra within one. A given link rate
-becomes a bus bandwidth through the measured efficiency (measured B / the rate it was measured over) where
-that rate is known (``measured_link_bps``), else it is taken as the bus bandwidth itself.
+One call of n ranks, m per node over k nodes, by algorithm (``call_s``):
 
-The band is a bootstrap over the measured trials (one trial per count drawn with replacement, k1 and 1 - o
-perturbed by the measured steps' relative spread about the model's, at least 3%): the 10th to 90th
-percentile of the refitted predictions.
+    ring          a0 + 2(n-1) a_hop + 2(n-1)/n S / B           a flat ring (gloo, TensorFlow's RING, Horovod
+                                                               over gloo): as fast as its slowest link
+    tree          a0 + 2 ceil(log2 n) a_hop + 2 S / B          NCCL's tree (NCCL only)
+    hierarchical  a0 + 2(m-1) a_intra + 2(m-1)/m S / B_intra   reduce-scatter and all-gather in the node
+                     + 2(k-1) a_inter + 2(k-1)/k S / B_inter   a ring across nodes (NCCL only: gloo has none)
+
+The backend picks which (``ALGORITHMS``): torch's ProcessGroupGloo calls gloo's ring all-reduce (no
+algorithm is named, so gloo takes its ring); TensorFlow's collective ops over gRPC run a ring; NCCL's tuner
+takes the fastest of ring, tree and its node-hierarchical schedule. No prediction of a ring-only backend can
+fall when one worker is added unless a measured term (r(N), the wait) says so.
+
+Link classes: a trial whose ranks ran on one node measured the intra-node link, one across nodes the
+inter-node link; each class keeps its own bus bandwidth B (the mean of its trials' collective fits) and
+latency alpha(n) = a0 + hops(n) a_hop (non-negative least squares over the class's measured counts; with one
+count all of it per hop, the conservative split). A what-if link rate becomes a bus bandwidth through the
+class's measured efficiency (B over the rate it ran over, ``measured_link_bps``), else the rate itself.
+
+The band is noise, not model error: multiplicative, exp(+-1.28 sigma_N) about the prediction (10th to 90th
+percentile), sigma_N from the repeats' spread of the throughput and the collective's own spread times the
+all-reduce's share of the step, widened by 1 + ln(N / the largest measured count) beyond it.
 """
 
 from __future__ import annotations
@@ -38,16 +51,31 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from typing import Callable, Optional
 
 import numpy as np
 
-from orchestrator.breakdown import bus_factor
+from orchestrator import collective as coll
 
-BAND = (10, 90)
-BOOTSTRAPS = 200
-K_FLOOR = 0.03
-FORMS = ("additive", "pollux")
+Z90 = 1.2816
+"""The standard normal's 90th percentile: the band's half-width in sigmas."""
+REPEAT_FLOOR = 0.02
+MIB = 1 << 20
+DDP_FIRST_BUCKET = 1 * MIB
+DDP_BUCKET = 25 * MIB
+HOROVOD_FUSION = 64 * MIB
+BACKWARD_SHARE = 2 / 3
+"""The backward's share of the compute where the framework did not time it apart (TensorFlow's step)."""
+INFLATION_GRID = np.round(np.arange(0.5, 4.0001, 0.01), 4)
+
+ALGORITHMS = {"gloo": ("ring",), "horovod": ("ring",), "ring": ("ring",), "grpc": ("ring",), "auto": ("ring",),
+              "nccl": ("ring", "tree", "hierarchical")}
+"""The all-reduce algorithms each recorded backend runs (lower case; unknown backends: the ring)."""
+
+
+def algorithms(backend: Optional[str]) -> tuple[str, ...]:
+    return ALGORITHMS.get((backend or "").lower(), ("ring",))
 
 
 @dataclass(frozen=True)
@@ -70,193 +98,141 @@ class Layout:
 
 
 @dataclass(frozen=True)
-class Trial:
-    """What the model reads from one trial record (``from_record``)."""
+class Link:
+    """One link class's all-reduce terms: a call's fixed cost, each hop's latency, the bus bandwidth."""
 
-    workers: int
-    per_worker_batch: float
-    units_per_step: float
-    """Global batch for samples/s; 1 for steps/s."""
-    throughput: float
-    local_ms: float
-    wait_ms: float
-    exposed_ms: float
-    gradient_bytes: Optional[int]
-    alpha_s: Optional[float]
-    """The all-reduce's latency at the gradient's size (collective_terms)."""
-    bus_bytes_per_s: Optional[float]
-    nodes: int
-
-    @property
-    def step_ms(self) -> float:
-        return 1e3 * self.units_per_step / self.throughput
-
-    @property
-    def parts_ms(self) -> float:
-        return self.local_ms + self.wait_ms + self.exposed_ms
-
-
-LARGE_MESSAGE = 64 * 1024
-"""Bytes from which the microbenchmark's points give the bandwidth: below, latency and a link's burst rule."""
-
-
-def collective_terms(points: list[dict], n: int, gradient_bytes: int) -> Optional[tuple[float, float]]:
-    """(all-reduce latency in s, bus bandwidth in bytes/s) from the microbenchmark's points (bytes, time_ms):
-    the bandwidth from the slope over the large messages (nccl-tests quote busbw at large sizes), the latency
-    as the median of the smaller messages' time beyond their bytes at that bandwidth (the gradient's own
-    all-reduce where no message was small)."""
-    rows = sorted((p["bytes"], 1e-3 * p["time_ms"]) for p in points if p.get("time_ms"))
-    large = [r for r in rows if r[0] >= LARGE_MESSAGE]
-    use = large if len(large) >= 2 else rows
-    if len(use) < 2:
-        return None
-    sizes, times = np.asarray([r[0] for r in use], float), np.asarray([r[1] for r in use], float)
-    slope = float(np.polyfit(sizes, times, 1)[0]) if np.ptp(sizes) > 0 else 0.0
-    if slope <= 0:  # flat: latency-bound at every size measured; the best rate seen is a floor
-        slope = float(min(times / sizes))
-    bus = bus_factor(n) / slope
-    small = [t - bus_factor(n) * b / bus for b, t in rows if b < LARGE_MESSAGE]
-    if not small:
-        at = float(np.interp(gradient_bytes, [r[0] for r in rows], [r[1] for r in rows]))
-        small = [at - bus_factor(n) * gradient_bytes / bus]
-    return max(0.0, statistics.median(small)), bus
-
-
-def from_record(record, metric: str, throughput: float) -> Optional[Trial]:
-    """A Trial from a TrialRecord with a breakdown of its step (None without one)."""
-    b = record.get("breakdown") or {}
-    if b.get("compute_ms") is None or throughput <= 0 or metric not in ("samples_per_sec", "steps_per_sec"):
-        return None
-    bench = b.get("collective") or {}
-    size = b.get("gradient_bytes")
-    terms = collective_terms(bench.get("points") or [], record.workers, size) if size and record.workers > 1 else None
-    alpha, bus = terms if terms else (None, None)
-    units = (record.get("global_batch") or 0) if metric == "samples_per_sec" else 1
-    if not units:
-        return None
-    return Trial(workers=record.workers, per_worker_batch=float(record.get("per_worker_batch") or units),
-                 units_per_step=float(units), throughput=float(throughput),
-                 local_ms=float((b.get("input_ms") or 0.0) + b["compute_ms"]), wait_ms=float(b.get("wait_ms") or 0.0),
-                 exposed_ms=float(b.get("exposed_comm_ms") or 0.0), gradient_bytes=size,
-                 alpha_s=alpha, bus_bytes_per_s=bus, nodes=max(1, len(record.get("nodes") or [])))
-
-
-def comm_ms(n: int, gradient_bytes: float, hop_latency_s: float, bus_bytes_per_s: float) -> float:
-    """The all-reduce of the gradient over n ranks, the faster of ring and tree (NCCL's two algorithms)."""
-    if n <= 1:
-        return 0.0
-    ring = 2 * (n - 1) * hop_latency_s + bus_factor(n) * gradient_bytes / bus_bytes_per_s
-    tree = 2 * math.ceil(math.log2(n)) * hop_latency_s + 2 * gradient_bytes / bus_bytes_per_s
-    return 1e3 * min(ring, tree)
-
-
-@dataclass
-class Physical:
-    """The fitted model of one curve; duck-types orchestrator.fit.Fit (predict, band, measured, to_dict)."""
-
-    form: str
-    c0_ms: float
-    c1_ms: float
-    hop_latency_s: float
+    a0_s: float
+    hop_s: float
     bus_bytes_per_s: float
-    """Measured bus bandwidth, in the measured layout."""
-    gradient_bytes: int
-    overlap: float
-    gamma: float
-    wait_ms: float
-    k1: float
-    """Timed step / the local step in the blocks, at one worker."""
-    spread: float
-    """Relative spread of the measured steps about the model's (at least 3%): the band's jitter."""
-    measured_workers_per_node: Optional[int]
-    """None: every measured multi-worker trial ran on one node."""
-    units_per_step: Callable[[int], float]
-    per_worker_batch: Callable[[int], float]
-    measured: list[int]
-    layout: Layout = field(default_factory=Layout)
-    slowdown: Callable[[int], float] = field(default=lambda n: 1.0, repr=False)
-    loo_error: Optional[float] = None
-    """Mean relative error predicting each measured multi-worker count from the others (None with one)."""
-    r2: float = 1.0
-    rmse_relative: float = 0.0
-    """Root mean square of (predicted - measured) / measured over the measured trials."""
-    _samples: list = field(default_factory=list, repr=False)
-
-    model = "physical"
-
-    # --- the physics ---
-    def local_ms(self, n: int) -> float:
-        return max(1e-6, self.c0_ms + self.c1_ms * self.per_worker_batch(n))
-
-    def bandwidth(self, n: int) -> float:
-        """The bus bandwidth (bytes/s) the all-reduce of n workers gets in this layout."""
-        lay = self.layout
-        efficiency = (self.bus_bytes_per_s / (lay.measured_link_bps / 8)) if lay.measured_link_bps else 1.0
-        measured_across = self.measured_workers_per_node is not None
-        inter = lay.inter_node_bps / 8 * efficiency if lay.inter_node_bps else (
-            self.bus_bytes_per_s if measured_across else None)
-        intra = lay.intra_node_bps / 8 * efficiency if lay.intra_node_bps else (
-            None if measured_across else self.bus_bytes_per_s)
-        per_node = lay.workers_per_node or self.measured_workers_per_node or n
-        if math.ceil(n / per_node) > 1:  # a ring across nodes is as fast as its slowest link
-            return min(b for b in (inter, intra) if b)
-        return intra or inter
-
-    def comm_ms(self, n: int) -> float:
-        return comm_ms(n, self.gradient_bytes, self.hop_latency_s, self.bandwidth(n))
-
-    def exposed_ms(self, n: int) -> float:
-        comm = self.comm_ms(n)
-        if comm <= 0:
-            return 0.0
-        if self.form == "pollux":
-            local = self.base_ms(n)
-            return (local**self.gamma + comm**self.gamma) ** (1 / self.gamma) - local
-        return (1 - self.overlap) * comm
-
-    def base_ms(self, n: int) -> float:
-        """The step without the all-reduce: the local step, as the timed steps take it, slowed down by s(n)."""
-        return self.k1 * self.local_ms(n) * self.slowdown(n)
-
-    def step_ms(self, n: int) -> float:
-        if n <= 1:
-            return self.base_ms(n)
-        return self.base_ms(n) + self.wait_ms + self.exposed_ms(n)
-
-    def predict(self, workers: int) -> float:
-        n = int(workers)
-        return 1e3 * self.units_per_step(n) / self.step_ms(n)
-
-    def parts(self, workers: int) -> dict:
-        n = int(workers)
-        return {"local_ms": self.base_ms(n), "wait_ms": self.wait_ms if n > 1 else 0.0,
-                "comm_ms": self.comm_ms(n), "exposed_comm_ms": self.exposed_ms(n) if n > 1 else 0.0,
-                "step_ms": self.step_ms(n), "bus_bandwidth_gbps": self.bandwidth(n) / 1e9 if n > 1 else None}
-
-    def band(self, workers: int) -> tuple[float, float]:
-        if not self._samples:
-            p = self.predict(workers)
-            return (p, p)
-        values = [replace(s, layout=self.layout, slowdown=self.slowdown).predict(workers) for s in self._samples]
-        low, high = np.percentile(values, BAND)
-        return (float(low), float(high))
-
-    def with_layout(self, layout: Layout, slowdown: Optional[Callable[[int], float]] = None) -> "Physical":
-        return replace(self, layout=layout, slowdown=slowdown or self.slowdown)
 
     def to_dict(self) -> dict:
-        return {"model": "physical", "form": self.form, "measured_workers": self.measured, "loo_error": self.loo_error,
-                "r2": self.r2, "rmse_relative": self.rmse_relative, "layout": self.layout.to_dict(),
-                "params": {"local_c0_ms": self.c0_ms, "local_ms_per_sample": self.c1_ms,
-                           "hop_latency_us": 1e6 * self.hop_latency_s,
-                           "bus_bandwidth_gbps": self.bus_bytes_per_s / 1e9, "gradient_bytes": self.gradient_bytes,
-                           "overlap": self.overlap, "gamma": self.gamma if self.form == "pollux" else None,
-                           "wait_ms": self.wait_ms, "k_one_worker": self.k1, "spread": self.spread,
-                           "measured_workers_per_node": self.measured_workers_per_node}}
+        return {"a0_us": 1e6 * self.a0_s, "hop_us": 1e6 * self.hop_s, "bus_gb_per_s": self.bus_bytes_per_s / 1e9}
 
 
-def _linear(bs: list[float], ys: list[float]) -> tuple[float, float]:
-    """y = c0 + c1 b, both non-negative; proportional through the origin with one b."""
+# --- the collective's algorithms ---
+def ring_hops(n: int) -> int:
+    return 2 * (n - 1)
+
+
+def tree_hops(n: int) -> int:
+    return 2 * math.ceil(math.log2(n)) if n > 1 else 0
+
+
+def ring_s(nbytes: float, n: int, link: Link) -> float:
+    if n <= 1:
+        return 0.0
+    return link.a0_s + ring_hops(n) * link.hop_s + coll.bus_factor(n) * nbytes / link.bus_bytes_per_s
+
+
+def tree_s(nbytes: float, n: int, link: Link) -> float:
+    if n <= 1:
+        return 0.0
+    return link.a0_s + tree_hops(n) * link.hop_s + 2 * nbytes / link.bus_bytes_per_s
+
+
+def hierarchical_s(nbytes: float, per_node: int, nodes: int, intra: Link, inter: Link) -> float:
+    """Reduce-scatter inside each node, a ring across nodes (the node's m rings of S/m share its link), then an
+    all-gather inside the node."""
+    m, k = per_node, nodes
+    inside = (ring_hops(m) * intra.hop_s + coll.bus_factor(m) * nbytes / intra.bus_bytes_per_s) if m > 1 else 0.0
+    across = (ring_hops(k) * inter.hop_s + coll.bus_factor(k) * nbytes / inter.bus_bytes_per_s) if k > 1 else 0.0
+    return inter.a0_s + inside + across if m * k > 1 else 0.0
+
+
+def call_s(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, backend: Optional[str]) -> float:
+    """One all-reduce call of ``nbytes`` over ``n`` ranks, ``per_node`` to a node, by the backend's fastest
+    algorithm. Across nodes a flat ring or tree is as fast as its slowest link, the inter-node one."""
+    if n <= 1:
+        return 0.0
+    per_node = max(1, min(per_node, n))
+    nodes = math.ceil(n / per_node)
+    link = inter if nodes > 1 else intra
+    times = []
+    for algorithm in algorithms(backend):
+        if algorithm == "ring":
+            times.append(ring_s(nbytes, n, link))
+        elif algorithm == "tree":
+            times.append(tree_s(nbytes, n, link))
+        elif algorithm == "hierarchical" and nodes > 1 and per_node > 1:
+            times.append(hierarchical_s(nbytes, per_node, nodes, intra, inter))
+    return min(times)
+
+
+def buckets(gradient_bytes: int, framework: str, recorded: Optional[list[int]] = None) -> list[int]:
+    """The all-reduce calls of one step, in the order they are made: DDP's recorded buckets (where they add up
+    to the gradient), else its rule (the first bucket up to 1 MiB, the rest up to 25 MiB); Horovod's fusion
+    buffer of 64 MiB; TensorFlow's one pack."""
+    size = int(gradient_bytes)
+    if recorded and abs(sum(recorded) - size) <= 0.01 * size:
+        return [int(b) for b in recorded]
+    if framework == "tensorflow":
+        return [size]
+    if framework == "horovod":
+        return [HOROVOD_FUSION] * (size // HOROVOD_FUSION) + ([size % HOROVOD_FUSION] if size % HOROVOD_FUSION else [])
+    out, left = [], size
+    cap = DDP_FIRST_BUCKET
+    while left > 0:
+        out.append(min(cap, left))
+        left -= out[-1]
+        cap = DDP_BUCKET
+    return out
+
+
+def exposed_s(calls: list[float], sizes: list[int], backward_s: float, overlap: bool) -> float:
+    """The all-reduce time past the backward's end. ``calls[i]`` is bucket i's all-reduce (seconds); with
+    ``overlap`` bucket i starts once the backward has produced its bytes (in proportion to the bytes) and the
+    previous call is done; without, the calls run one after another after the backward."""
+    if not calls:
+        return 0.0
+    if not overlap:
+        return float(sum(calls))
+    total, done, end = float(sum(sizes)), 0.0, 0.0
+    for seconds, size in zip(calls, sizes):
+        done += size
+        ready = backward_s * done / total
+        end = max(ready, end) + seconds
+    return max(0.0, end - backward_s)
+
+
+@lru_cache(maxsize=None)
+def expected_max_normal(n: int) -> float:
+    """E[max of n independent standard normal draws] (0 for one), by numerical integration."""
+    if n <= 1:
+        return 0.0
+    x = np.linspace(-8.0, 8.0, 8001)
+    pdf = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    return float(np.trapezoid(x * n * pdf * cdf ** (n - 1), x))
+
+
+def fit_latency(points: list[tuple[int, float]], hops: Callable[[int], int] = ring_hops) -> tuple[float, float]:
+    """(a0, a_hop) >= 0 from (n, alpha(n)) with alpha = a0 + hops(n) a_hop, least squares; with one count
+    (or hops that do not vary) all of it per hop."""
+    counts = sorted({n for n, _ in points})
+    if len(counts) < 2:
+        h = statistics.fmean(hops(n) for n, _ in points)
+        return 0.0, statistics.fmean(a for _, a in points) / max(h, 1)
+    h = np.asarray([hops(n) for n, _ in points], float)
+    a = np.asarray([v for _, v in points], float)
+    slope, intercept = np.polyfit(h, a, 1)
+    if intercept < 0:
+        return 0.0, float((h * a).sum() / (h * h).sum())
+    if slope < 0:
+        return float(a.mean()), 0.0
+    return float(intercept), float(slope)
+
+
+def fit_link(trials: list["Trial"]) -> Optional[Link]:
+    """A link class's terms from its trials' collectives (None without any)."""
+    measured = [t for t in trials if t.collective is not None]
+    if not measured:
+        return None
+    a0, hop = fit_latency([(t.workers, t.collective.alpha_s) for t in measured])
+    return Link(a0_s=a0, hop_s=hop, bus_bytes_per_s=statistics.fmean(t.collective.bus_bytes_per_s for t in measured))
+
+
+def linear_batch(bs: list[float], ys: list[float]) -> tuple[float, float]:
+    """L(b) = c0 + c1 b, both non-negative; proportional through the origin with one b."""
     b, y = np.asarray(bs, float), np.asarray(ys, float)
     if len(set(bs)) < 2:
         return 0.0, float(y.mean() / b.mean())
@@ -268,99 +244,347 @@ def _linear(bs: list[float], ys: list[float]) -> tuple[float, float]:
     return float(c0), float(c1)
 
 
-def _gamma(pairs: list[tuple[float, float, float]]) -> float:
-    """g in [1, 10] that best gives (local^g + comm^g)^(1/g) = local + exposed, over (local, comm, synced)."""
-    grid = np.linspace(1.0, 10.0, 91)
-    errors = [sum(((l**g + c**g) ** (1 / g) - s) ** 2 / s**2 for l, c, s in pairs) for g in grid]
-    return float(grid[int(np.argmin(errors))])
+def held_ratio(counts: list[int], ratios: list[float], n: int) -> float:
+    """A measured ratio at worker count n: interpolated between measured counts, the nearest one's outside."""
+    return float(np.interp(n, counts, ratios))
+
+
+# --- what the model reads from one trial ---
+@dataclass(frozen=True)
+class Trial:
+    workers: int
+    nodes: int
+    per_worker_batch: float
+    units_per_step: float
+    """Global batch for samples/s; 1 for steps/s."""
+    throughput: float
+    local_ms: float
+    """Input + compute of a step without the all-reduce (the breakdown's local blocks)."""
+    sigma_ms: float
+    """One step's spread on one rank: within the rank (step to step) and between ranks."""
+    backward_ms: Optional[float]
+    gradient_bytes: int
+    bucket_bytes: Optional[tuple]
+    backend: Optional[str]
+    collective: Optional[coll.Collective]
+
+    @property
+    def step_ms(self) -> float:
+        return 1e3 * self.units_per_step / self.throughput
+
+    @property
+    def per_node(self) -> int:
+        return math.ceil(self.workers / self.nodes)
+
+
+def from_record(record, metric: str, throughput: float) -> Optional[Trial]:
+    """A Trial from a TrialRecord with a breakdown of its step (None without one)."""
+    b = record.get("breakdown") or {}
+    if b.get("compute_ms") is None or throughput <= 0 or metric not in ("samples_per_sec", "steps_per_sec"):
+        return None
+    size = b.get("gradient_bytes")
+    if not size:
+        return None
+    units = (record.get("global_batch") or 0) if metric == "samples_per_sec" else 1
+    if not units:
+        return None
+    ranks = b.get("ranks") or []
+    locals_ = [r["input_ms"] + r["compute_ms"] for r in ranks if "compute_ms" in r]
+    between = statistics.pstdev(locals_) if len(locals_) > 1 else 0.0
+    within = float(b.get("local_step_sd_ms") or 0.0)
+    result = coll.from_record(b.get("collective"), record.workers, size) if record.workers > 1 else None
+    buckets_ = b.get("bucket_bytes")
+    return Trial(workers=record.workers, nodes=max(1, len(set(record.get("nodes") or [])) or 1),
+                 per_worker_batch=float(record.get("per_worker_batch") or units), units_per_step=float(units),
+                 throughput=float(throughput), local_ms=float((b.get("input_ms") or 0.0) + b["compute_ms"]),
+                 sigma_ms=math.hypot(between, within), backward_ms=b.get("backward_ms"), gradient_bytes=int(size),
+                 bucket_bytes=tuple(buckets_) if buckets_ else None, backend=b.get("backend"), collective=result)
+
+
+@dataclass
+class Physical:
+    """The fitted model of one curve; duck-types orchestrator.fit.Fit (predict, band, measured, to_dict)."""
+
+    framework: str
+    """torch, tensorflow or horovod: how the step's all-reduce calls meet its backward."""
+    backend: Optional[str]
+    c0_ms: float
+    c1_ms: float
+    counts: list[int]
+    ratios: list[float]
+    """r(N) at the measured counts."""
+    k1: float
+    sigma_rel: float
+    """The ranks' spread of one step over the local step."""
+    intra: Optional[Link]
+    inter: Optional[Link]
+    measured_per_node: Optional[int]
+    """Workers per node of the measured trials across nodes (None: every multi-worker trial on one node)."""
+    gradient_bytes: int
+    bucket_bytes: Optional[tuple]
+    backward_share: float
+    """The backward's share of the local step."""
+    inflation: float
+    repeat_spread: float
+    collective_spread: float
+    units_per_step: Callable[[int], float]
+    per_worker_batch: Callable[[int], float]
+    measured: list[int]
+    layout: Layout = field(default_factory=Layout)
+    loo_by_count: dict = field(default_factory=dict)
+    r2: float = 1.0
+    rmse_relative: float = 0.0
+    assumptions: list = field(default_factory=list)
+
+    model = "physical"
+
+    @property
+    def loo_error(self) -> Optional[float]:
+        return statistics.fmean(self.loo_by_count.values()) if self.loo_by_count else None
+
+    # --- the terms ---
+    def local_ms(self, n: int) -> float:
+        return max(1e-6, self.c0_ms + self.c1_ms * self.per_worker_batch(n)) * held_ratio(self.counts, self.ratios, n)
+
+    def base_ms(self, n: int) -> float:
+        return self.k1 * self.local_ms(n)
+
+    def wait_ms(self, n: int) -> float:
+        return self.sigma_rel * self.local_ms(n) * expected_max_normal(n)
+
+    def per_node(self, n: int) -> int:
+        return self.layout.workers_per_node or self.measured_per_node or n
+
+    def links(self) -> tuple[Link, Link]:
+        """(intra, inter) in this layout: a what-if rate through the class's measured efficiency."""
+        lay = self.layout
+
+        def at_rate(link: Optional[Link], rate: Optional[float], fallback: Optional[Link]) -> Link:
+            base = link or fallback
+            if rate is None:
+                return base
+            efficiency = (base.bus_bytes_per_s / (lay.measured_link_bps / 8)
+                          if link is not None and lay.measured_link_bps else 1.0)
+            return replace(base, bus_bytes_per_s=rate / 8 * efficiency)
+
+        intra = at_rate(self.intra, lay.intra_node_bps, self.inter)
+        inter = at_rate(self.inter, lay.inter_node_bps, self.intra)
+        return intra, inter
+
+    def calls(self, n: int) -> tuple[list[float], list[int]]:
+        sizes = buckets(self.gradient_bytes, self.framework, list(self.bucket_bytes) if self.bucket_bytes else None)
+        intra, inter = self.links()
+        return [call_s(s, n, self.per_node(n), intra, inter, self.backend) for s in sizes], sizes
+
+    def comm_ms(self, n: int) -> float:
+        """The step's all-reduce calls alone, one after another."""
+        return 1e3 * sum(self.calls(n)[0]) if n > 1 else 0.0
+
+    def exposed_ms(self, n: int, inflation: Optional[float] = None) -> float:
+        if n <= 1:
+            return 0.0
+        calls, sizes = self.calls(n)
+        scale = self.inflation if inflation is None else inflation
+        backward = 1e-3 * self.backward_share * self.base_ms(n)
+        return 1e3 * exposed_s([scale * c for c in calls], sizes, backward, overlap=self.framework != "tensorflow")
+
+    def step_ms(self, n: int) -> float:
+        return self.base_ms(n) + self.wait_ms(n) + self.exposed_ms(n)
+
+    def predict(self, workers: int) -> float:
+        n = int(workers)
+        return 1e3 * self.units_per_step(n) / self.step_ms(n)
+
+    def parts(self, workers: int) -> dict:
+        n = int(workers)
+        intra, inter = self.links()
+        nodes = math.ceil(n / self.per_node(n))
+        link = inter if nodes > 1 else intra
+        return {"local_ms": self.base_ms(n), "wait_ms": self.wait_ms(n), "comm_ms": self.comm_ms(n),
+                "exposed_comm_ms": self.exposed_ms(n), "step_ms": self.step_ms(n),
+                "bus_gb_per_s": link.bus_bytes_per_s / 1e9 if n > 1 else None, "nodes": nodes}
+
+    def sigma(self, n: int) -> float:
+        """The band's relative sigma at n: the repeats' spread and the collective's, by its share of the step;
+        widened beyond the largest measured count."""
+        share = self.exposed_ms(n) / self.step_ms(n) if n > 1 else 0.0
+        noise = math.hypot(self.repeat_spread, share * self.collective_spread)
+        top = max(self.measured)
+        return noise * (1 + math.log(n / top)) if n > top else noise
+
+    def band(self, workers: int) -> tuple[float, float]:
+        p, s = self.predict(workers), self.sigma(int(workers))
+        return (p * math.exp(-Z90 * s), p * math.exp(Z90 * s))
+
+    def with_layout(self, layout: Layout) -> "Physical":
+        return replace(self, layout=layout)
+
+    def to_dict(self) -> dict:
+        return {"model": "physical", "measured_workers": self.measured, "loo_error": self.loo_error,
+                "loo_by_count": {str(k): v for k, v in self.loo_by_count.items()},
+                "r2": self.r2, "rmse_relative": self.rmse_relative, "layout": self.layout.to_dict(),
+                "band": "noise (the repeats' and the collective's spread), not model error",
+                "assumptions": list(self.assumptions),
+                "params": {"framework": self.framework, "backend": self.backend,
+                           "algorithms": list(algorithms(self.backend)), "local_c0_ms": self.c0_ms,
+                           "local_ms_per_sample": self.c1_ms,
+                           "local_ratio": {str(c): r for c, r in zip(self.counts, self.ratios)},
+                           "k_one_worker": self.k1, "sigma_relative": self.sigma_rel,
+                           "intra_node": self.intra.to_dict() if self.intra else None,
+                           "inter_node": self.inter.to_dict() if self.inter else None,
+                           "measured_workers_per_node": self.measured_per_node,
+                           "gradient_bytes": self.gradient_bytes,
+                           "buckets": len(buckets(self.gradient_bytes, self.framework,
+                                                  list(self.bucket_bytes) if self.bucket_bytes else None)),
+                           "backward_share": self.backward_share, "inflation": self.inflation,
+                           "repeat_spread": self.repeat_spread, "collective_spread": self.collective_spread}}
+
+
+def what_if_problem(model: Physical, layout: Layout) -> Optional[str]:
+    """Why a what-if would change no number of this model (None where it would): a rate for a link the
+    layout never crosses, workers per node without a link to spread them over."""
+    across = model.measured_per_node is not None
+    per_node = layout.workers_per_node or model.measured_per_node
+    if layout.inter_node_bps and not across and layout.workers_per_node is None:
+        return ("--bandwidth sets the link between nodes, but every multi-worker trial ran on one node and no "
+                "--workers-per-node spreads the workers over nodes: pass --workers-per-node")
+    if layout.intra_node_bps and per_node == 1:
+        return ("--intra-bandwidth sets the link within a node, but the layout has one worker per node: pass "
+                "--workers-per-node 2 or more")
+    if layout.workers_per_node and not across and not layout.inter_node_bps:
+        return ("--workers-per-node spreads the workers over nodes, but every multi-worker trial ran on one node, "
+                "so the link between nodes was never measured: pass --bandwidth (the link rate between nodes)")
+    return None
+
+
+def what_if_assumptions(model: Physical, layout: Layout) -> list[str]:
+    """What a what-if takes for granted beyond the measurements, in words."""
+    out = []
+    if layout.inter_node_bps:
+        if model.inter is None:
+            out.append("the link between nodes was never measured: its bus bandwidth is taken as the rate itself and "
+                       "its latency as the measured intra-node one")
+        elif not layout.measured_link_bps:
+            out.append("no --measured-link: the rate between nodes is taken as the bus bandwidth itself")
+        else:
+            out.append("the bus bandwidth between nodes is the rate times the measured efficiency "
+                       f"({model.inter.bus_bytes_per_s * 8 / layout.measured_link_bps:.2f})")
+    if layout.intra_node_bps and model.intra is None:
+        out.append("the link within a node was never measured: its latency is taken as the inter-node one")
+    if layout.workers_per_node:
+        out.append(f"{layout.workers_per_node} worker(s) per node, ranks placed node by node (contiguous)")
+    return out
+
+
+def framework_of(curve) -> str:
+    if curve.strategy == "horovod":
+        return "horovod"
+    return "tensorflow" if curve.framework == "tensorflow" else "torch"
 
 
 def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_worker_batch: Callable[[int], float],
-               form: Optional[str] = None, seed: int = 0, bootstrap: bool = True) -> Optional[Physical]:
+               framework: str = "torch", loo: bool = True) -> Optional[Physical]:
     """The model from measured trials; None without a multi-worker trial whose all-reduce was measured."""
-    multi = [t for t in trials if t.workers > 1 and t.alpha_s is not None and t.bus_bytes_per_s and t.gradient_bytes]
-    if not multi or not trials:
+    multi = [t for t in trials if t.workers > 1 and t.collective is not None]
+    if not multi:
         return None
     by_batch: dict[float, list[float]] = {}
     for t in trials:
         by_batch.setdefault(t.per_worker_batch, []).append(t.local_ms)
-    c0, c1 = _linear(list(by_batch), [statistics.fmean(v) for v in by_batch.values()])
-    hop = statistics.fmean(t.alpha_s / (2 * (t.workers - 1)) for t in multi)
-    bus = statistics.fmean(t.bus_bytes_per_s for t in multi)
-    size = int(multi[0].gradient_bytes)
-    top = max(t.workers for t in multi)
-    wait = statistics.fmean(t.wait_ms for t in multi if t.workers == top)
-    # One worker's timed step over its local step in the blocks: the framework's own cost of a step (DDP's hooks,
-    # the timed loop) that the local blocks leave out; without a 1-worker trial, the multi-worker trials' parts.
-    singles = [t.step_ms / t.local_ms for t in trials if t.workers == 1 and t.local_ms > 0]
-    k1 = statistics.fmean(singles) if singles else statistics.fmean(
-        (t.step_ms - t.wait_ms - t.exposed_ms) / t.local_ms for t in multi)
-    k1 = max(k1, 1e-3)
-
-    def base(t: Trial) -> float:
-        return k1 * max(1e-6, c0 + c1 * t.per_worker_batch)
-
-    comms = [comm_ms(t.workers, size, hop, bus) for t in multi]
-    # The timed step's exposure of the all-reduce (alone: comm): r = 1 - overlap, below 0 overlap where it costs
-    # more inside the step than alone (its buckets, hooks, the cores it shares with compute); r within [0, 3].
-    ratios = [min(3.0, max(0.0, (t.step_ms - base(t) - wait) / c)) for t, c in zip(multi, comms)]
-    overlap = 1 - statistics.fmean(ratios)
-    gamma = _gamma([(base(t), c, max(t.step_ms - wait, base(t))) for t, c in zip(multi, comms)])
-    per_node = sorted({math.ceil(t.workers / t.nodes) for t in multi if t.nodes > 1})
+    c0, c1 = linear_batch(list(by_batch), [statistics.fmean(v) for v in by_batch.values()])
     counts = sorted({t.workers for t in trials})
-    multi_counts = sorted({t.workers for t in multi})
-    chosen, loo = form, None
-    if chosen is None:
-        chosen, loo = "additive", None
-        if len(multi_counts) >= 2:
-            scores = {f: _leave_one_out(trials, units_per_step, per_worker_batch, f) for f in FORMS}
-            chosen = min(FORMS, key=lambda f: scores[f])
-            loo = scores[chosen]
-    model = Physical(form=chosen, c0_ms=c0, c1_ms=c1, hop_latency_s=hop, bus_bytes_per_s=bus, gradient_bytes=size,
-                     overlap=overlap, gamma=gamma, wait_ms=wait, k1=k1, spread=K_FLOOR,
-                     measured_workers_per_node=per_node[-1] if per_node else None,
-                     units_per_step=units_per_step, per_worker_batch=per_worker_batch, measured=counts, loo_error=loo)
-    residuals = [t.step_ms / model.step_ms(t.workers) for t in trials]
-    model.spread = max(K_FLOOR, statistics.stdev(residuals) if len(residuals) > 1 else 0.0)
+    ratios = [statistics.fmean(t.local_ms for t in trials if t.workers == c) /
+              max(1e-9, c0 + c1 * statistics.fmean(t.per_worker_batch for t in trials if t.workers == c))
+              for c in counts]
+    singles = [t.step_ms / t.local_ms for t in trials if t.workers == 1 and t.local_ms > 0]
+    assumptions = []
+    if singles:
+        k1 = statistics.median(singles)
+    else:
+        k1 = 1.0
+        assumptions.append("no 1-worker trial: the timed step's own cost beyond the local blocks is taken as none")
+    sigma_rel = statistics.fmean(t.sigma_ms / t.local_ms for t in multi if t.local_ms > 0)
+    intra = fit_link([t for t in multi if t.nodes == 1])
+    inter = fit_link([t for t in multi if t.nodes > 1])
+    across = sorted({t.per_node for t in multi if t.nodes > 1})
+    backwards = [t.backward_ms / t.local_ms for t in trials if t.backward_ms and t.local_ms > 0]
+    if backwards:
+        backward_share = min(1.0, statistics.fmean(backwards))
+    else:
+        backward_share = BACKWARD_SHARE
+        assumptions.append(f"the backward pass taken as {BACKWARD_SHARE:.0%} of the compute (not timed apart)")
+    repeat_spread = _repeat_spread(trials)
+    model = Physical(framework=framework, backend=multi[0].backend, c0_ms=c0, c1_ms=c1, counts=counts,
+                     ratios=ratios, k1=max(k1, 1e-3), sigma_rel=sigma_rel, intra=intra, inter=inter,
+                     measured_per_node=across[-1] if across else None, gradient_bytes=multi[0].gradient_bytes,
+                     bucket_bytes=multi[0].bucket_bytes, backward_share=backward_share, inflation=1.0,
+                     repeat_spread=repeat_spread,
+                     collective_spread=statistics.fmean(t.collective.spread for t in multi),
+                     units_per_step=units_per_step, per_worker_batch=per_worker_batch, measured=counts,
+                     assumptions=assumptions)
+    model.inflation = fit_inflation(model, multi)
     x = np.asarray([t.throughput for t in trials])
     fitted = np.asarray([model.predict(t.workers) for t in trials])
     ss_tot = float(((x - x.mean()) ** 2).sum())
     model.r2 = 1.0 - float(((x - fitted) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
     model.rmse_relative = float(np.sqrt((((fitted - x) / x) ** 2).mean()))
-    if bootstrap:
-        model._samples = _bootstrap(trials, model, seed)
+    if loo:
+        model.loo_by_count = leave_one_out(trials, units_per_step, per_worker_batch, framework)
     return model
 
 
-def _leave_one_out(trials, units_per_step, per_worker_batch, form) -> float:
-    errors = []
-    for held in sorted({t.workers for t in trials if t.workers > 1}):
+def fit_inflation(model: Physical, multi: list[Trial]) -> float:
+    """The in-step cost of the all-reduce calls over their cost alone that best gives the timed steps (grid)."""
+    best, best_error = 1.0, math.inf
+    for i in INFLATION_GRID:
+        error = sum(((model.base_ms(t.workers) + model.wait_ms(t.workers) + model.exposed_ms(t.workers, i))
+                     / t.step_ms - 1) ** 2 for t in multi)
+        if error < best_error - 1e-15:
+            best, best_error = float(i), error
+    return best
+
+
+def _repeat_spread(trials: list[Trial]) -> float:
+    """The relative standard deviation of the throughput among a count's repeats, pooled (at least 2%)."""
+    deviations = []
+    for c in {t.workers for t in trials}:
+        xs = [t.throughput for t in trials if t.workers == c]
+        if len(xs) > 1:
+            mean = statistics.fmean(xs)
+            deviations += [(x / mean - 1) ** 2 for x in xs]
+    spread = math.sqrt(sum(deviations) / max(1, len(deviations) - 1)) if len(deviations) > 1 else 0.0
+    return max(REPEAT_FLOOR, spread)
+
+
+def held_out_counts(counts: list[int]) -> list[int]:
+    """The counts a model is scored on, each predicted from the others: every measured count but the smallest
+    (the curve fits' baseline, the physical model's k1). The comparison of the two families takes the counts
+    both scored (orchestrator.analysis.choose)."""
+    return sorted(counts)[1:]
+
+
+def link_class(trial: Trial) -> str:
+    return "inter" if trial.nodes > 1 else "intra"
+
+
+def leave_one_out(trials: list[Trial], units_per_step, per_worker_batch, framework: str) -> dict:
+    """Relative error at each held-out count, predicted from the others. A count whose link class (within one
+    node, across nodes) no other count measured is not held out: no model of that link exists without it."""
+    errors = {}
+    for held in held_out_counts(sorted({t.workers for t in trials})):
         rest = [t for t in trials if t.workers != held]
-        model = fit_trials(rest, units_per_step, per_worker_batch, form=form, bootstrap=False)
+        classes = {link_class(t) for t in rest if t.workers > 1}
+        if any(link_class(t) not in classes for t in trials if t.workers == held):
+            continue
+        model = fit_trials(rest, units_per_step, per_worker_batch, framework, loo=False)
         if model is None:
             continue
         measured = statistics.fmean(t.throughput for t in trials if t.workers == held)
-        errors.append(abs(model.predict(held) - measured) / measured)
-    return statistics.fmean(errors) if errors else math.inf
+        errors[held] = abs(model.predict(held) - measured) / measured
+    return errors
 
 
-def _bootstrap(trials: list[Trial], model: Physical, seed: int) -> list[Physical]:
-    rng = np.random.default_rng(seed)
-    by_count: dict[int, list[Trial]] = {}
-    for t in trials:
-        by_count.setdefault(t.workers, []).append(t)
-    samples = []
-    for _ in range(BOOTSTRAPS):
-        drawn = [group[rng.integers(len(group))] for group in by_count.values() for _ in group]
-        refit = fit_trials(drawn, model.units_per_step, model.per_worker_batch, form=model.form, bootstrap=False)
-        if refit is None:
-            continue
-        samples.append(replace(refit, k1=refit.k1 * (1 + rng.normal(0, model.spread)),
-                               overlap=1 - (1 - refit.overlap) * (1 + rng.normal(0, model.spread))))
-    return samples
-
-
-def fit_curve(curve, layout: Optional[Layout] = None, form: Optional[str] = None) -> Optional[Physical]:
+def fit_curve(curve, layout: Optional[Layout] = None) -> Optional[Physical]:
     """The physical model of one orchestrator.scaling.Curve (None where its trials carry no breakdown with a
     measured all-reduce), in ``layout``."""
     from orchestrator.scaling import rate
@@ -368,8 +592,6 @@ def fit_curve(curve, layout: Optional[Layout] = None, form: Optional[str] = None
     trials = [t for r in curve.records if (t := from_record(r, curve.metric, rate(r, curve.metric) or 0.0))]
     if not trials:
         return None
-    # How the batch grows with N, from the measured trials: weak scaling holds the per-worker batch, strong the
-    # global one.
     first = min(trials, key=lambda t: t.workers)
     per_worker_b, global_b = first.per_worker_batch, first.per_worker_batch * first.workers
     weak = curve.scaling != "strong"
@@ -381,5 +603,5 @@ def fit_curve(curve, layout: Optional[Layout] = None, form: Optional[str] = None
     def units_per_step(n: int) -> float:
         return (per_worker_batch(n) * n) if samples else 1.0
 
-    model = fit_trials(trials, units_per_step, per_worker_batch, form=form)
+    model = fit_trials(trials, units_per_step, per_worker_batch, framework_of(curve))
     return model.with_layout(layout) if model and layout else model

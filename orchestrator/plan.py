@@ -267,7 +267,9 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                 if spec.workload.is_builtin:
                     execution = arm.run_as
                     # One export per arm: from the first trial of it that runs (adaptive sweeps too).
-                    export = spec.deploy.export and repeat == 0 and workers == spec.sweep.workers[0]
+                    # (Not a device-time model: its weights are no model to deploy.)
+                    export = (spec.deploy.export and spec.workload.model != "emulated" and repeat == 0
+                              and workers == spec.sweep.workers[0])
                     per_worker_batch = spec.per_worker_batch(workers)
                     entrypoint = ENTRYPOINTS[arm.framework]
                     config = {

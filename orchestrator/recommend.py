@@ -47,9 +47,14 @@ def run(out_dir: str, threshold: float, max_workers: Optional[int], emit: Option
     if not data["recommendations"]:
         raise UserError(f"{out}: no curve has two or more worker counts measured, or one with its step "
                         "breakdown; nothing to fit")
-    if layout and not any(r["model"] == "physical" for r in data["recommendations"]):
-        raise UserError(f"{out}: --bandwidth/--workers-per-node need the physical model, and no curve's trials "
-                        "measured their step breakdown; sweep again with measure.breakdown: true")
+    if layout and any(layout.get(k) for k in ("workers_per_node", "inter_node_bps", "intra_node_bps")):
+        answered = [r for r in data["recommendations"] if r.get("what_if")]
+        if not answered:
+            raise UserError(f"{out}: --bandwidth/--workers-per-node need the physical model, and no curve's trials "
+                            "measured their step breakdown; sweep again with measure.breakdown: true")
+        problem = next((r["what_if"]["changes_nothing"] for r in answered if r["what_if"]["changes_nothing"]), None)
+        if problem:
+            raise UserError(f"{out}: the what-if would change no number: {problem}")
     if pricing and data.get("cost") is None:
         raise UserError("no prices: pass --price (e.g. cpu=0.04,gpu=2.5), or set pricing: in the job")
     if pricing and (pricing.get("length") or {}).get("target") and not data["time_to_target"]["rows"]:
@@ -139,8 +144,14 @@ def emitted(data: dict, curve_settings: dict) -> str:
             "model": rec.get("model"),
             "threshold": rec["threshold"],
         }
-        if rec.get("layout"):
-            document[key]["what_if"] = {k: v for k, v in rec["layout"].items() if v is not None}
+        if rec.get("what_if"):  # beside the measured recommendation, never in its place
+            answer = rec["what_if"]
+            document[key]["what_if"] = {
+                "layout": {k: v for k, v in answer["layout"].items() if v is not None},
+                "workers": answer["workers"],
+                "predicted_efficiency": round(answer["predicted_efficiency"], 4),
+                "predicted_throughput": round(answer["predicted_throughput"], 3),
+                "band": [round(v, 3) for v in answer["band"]], "assumptions": answer["assumptions"]}
     header = "# Recommended worker counts, from `orchestrator recommend` on results.jsonl.\n"
     return header + yaml.safe_dump(document, sort_keys=True)
 

@@ -21,6 +21,7 @@ A minimal job (see ``jobs/digits-mlp.yaml`` for the default one)::
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -43,7 +44,7 @@ EXECUTIONS: dict[str, tuple[str, ...]] = {
 }
 # What each framework does unless told otherwise: PyTorch runs eagerly, TensorFlow through tf.function.
 DEFAULT_EXECUTION = {"torch": "eager", "tensorflow": "compiled"}
-BUILTIN_MODELS = ("mlp", "cnn")
+BUILTIN_MODELS = ("mlp", "cnn", "emulated")
 DATASETS = ("digits", "synthetic")
 # What launches each trial's workers: Ray Train (restarts, checkpoints), or plain Ray actors in a placement
 # group (no restarts; a trial starts as many processes as it has workers). See orchestrator/launchers.
@@ -143,9 +144,12 @@ def execution_key(framework: str, strategy: str, execution: Optional[str]) -> st
 class Workload(_Strict):
     """A built-in model (``model``) or a user's own Ray Train function (``entrypoint``), not both."""
 
-    model: Optional[Literal["mlp", "cnn"]] = None
+    model: Optional[Literal["mlp", "cnn", "emulated"]] = None
     params: dict[str, Any] = Field(default_factory=dict)
-    """Built-in model parameters: ``hidden`` (MLP layer widths), ``channels`` (CNN conv widths)."""
+    """Built-in model parameters: ``hidden`` (MLP layer widths), ``channels`` (CNN conv widths); for
+    ``emulated`` (PyTorch only; compute as device time, orchestrator/workloads/device_time.py) ``layers``,
+    ``layer_mib``, ``forward_ms``, ``backward_ms``, ``optimizer_ms`` (at ``at_batch`` samples per worker) and
+    ``jitter``."""
     entrypoint: Optional[str] = None
     """``package.module:function``, a Ray Train ``train_loop_per_worker(config)``."""
     config: dict[str, Any] = Field(default_factory=dict)
@@ -169,10 +173,13 @@ class Workload(_Strict):
             _widths(self.params, "hidden", [128, 128])
         if self.model == "cnn":
             _widths(self.params, "channels", [16, 32])
-        if self.model is not None:
+        if self.model == "emulated":
+            _device_time(self.params)
+        elif self.model is not None:
             unknown = set(self.params) - {"hidden", "channels"}
             if unknown:
                 raise ValueError(f"unknown params {sorted(unknown)}; mlp takes 'hidden', cnn takes 'channels'")
+        if self.model is not None:
             if self.scaling is not None:
                 raise ValueError(f"scaling {self.scaling!r} is for a user's function; a built-in model takes "
                                  "batch.scaling (weak | strong)")
@@ -188,6 +195,25 @@ class Workload(_Strict):
     @property
     def is_builtin(self) -> bool:
         return self.model is not None
+
+
+DEVICE_TIME_RANGES = {"layers": (1, 4096), "layer_mib": (1e-6, 1024.0), "forward_ms": (0.0, 60_000.0),
+                      "backward_ms": (0.0, 60_000.0), "optimizer_ms": (0.0, 60_000.0), "at_batch": (1, 1 << 20),
+                      "jitter": (0.0, 1.0)}
+
+
+def _device_time(params: dict) -> None:
+    """The emulated model's params: known keys, finite numbers in range (integers for layers and at_batch)."""
+    unknown = set(params) - set(DEVICE_TIME_RANGES)
+    if unknown:
+        raise ValueError(f"unknown params {sorted(unknown)}; emulated takes {', '.join(DEVICE_TIME_RANGES)}")
+    for key, value in params.items():
+        low, high = DEVICE_TIME_RANGES[key]
+        integer = key in ("layers", "at_batch")
+        ok = (type(value) is int) if integer else (type(value) in (int, float) and math.isfinite(value))
+        if not ok or not low <= value <= high:
+            kind = "an integer" if integer else "a number"
+            raise ValueError(f"params.{key} must be {kind} in {low}..{high}, got {value!r}")
 
 
 def _widths(params: dict, key: str, default: list[int]) -> list[int]:
@@ -457,6 +483,13 @@ class JobSpec(_Strict):
                     "compiles (or not) itself"
                 )
             return self
+        if self.workload.model == "emulated":
+            other = [arm.key for arm in self.arms if arm.framework != "torch" or arm.run_as != "eager"]
+            if other:
+                raise ValueError(
+                    f"arm {other[0]}: workload.model 'emulated' (compute as device time) runs under PyTorch, eagerly: "
+                    "TensorFlow's MultiWorkerMirrored all-reduces after the whole backward inside its graph, where a "
+                    "sleeping op would hold the executor; use framework: torch (ddp or horovod) for this arm")
         overridden = [arm.key for arm in self.arms if arm.entrypoint is not None]
         if overridden:
             raise ValueError(

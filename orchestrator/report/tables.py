@@ -196,7 +196,7 @@ def sweep_time_markdown(data: dict) -> list[str]:
 def breakdown_table(data: dict) -> tuple[list[str], list[list]]:
     """The step breakdown as a header and rows of text, for Markdown and HTML alike."""
     header = ["curve", "workers", "input", "compute", "exposed comm.", "wait", "other", "step", "all-reduce alone",
-              "ring bound", "overlap", "bus bandwidth (peak)", "backend"]
+              "ring bound", "overlap", "bus bandwidth (best point)", "backend"]
 
     def ms(value):
         return "–" if value is None else f"{value:.3f} ms"
@@ -207,7 +207,8 @@ def breakdown_table(data: dict) -> tuple[list[str], list[list]]:
                      ms(r.get("exposed_comm_ms")), ms(r.get("wait_ms")), ms(r.get("other_ms")), ms(r.get("step_ms")),
                      ms(r.get("allreduce_ms")), ms(r.get("ring_bound_ms")),
                      fmt(r.get("overlap_fraction"), pct=True),
-                     f"{r['busbw_peak_gbps']:.3f} GB/s" if r.get("busbw_peak_gbps") is not None else "–",
+                     (f"{r['bus_gb_per_s']:.3f} GB/s ({r['busbw_peak_gbps']:.3f})" if r.get("bus_gb_per_s")
+                      else "–"),
                      r.get("backend") or "–"])
     return header, body
 
@@ -302,16 +303,14 @@ def model_phrase(fitted: dict) -> str:
     if fitted["model"] != "physical":
         return f"Model {fitted['model']}"
     parts = fitted.get("parts_at_recommended") or {}
-    text = f"Model physical ({fitted['form']} overlap"
-    where = layout_phrase(fitted.get("layout") if any((fitted.get("layout") or {}).values()) else None)
-    if where:
-        text += f"; what-if: {where}"
-    text += ")"
+    algorithms = "/".join((fitted.get("params") or {}).get("algorithms") or ["ring"])
+    text = f"Model physical ({(fitted.get('params') or {}).get('backend') or 'unknown backend'}: {algorithms})"
     if parts:
         text += (f": a step of {parts['step_ms']:.2f} ms, local compute and input {parts['local_ms']:.2f} ms, "
-                 f"all-reduce {parts['comm_ms']:.2f} ms ({parts['exposed_comm_ms']:.2f} ms exposed)")
-        if parts.get("bus_bandwidth_gbps"):
-            text += f" at {parts['bus_bandwidth_gbps']:.3g} GB/s bus bandwidth"
+                 f"wait {parts['wait_ms']:.2f} ms, all-reduce {parts['comm_ms']:.2f} ms "
+                 f"({parts['exposed_comm_ms']:.2f} ms exposed)")
+        if parts.get("bus_gb_per_s"):
+            text += f" at {parts['bus_gb_per_s']:.3g} GB/s bus bandwidth"
     return text
 
 
@@ -324,7 +323,10 @@ def recommendation_lines(data: dict) -> list[str]:
             f"≥ {100 * threshold:.0f}% ({100 * rec['predicted_efficiency']:.0f}%"
             + (f" of {rec['baseline_workers']}-worker scaling" if rec.get("baseline_workers", 1) != 1 else "")
             + f", about {fmt(rec['predicted_throughput'])} {rec.get('unit', 'samples/s')}, "
-            f"band {fmt(rec['band'][0])}–{fmt(rec['band'][1])}); knee at {rec['knee']}, peak at {rec['peak']}. "
+            f"band {fmt(rec['band'][0])}–{fmt(rec['band'][1])}, the measurements' noise); knee at {rec['knee']}, "
+            f"peak at {rec['peak']}. "
+            + (f"Capped: the count considered stops at {rec['max_workers']} (--max-workers, else 4x the largest "
+               "measured), and efficiency is still above the threshold there. " if rec.get("capped") else "")
             + model_phrase(fitted)
             + f", fit R² {fitted['r2']:.3f}"
             + (f", leave-one-out error {100 * fitted['loo_error']:.1f}%" if fitted["loo_error"] is not None else "")
@@ -333,6 +335,19 @@ def recommendation_lines(data: dict) -> list[str]:
                "so its predictions and this count are not borne out by them: measure more worker counts "
                "(sweep.workers) or more repeats."
                if fitted.get("fit_below_mean") else "")
+        )
+    for rec in data["recommendations"]:
+        answer = rec.get("what_if")
+        if not answer:
+            continue
+        out.append(
+            f"What-if for {rec['label']} ({layout_phrase(answer['layout'])}; physical model): "
+            f"{answer['workers']} worker(s) keep predicted efficiency ≥ {100 * threshold:.0f}% "
+            f"({100 * answer['predicted_efficiency']:.0f}%, about {fmt(answer['predicted_throughput'])} "
+            f"{rec.get('unit', 'samples/s')}); knee at {answer['knee']}"
+            + (", capped at the largest count considered" if answer.get("capped") else "")
+            + ". Assumed: " + ("; ".join(answer["assumptions"]) or "nothing beyond the measurements")
+            + ". The measured recommendation above is what train and k8s render --from-report use."
         )
     for arm in data.get("adaptive") or []:
         out.append(

@@ -2,10 +2,13 @@
 
 Both frameworks hand in the same two things:
 
-    step(kind) -> (fetch_s, compute_s)     one training step; kind "sync" is the normal data-parallel step,
+    step(kind) -> (fetch_s, compute_s[, backward_s])
+                                           one training step; kind "sync" is the normal data-parallel step,
                                            "local" the same step without the gradient all-reduce (torch:
                                            forward and backward under DDP's no_sync(); TF: local gradients
-                                           applied without cross-replica aggregation; Horovod: no allreduce)
+                                           applied without cross-replica aggregation; Horovod: no allreduce);
+                                           backward_s, where the framework can time it apart, the backward
+                                           pass inside compute_s (what DDP's buckets can overlap)
     allreduce(nbytes) -> seconds           one all-reduce of a float32 message of nbytes through the trial's
                                            own collective (gloo/NCCL, MultiWorkerMirrored's, Horovod's)
 
@@ -31,19 +34,24 @@ BATCH_S = 0.025  # a timed batch of all-reduces lasts about this long where the 
 MIN_ITERATIONS = 3
 
 
-def blocks(step: Callable[[str], tuple[float, float]], block_count: int, steps_per_block: int) -> dict:
-    """Median fetch and compute seconds per step, for sync and local steps."""
-    times: dict[str, list[tuple[float, float]]] = {"sync": [], "local": []}
+def blocks(step: Callable[[str], tuple], block_count: int, steps_per_block: int) -> dict:
+    """Median fetch and compute seconds per step, for sync and local steps; with them the steps' spread
+    (``step_sd_s``, the standard deviation of fetch + compute: what makes a rank the straggler of one step) and,
+    where ``step`` times it, the median backward pass (``backward_s``)."""
+    times: dict[str, list[tuple]] = {"sync": [], "local": []}
     for index in range(2 * block_count):
         kind = "sync" if index % 2 == 0 else "local"
         block = [step(kind) for _ in range(steps_per_block)]
         if index >= 2:  # the first block of each kind warms it up
             times[kind] += block
-    return {
-        kind: {"fetch_s": statistics.median(t[0] for t in rows), "step_s": statistics.median(t[1] for t in rows),
-               "steps": len(rows)}
-        for kind, rows in times.items()
-    }
+    out = {}
+    for kind, rows in times.items():
+        totals = [t[0] + t[1] for t in rows]
+        out[kind] = {"fetch_s": statistics.median(t[0] for t in rows), "step_s": statistics.median(t[1] for t in rows),
+                     "steps": len(rows), "step_sd_s": statistics.stdev(totals) if len(totals) > 1 else 0.0}
+        if all(len(t) > 2 for t in rows):
+            out[kind]["backward_s"] = statistics.median(t[2] for t in rows)
+    return out
 
 
 def message_sizes(gradient_bytes: int, bucket_bytes: int = 0, count: int = 8) -> list[int]:

@@ -29,7 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from orchestrator.workloads import data
+from orchestrator.workloads import data, device_time
 from orchestrator.workloads.reporting import (
     StepLog,
     artifacts_dir,
@@ -112,10 +112,18 @@ def train_loop(config: dict) -> None:
     mine = data.shard(len(x_train), rank, world)
     stream = data.batches(x_train[mine], y_train[mine], config["per_worker_batch"], config["seed"] + rank)
 
-    model = build_model(config["model"], config["params"], config["image_size"], config["seed"]).to(device)
+    emulated = config["model"] == "emulated"
+    if emulated:  # compute as device time (orchestrator/workloads/device_time.py); the jitter drawn per rank
+        model = device_time.DeviceTimeModel(config["params"], config["per_worker_batch"], data.NUM_CLASSES,
+                                            config["seed"] + rank)
+    else:
+        model = build_model(config["model"], config["params"], config["image_size"], config["seed"]).to(device)
     if distributed:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config["learning_rate"], momentum=config["momentum"])
+    if emulated:
+        optimizer = device_time.DeviceTimeOptimizer(model.module if distributed else model, model.parameters())
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=config["learning_rate"], momentum=config["momentum"])
     if hvd:  # averages gradients over workers in step(), like DDP does in backward()
         hvd.broadcast_parameters(model.state_dict(), root_rank=0)
         optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
@@ -134,7 +142,8 @@ def train_loop(config: dict) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(logdir))
-        writer.add_graph(net, torch.from_numpy(x_train[:1]).to(device))  # traced with torch.jit.trace
+        if not emulated:  # a device-time model's graph is its sleeps
+            writer.add_graph(net, torch.from_numpy(x_train[:1]).to(device))  # traced with torch.jit.trace
 
         def write(scalars):
             for tag, value, step in scalars:
@@ -239,10 +248,13 @@ def step_breakdown(model, ddp, net, optimizer, stream, device, config: dict, wor
         with local_context() if kind == "local" else contextlib.nullcontext():
             optimizer.zero_grad()
             loss = F.cross_entropy(model(images), labels)
+            loss.item()  # the forward done (on a GPU: synchronised), so that the backward is timed apart
+            backward_start = time.perf_counter()
             loss.backward()
+            backward_s = time.perf_counter() - backward_start
             optimizer.step()
             loss.item()
-        return fetched - start, time.perf_counter() - fetched
+        return fetched - start, time.perf_counter() - fetched, backward_s
 
     settings = config["breakdown"]
     result = {"blocks": breakdown.blocks(step, settings["blocks"], settings["steps"]), "workers": world}
@@ -324,14 +336,31 @@ def _horovod_local(optimizer):
 def _ddp_timers(ddp) -> dict:
     """DDP's own timers (its logging data, sampled iterations), as a cross-check: backward compute, backward
     communication and their overlap, in seconds."""
+    buckets = {"bucket_bytes": ddp_buckets([p.numel() * p.element_size() for p in ddp.module.parameters()
+                                            if p.requires_grad])}
     try:
         logged = ddp._get_ddp_logging_data()
     except Exception:  # a private API: its absence is not a failure
-        return {}
+        return buckets
     keys = {"avg_backward_compute_time": "backward_compute_s", "avg_backward_comm_time": "backward_comm_s",
             "avg_backward_compute_comm_overlap_time": "overlap_s", "avg_forward_compute_time": "forward_compute_s"}
     found = {ours: logged[theirs] / 1e9 for theirs, ours in keys.items() if logged.get(theirs)}
-    return {"ddp_timers": found} if found else {}
+    return {**buckets, "ddp_timers": found} if found else buckets
+
+
+def ddp_buckets(sizes: list[int], first_cap: int = 1 << 20, cap: int = 25 << 20) -> list[int]:
+    """The buckets DDP's reducer all-reduces after its first iteration, in order: the parameters in reverse
+    (the order their gradients become ready), a bucket closed once it holds ``first_cap`` bytes (the first)
+    or ``cap`` (the rest): the Reducer's rebuild rule (its logging data keeps the construction's buckets)."""
+    out, current, limit = [], 0, first_cap
+    for size in reversed(sizes):
+        current += size
+        if current >= limit:
+            out.append(current)
+            current, limit = 0, cap
+    if current:
+        out.append(current)
+    return out
 
 
 @torch.no_grad()

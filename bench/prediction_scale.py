@@ -1,0 +1,226 @@
+"""Predictions at 8, 12 and 16 workers from a sweep of at most 4, on an emulated cluster of accelerator-like
+workers (orchestrator/emulated.py: nodes in network namespaces, tbf-shaped links between them, traffic within a
+node unshaped; orchestrator/workloads/device_time.py: compute as device time, real gradients over gloo). Needs
+root; about an hour on 2 cores.
+
+    .venv/bin/python bench/prediction_scale.py [--only NAME,...] [--analyse-only]
+
+Cases (``CASES``): two gradient sizes -- ``compute-bound`` (256 KiB of gradient under 95 ms of device time a
+step) and ``comm-bound`` (2 MiB under 48 ms) -- each in two layouts, 1 worker per node (16 nodes) and 2 per
+node (8 nodes of 2 CPUs); and a straggler case (the compute-bound job with a 15% per-step jitter on every rank).
+Per case: a sweep of 1, 2, 3 and 4 workers at the fit rate with the step breakdown (2 repeats), then held-out
+sweeps of 8, 12 and 16 workers at the fit rate and at two others (breakdown off, 1 repeat).
+
+The predictions come from the product as a user runs it: ``orchestrator recommend FITDIR --bandwidth RATE
+--measured-link FIT_RATE --max-workers 16`` and its report.json (the what-if's predictions: the physical model),
+and the best curve fit (orchestrator/fit.py's fit_curve on the same records, which knows nothing of the rate).
+Nothing is told to the model that a user could not pass. Each sweep is its own directory under
+bench/runs/scale/ (rerunning resumes it). Writes bench/results/prediction-scale.json and .md; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestrator import emulated, fit, rates, results, scaling  # noqa: E402
+
+OUT = ROOT / "bench/results"
+RUNS = ROOT / "bench/runs/scale"
+BIN = ROOT / ".venv/bin/orchestrator"
+FIT_RATE = "200mbit"
+RATES = ("100mbit", "200mbit", "400mbit")
+FIT_COUNTS = [1, 2, 3, 4]
+HELD_COUNTS = [8, 12, 16]
+WORKLOADS = {
+    "compute-bound": {"layers": 8, "layer_mib": 0.03125, "forward_ms": 30.0, "backward_ms": 60.0,
+                      "optimizer_ms": 5.0, "at_batch": 32},
+    "comm-bound": {"layers": 16, "layer_mib": 0.125, "forward_ms": 15.0, "backward_ms": 30.0,
+                   "optimizer_ms": 3.0, "at_batch": 32},
+}
+CASES = {
+    "compute-bound-1pn": ("compute-bound", 1, {}, RATES),
+    "comm-bound-1pn": ("comm-bound", 1, {}, RATES),
+    "compute-bound-2pn": ("compute-bound", 2, {}, RATES),
+    "comm-bound-2pn": ("comm-bound", 2, {}, RATES),
+    "straggler-jitter-1pn": ("compute-bound", 1, {"jitter": 0.15}, (FIT_RATE,)),
+}
+
+
+def job(name: str, params: dict, workers: list[int], breakdown: bool, repeats: int) -> dict:
+    return {
+        "name": name, "arms": [{"framework": "torch", "strategy": "ddp"}],
+        "workload": {"model": "emulated", "params": params}, "dataset": {"name": "synthetic", "num_samples": 4096},
+        "batch": {"per_worker": 32, "scaling": "weak"},
+        "training": {"steps": 60, "warmup_steps": 15, "report_every": 30},
+        "sweep": {"workers": workers, "repeats": repeats}, "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
+        "measure": {"breakdown": breakdown}, "launcher": "actors",
+    }
+
+
+def sweep(cluster: emulated.Emulated, directory: Path, spec: dict) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    started = time.monotonic()
+    done = subprocess.run([str(BIN), "sweep", str(path), "--out", str(directory), "--address",
+                           cluster.data["gcs_address"]], env={**cluster.ray_env(), **cluster.env},
+                          capture_output=True, text=True, cwd=ROOT)
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    print(f"  {directory.name}: rc {done.returncode} in {time.monotonic() - started:.0f} s (load {' '.join(load)})",
+          flush=True)
+    if done.returncode not in (0, 1):
+        print(done.stderr[-2000:], file=sys.stderr)
+    return directory
+
+
+def measure(cases: list[str]) -> None:
+    state = Path("/tmp/orchestrator-emulated-scale")
+    by_layout: dict[int, list[str]] = {}
+    for name in cases:
+        by_layout.setdefault(CASES[name][1], []).append(name)
+    for per_node, names in sorted(by_layout.items()):
+        cluster = emulated.Emulated(state)
+        cluster.down(progress=lambda *_: None)
+        cluster = emulated.Emulated(state)
+        nodes = max(HELD_COUNTS) // per_node
+        print(f"emulated cluster: {nodes} nodes of {per_node} CPU(s)", flush=True)
+        cluster.up(nodes, rates.parse(FIT_RATE, "rate"), cpus_per_node=per_node, share_cores=True,
+                   progress=lambda text: print(f"  {text}", flush=True))
+        try:
+            RUNS.mkdir(parents=True, exist_ok=True)
+            (RUNS / f"layout-{per_node}pn.json").write_text(json.dumps(cluster.describe(), indent=2))
+            for name in names:
+                workload, _, extra, case_rates = CASES[name]
+                params = {**WORKLOADS[workload], **extra}
+                cluster.shape(rates.parse(FIT_RATE, "rate"))
+                sweep(cluster, RUNS / name / "fit", job(f"{name}-fit", params, FIT_COUNTS, True, 2))
+                for rate in case_rates:
+                    cluster.shape(rates.parse(rate, "rate"))
+                    sweep(cluster, RUNS / name / f"held-{rate}", job(f"{name}-{rate}", params, HELD_COUNTS, False, 1))
+        finally:
+            cluster.down(progress=lambda *_: None)
+
+
+def recommend_what_if(fit_dir: Path, rate: str) -> dict:
+    """report.json's fit of the one curve after ``orchestrator recommend`` with the rate's what-if."""
+    done = subprocess.run([str(BIN), "recommend", str(fit_dir), "--bandwidth", rate, "--measured-link", FIT_RATE,
+                           "--max-workers", str(max(HELD_COUNTS))], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"recommend {fit_dir} --bandwidth {rate}: rc {done.returncode}\n{done.stderr[-2000:]}")
+    (entry,) = json.loads((fit_dir / "report.json").read_text())["fits"]
+    return entry
+
+
+def analyse(cases: list[str]) -> dict:
+    rows = []
+    for name in cases:
+        workload, per_node, extra, case_rates = CASES[name]
+        fit_dir = RUNS / name / "fit"
+        trained = results.load(fit_dir).ok
+        if not trained:
+            continue
+        (curve,) = scaling.curves(trained)
+        curve_fit = fit.fit_curve(curve)
+        for rate in case_rates:
+            entry = recommend_what_if(fit_dir, rate)
+            physical = {p["workers"]: p for p in entry["what_if"]["predicted"]}
+            held = results.load(RUNS / name / f"held-{rate}").ok
+            for n in HELD_COUNTS:
+                mine = [r for r in held if r.workers == n]
+                if not mine:
+                    rows.append({"case": name, "workers": n, "rate": rate, "measured": None})
+                    continue
+                measured = statistics.fmean(scaling.rate(r, curve.metric) for r in mine)
+                p, c = physical[n]["throughput"], curve_fit.predict(n)
+                rows.append({
+                    "case": name, "gradient_bytes": int(WORKLOADS[workload]["layers"] * WORKLOADS[workload]["layer_mib"] * 2**20),
+                    "params": {**WORKLOADS[workload], **extra}, "workers_per_node": per_node,
+                    "nodes": -(-n // per_node), "workers": n, "rate": rate, "fit_rate": FIT_RATE,
+                    "fitted_on": f"{FIT_COUNTS} workers at {FIT_RATE}", "measured": measured,
+                    "measured_step_ms": statistics.fmean(r.get("step_time_median_s", 0) or 0 for r in mine) * 1e3 or None,
+                    "physical": p, "physical_band": [physical[n]["low"], physical[n]["high"]],
+                    "physical_error": (p - measured) / measured, "in_band": physical[n]["low"] <= measured <= physical[n]["high"],
+                    "curve_fit_model": curve_fit.model, "curve_fit": c, "curve_fit_error": (c - measured) / measured,
+                    "model_chosen_without_what_if": entry["model"],
+                    "model_params": (entry if entry["model"] == "physical" else entry["alternatives"]["physical"])["params"],
+                })
+    scored = [r for r in rows if r.get("measured")]
+
+    def errors(key, subset=None):
+        values = [abs(r[key]) for r in (subset if subset is not None else scored)]
+        return {"median_error": statistics.median(values), "max_error": max(values)} if values else None
+
+    by_case = {name: {"physical": errors("physical_error", [r for r in scored if r["case"] == name]),
+                      "curve_fit": errors("curve_fit_error", [r for r in scored if r["case"] == name])}
+               for name in cases}
+    return {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "kernel": platform.release()},
+            "command": "bench/prediction_scale.py " + " ".join(sys.argv[1:]),
+            "fit_rate": FIT_RATE, "rates": list(RATES), "fit_counts": FIT_COUNTS, "held_counts": HELD_COUNTS,
+            "compute": "emulated: device time (the CPU idle), real gradients all-reduced over gloo",
+            "summary": {"physical": errors("physical_error"), "curve_fit": errors("curve_fit_error"),
+                        "held_out_points": len(scored), "by_case": by_case},
+            "points": rows}
+
+
+def write(data: dict) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "prediction-scale.json").write_text(json.dumps(data, indent=2) + "\n")
+    s = data["summary"]
+    lines = ["# Predictions at 8-16 workers from a sweep of 1-4, on an emulated cluster of accelerator-like workers", "",
+             f"`{data['command']}` as root on {data['machine']['cpus']} CPUs (kernel {data['machine']['kernel']}). "
+             "Compute was emulated (device time: the CPU idle; real gradient buckets all-reduced by DDP over gloo "
+             f"across tbf-shaped links). Fitted on {data['fit_counts']} workers at {data['fit_rate']} with the step "
+             "breakdown; predicted by `orchestrator recommend FIT --bandwidth RATE --measured-link "
+             f"{data['fit_rate']} --max-workers 16` (physical model) and by the best curve fit on the same records.", "",
+             "| case | workers | nodes | rate | measured (samples/s) | physical | error | in band | curve fit | error |",
+             "|---|---:|---:|---|---:|---:|---:|---|---:|---:|"]
+    for r in data["points"]:
+        if not r.get("measured"):
+            lines.append(f"| {r['case']} | {r['workers']} | | {r['rate']} | no successful trial | | | | | |")
+            continue
+        lines.append(f"| {r['case']} | {r['workers']} | {r['nodes']} | {r['rate']} | {r['measured']:,.0f} | "
+                     f"{r['physical']:,.0f} | {100 * r['physical_error']:+.1f}% | {'yes' if r['in_band'] else 'no'} | "
+                     f"{r['curve_fit']:,.0f} ({r['curve_fit_model']}) | {100 * r['curve_fit_error']:+.1f}% |")
+    if s["physical"]:
+        lines += ["", f"Physical model: median error {100 * s['physical']['median_error']:.1f}%, max "
+                  f"{100 * s['physical']['max_error']:.1f}%; best curve fit on the same points: median "
+                  f"{100 * s['curve_fit']['median_error']:.1f}%, max {100 * s['curve_fit']['max_error']:.1f}% "
+                  f"({s['held_out_points']} held-out points).", "", "| case | physical median | max | curve fit median | max |",
+                  "|---|---:|---:|---:|---:|"]
+        for name, e in s["by_case"].items():
+            if e["physical"]:
+                lines.append(f"| {name} | {100 * e['physical']['median_error']:.1f}% | {100 * e['physical']['max_error']:.1f}% | "
+                             f"{100 * e['curve_fit']['median_error']:.1f}% | {100 * e['curve_fit']['max_error']:.1f}% |")
+    (OUT / "prediction-scale.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", help=f"comma-separated cases of {', '.join(CASES)}")
+    parser.add_argument("--analyse-only", action="store_true", help="reuse the sweep directories")
+    args = parser.parse_args()
+    cases = args.only.split(",") if args.only else list(CASES)
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        raise SystemExit(f"--only: unknown case(s) {unknown}; known: {', '.join(CASES)}")
+    if not args.analyse_only:
+        measure(cases)
+    write(analyse(list(CASES) if args.analyse_only and not args.only else cases))
+
+
+if __name__ == "__main__":
+    main()
