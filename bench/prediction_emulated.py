@@ -8,10 +8,10 @@ For each model (the default MLP, and one with a ~12x larger gradient), torch DDP
   at every rate. Each configuration is its own sweep directory under bench/results/emulated/ (rerunning the
   bench resumes them: done trials are kept).
 Fit on 1 and 2 workers at the fit rate; predict every other (workers, rate) point with the physical model
-(orchestrator/physics.py: measured compute, the all-reduce's alpha and beta, the overlap) and with the best
-curve fit (orchestrator/fit.py), which knows nothing of the rate. The 3-worker points run two nodes on one
-core: the physical model is told the compute slowdown the layout implies (the most nodes pinned to one core),
-as a user would be told their cluster's cores.
+through the product's own path (`orchestrator recommend FIT --bandwidth RATE --measured-link FIT_RATE`, the
+physical model's what-if in report.json) and with the best curve fit (orchestrator/fit.py), which knows nothing
+of the rate. The 3-worker points run two nodes on one core; nothing tells the model so (no record carries
+it): those points measure what core sharing costs beyond it.
 
 Writes bench/results/prediction-emulated.json and .md. Not a test: it reports, it asserts nothing.
 """
@@ -33,7 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import emulated, fit, physics, rates, results, scaling  # noqa: E402
+from orchestrator import emulated, fit, rates, results, scaling  # noqa: E402
 
 OUT = ROOT / "bench/results"
 RUNS = ROOT / "bench/runs/emulated"  # the sweeps themselves (git-ignored); their inputs are in the JSON
@@ -95,52 +95,59 @@ def _records(path: Path) -> list:
     return results.load(path).ok
 
 
-def _core_slowdown(layout: dict, workers: int) -> float:
-    """The most nodes pinned to one core among the first ``workers`` nodes (one worker per node)."""
-    used = layout["nodes"][:workers]
-    per_core: dict[int, int] = {}
-    for node in used:
-        for core in node["cores"]:
-            per_core[core] = per_core.get(core, 0) + 1
-    return float(max(per_core.values()))
+def _fit_dir(model: str, dirs: dict, fit_rate: str) -> Path:
+    """The 1- and 2-worker sweeps at the fit rate in one directory, as one sweep of [1, 2] would leave it."""
+    combined = RUNS / f"{model}-fit-{fit_rate}"
+    combined.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for workers in (1, 2):
+        lines += (Path(dirs[(model, workers, fit_rate)]) / results.FILENAME).read_text().splitlines()
+    (combined / results.FILENAME).write_text("\n".join(lines) + "\n")
+    return combined
+
+
+def _what_if(fit_dir: Path, rate: str, fit_rate: str) -> dict:
+    """report.json's fit after `orchestrator recommend` with the rate's what-if, as a user runs it."""
+    done = subprocess.run([str(ROOT / ".venv/bin/orchestrator"), "recommend", str(fit_dir), "--bandwidth", rate,
+                           "--measured-link", fit_rate, "--max-workers", "3"], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"recommend {fit_dir} --bandwidth {rate}: rc {done.returncode}\n{done.stderr[-2000:]}")
+    (entry,) = json.loads((fit_dir / "report.json").read_text())["fits"]
+    return entry
 
 
 def analyse(args, dirs: dict) -> dict:
     rows = []
-    fit_bps = rates.parse(args.fit_rate, "--fit-rate")
     for model in MODELS:
-        train = _records(dirs[(model, 1, args.fit_rate)]) + _records(dirs[(model, 2, args.fit_rate)])
+        fit_dir = _fit_dir(model, dirs, args.fit_rate)
+        train = _records(fit_dir)
         curve = next(iter(scaling.curves(train)))
         curve_fit = fit.fit_curve(curve)
-        base = physics.fit_curve(curve)
+        answers = {rate: _what_if(fit_dir, rate, args.fit_rate) for rate in args.rates}
         for (name, workers, rate), path in sorted((k, v) for k, v in dirs.items() if k[0] == model):
             if workers == 1 or (workers == 2 and rate == args.fit_rate):
                 continue
-            held = _records(path)
+            held = _records(Path(path))
             if not held:
                 rows.append({"model": model, "workers": workers, "rate": rate, "measured": None,
                              "error": "no successful trial"})
                 continue
             measured = statistics.fmean(scaling.rate(r, curve.metric) for r in held)
-            shared = _core_slowdown(dirs[("layout", 3 if workers == 3 else 2)], workers)
-            what_if = base.with_layout(
-                physics.Layout(inter_node_bps=rates.parse(rate, "rate"), measured_link_bps=fit_bps),
-                slowdown=lambda n, s=shared, w=workers: s if n == w else 1.0)
-            predicted = what_if.predict(workers)
-            low, high = what_if.band(workers)
+            point = next(p for p in answers[rate]["what_if"]["predicted"] if p["workers"] == workers)
+            predicted, low, high = point["throughput"], point["low"], point["high"]
             by_fit = curve_fit.predict(workers)
             held_parts = [r.get("breakdown") or {} for r in held]
             rows.append({
                 "model": model, "workers": workers, "rate": rate, "rate_bps": rates.parse(rate, "rate"),
-                "nodes": workers, "cores_shared_slowdown": shared, "fitted_on": f"1 and 2 workers at {args.fit_rate}",
+                "nodes": workers, "fitted_on": f"1 and 2 workers at {args.fit_rate}",
+                "predicted_by": f"orchestrator recommend FIT --bandwidth {rate} --measured-link {args.fit_rate}",
                 "measured": measured, "repeats": len(held),
                 "physical": predicted, "physical_band": [low, high], "physical_error": (predicted - measured) / measured,
                 "curve_fit_model": curve_fit.model, "curve_fit": by_fit, "curve_fit_error": (by_fit - measured) / measured,
-                "predicted_parts": what_if.parts(workers),
                 "measured_parts": {k: statistics.fmean(p.get(k) or 0.0 for p in held_parts)
                                    for k in ("input_ms", "compute_ms", "exposed_comm_ms", "wait_ms", "step_ms")},
-                "measured_busbw_gbps": statistics.fmean(((p.get("collective") or {}).get("busbw_peak_gbps") or 0.0)
-                                                        for p in held_parts),
+                "measured_bus_gb_per_s": statistics.fmean(((p.get("collective") or {}).get("bus_gb_per_s") or 0.0)
+                                                          for p in held_parts),
             })
     scored = [r for r in rows if r.get("measured")]
 
@@ -163,8 +170,10 @@ def write(data: dict) -> None:
     lines = ["# Predictions on an emulated multi-node cluster (held-out worker counts and link rates)", "",
              f"`{data['command']}` as root on {data['machine']['cpus']} CPUs (kernel {data['machine']['kernel']}): "
              "torch DDP on digits, one worker per network namespace, every node's veth shaped with tbf at the rate. "
-             f"Fitted on 1 and 2 workers at {data['fit_rate']}; {data['repeats']} repeat(s) per point. "
-             "3 workers run 3 nodes on 2 cores (two nodes share core 0): the physical model is told that slowdown.", "",
+             f"Fitted on 1 and 2 workers at {data['fit_rate']}; {data['repeats']} repeat(s) per point; predicted by "
+             "`orchestrator recommend FIT --bandwidth RATE --measured-link FIT_RATE` (nothing else told to the model). "
+             "3 workers run 3 nodes on 2 cores (two nodes share core 0): the model is not told that slowdown (no "
+             "record carries it), so the 3-worker points measure what core sharing costs beyond the model.", "",
              "| model | workers | rate | measured (samples/s) | physical | error | curve fit | error | measured busbw |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in data["points"]:
@@ -173,7 +182,7 @@ def write(data: dict) -> None:
             continue
         lines.append(f"| {r['model']} | {r['workers']} | {r['rate']} | {r['measured']:,.0f} | {r['physical']:,.0f} | "
                      f"{100 * r['physical_error']:+.1f}% | {r['curve_fit']:,.0f} ({r['curve_fit_model']}) | "
-                     f"{100 * r['curve_fit_error']:+.1f}% | {8 * r['measured_busbw_gbps'] * 1e3:,.0f} Mbit/s |")
+                     f"{100 * r['curve_fit_error']:+.1f}% | {8 * r['measured_bus_gb_per_s'] * 1e3:,.0f} Mbit/s |")
     if s["physical"]:
         lines += ["", f"Physical model: median error {100 * s['physical']['median_error']:.1f}%, "
                   f"max {100 * s['physical']['max_error']:.1f}%. Best curve fit on the same points: median "

@@ -355,6 +355,11 @@ def unit_notes(curves: list[scaling.Curve]) -> list[str]:
                          "workload.samples_metric to count samples.")
         elif c.metric == "steps_per_sec":
             notes.append(f"{c.label}: throughput in steps/s (some trials counted no samples).")
+        if c.workload == "emulated":
+            notes.append(f"{c.label}: compute was emulated (workload.model emulated): each layer's forward and "
+                         "backward is a fixed device time during which the CPU is idle, as a GPU kernel leaves it; "
+                         "the gradients are real and all-reduced over the trial's real collective and links. Its "
+                         "throughput measures the communication and the framework, not a model's arithmetic.")
     return notes
 
 

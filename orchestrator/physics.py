@@ -12,9 +12,11 @@ A step of N workers (times per step; S the gradient's bytes; b_N the per-worker 
                                        them and held at the nearest one outside (cores shared, a device's
                                        contention: what was measured, not guessed); k1 = the 1-worker timed
                                        step over its local step (the framework's own cost of a step)
-    wait(N)   = sigma E[max of N]      the slowest of N ranks: sigma the ranks' spread of one step (within a
-                                       rank, step to step, and between ranks), E[max of N] the expected maximum
-                                       of N standard normal draws (0 at one worker)
+    wait(N)   = sigma E[max of N]      the slowest of N ranks: sigma the ranks' spread of one step, relative to
+                                       the local step: within a rank (its steps' standard deviation) and between
+                                       ranks (the measured wait over E[max of n] at the trial's n), in
+                                       quadrature; E[max of N] the expected maximum of N standard normal draws
+                                       (0 at one worker)
     exposed(N) the all-reduce calls the step makes, each a call of the recorded backend's algorithm, laid
                against the backward pass: DDP's reducer all-reduces its buckets (the recorded sizes, else DDP's
                rule: the first 1 MiB, then 25 MiB) one after another, each once the backward has produced its
@@ -261,7 +263,7 @@ class Trial:
     local_ms: float
     """Input + compute of a step without the all-reduce (the breakdown's local blocks)."""
     sigma_ms: float
-    """One step's spread on one rank: within the rank (step to step) and between ranks."""
+    """One step's spread on one rank: within the rank (step to step) and between ranks, in quadrature."""
     backward_ms: Optional[float]
     gradient_bytes: int
     bucket_bytes: Optional[tuple]
@@ -288,9 +290,10 @@ def from_record(record, metric: str, throughput: float) -> Optional[Trial]:
     units = (record.get("global_batch") or 0) if metric == "samples_per_sec" else 1
     if not units:
         return None
-    ranks = b.get("ranks") or []
-    locals_ = [r["input_ms"] + r["compute_ms"] for r in ranks if "compute_ms" in r]
-    between = statistics.pstdev(locals_) if len(locals_) > 1 else 0.0
+    # The ranks' spread: between them, the sigma whose expected maximum of n gives the measured wait (the mean
+    # over ranks of the slowest's local step minus its own); within each, its own steps' standard deviation.
+    n = record.workers
+    between = float(b.get("wait_ms") or 0.0) / expected_max_normal(n) if n > 1 else 0.0
     within = float(b.get("local_step_sd_ms") or 0.0)
     result = coll.from_record(b.get("collective"), record.workers, size) if record.workers > 1 else None
     buckets_ = b.get("bucket_bytes")

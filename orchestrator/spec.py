@@ -168,7 +168,7 @@ class Workload(_Strict):
     @model_validator(mode="after")
     def _one_kind(self) -> "Workload":
         if (self.model is None) == (self.entrypoint is None):
-            raise ValueError("set exactly one of 'model' (mlp | cnn) or 'entrypoint' ('package.module:function')")
+            raise ValueError("set exactly one of 'model' (mlp | cnn | emulated) or 'entrypoint' ('package.module:function')")
         if self.model == "mlp":
             _widths(self.params, "hidden", [128, 128])
         if self.model == "cnn":

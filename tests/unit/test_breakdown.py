@@ -21,10 +21,23 @@ def test_bus_bandwidth_and_ring_bound_by_hand():
     assert breakdown.ring_bound_s(3_000_000, 1, 1.5e9) == 0.0 and breakdown.bus_factor(2) == 1.0
 
 
-def test_alpha_beta_are_recovered():
+def test_the_collective_is_fitted_once_and_stored_for_every_reader():
+    # 2 ranks (bus factor 1): t = 50 us + S * 2 ns: bus bandwidth 0.5 GB/s, latency 50 us
     sizes = [4096, 65536, 1 << 20, 1 << 22]
-    alpha, beta = breakdown.alpha_beta(sizes, [50e-6 + s * 2e-9 for s in sizes])
-    assert alpha == pytest.approx(50e-6) and beta == pytest.approx(2e-9)
+    out = breakdown.collective([{"bytes": s, "seconds": 50e-6 + s * 2e-9} for s in sizes], 2)
+    assert out["alpha_us"] == pytest.approx(50.0, rel=1e-3) and out["bus_gb_per_s"] == pytest.approx(0.5)
+    assert out["beta_ns_per_kib"] == pytest.approx(2.0 * 1024)
+
+
+def test_parts_that_add_up_to_more_than_the_step_are_flagged_not_quoted():
+    fast = _worker(0, 0.5e-3, 4e-3, 9e-3)
+    slow = _worker(1, 0.5e-3, 6e-3, 9e-3)
+    out = breakdown.trial([fast, slow], 6.0e-3)  # the timed step (6 ms) is far below the blocks' 9 ms
+    assert out["parts_exceed_step"] and "overlap_fraction" not in out
+    row = {**out, "name": "torch/ddp", "workers": 2}
+    from orchestrator.analysis import breakdown_sentence
+
+    assert "no part is quoted as a share of the step" in breakdown_sentence("torch ddp", [row])
 
 
 def _worker(rank, local_fetch, local_step, sync_step, collective=None):
@@ -69,7 +82,7 @@ def test_blocks_alternate_and_leave_the_first_of_each_kind_out():
 
     out = worker_side.blocks(step, 3, 2)
     assert seen == ["sync"] * 2 + ["local"] * 2 + ["sync"] * 2 + ["local"] * 2 + ["sync"] * 2 + ["local"] * 2
-    assert out["sync"] == {"fetch_s": 0.001, "step_s": 0.010, "steps": 4}
+    assert out["sync"] == {"fetch_s": 0.001, "step_s": 0.010, "steps": 4, "step_sd_s": 0.0}
 
 
 def test_breakdown_is_on_by_default_and_can_be_turned_off():
@@ -102,9 +115,10 @@ def test_the_report_names_the_largest_cost_and_carries_the_numbers(tmp_path):
     report.render(tmp_path)
     data = json.loads((tmp_path / "report.json").read_text())
     (sentence,) = data["breakdown"]["sentences"]
-    # 2 workers: exposed = 9 - (0.5 + 4) = 4.5 ms of 9; ring bound 1e6 B / (2^20 B / 1.149 ms) = 1.095 ms
-    assert sentence.startswith("torch ddp: at 2 worker(s) exposed communication is 50% of the step (4.50 ms, 4.1x "
-                               "the ring bound of 1.095 ms), 9.0x its 0.50 ms at 1 worker(s)")
+    # 2 workers: exposed = 9 - (0.5 + 4) = 4.5 ms of 9; ring bound 1e6 B at the fitted 1e9 B/s = 1 ms; no ratio
+    # over one worker's "all-reduce" (it has none)
+    assert sentence.startswith("torch ddp: at 2 worker(s) exposed communication is 50% of the step (4.50 ms, 4.5x "
+                               "the ring bound of 1.000 ms), up from 0.500 ms at 1 worker(s)")
     top = data["breakdown"]["rows"][-1]
     assert top["exposed_comm_ms"] == pytest.approx(4.5) and top["ring_bound_ms"] > 0
     md = (tmp_path / "report.md").read_text()
@@ -168,4 +182,6 @@ def test_growth_is_a_ratio_only_over_a_part_that_is_there():
     # The 1-worker "all-reduce" measured 0.002 ms of a 3.5 ms step: noise, not a part to divide by.
     text = breakdown_sentence("tf", [row(1, 0.0017, 3.5), row(2, 7.65, 11.3)])
     assert "up from 0.002 ms at 1 worker(s)" in text and "x its" not in text
-    assert "4.5x its 1.70 ms at 1 worker(s)" in breakdown_sentence("tf", [row(1, 1.7, 5.0), row(2, 7.65, 11.3)])
+    # nor over one worker's, whatever it measured; over 2 workers' it is a ratio
+    assert "x its" not in breakdown_sentence("tf", [row(1, 1.7, 5.0), row(2, 7.65, 11.3)])
+    assert "2.0x its 3.80 ms at 2 worker(s)" in breakdown_sentence("tf", [row(2, 3.8, 7.4), row(4, 7.65, 11.3)])

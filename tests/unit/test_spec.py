@@ -65,7 +65,7 @@ def test_good_spec_parses_and_sorts_workers():
         (with_("training", {"warmup_steps": 2}), "top level", "set 'steps' or 'epochs' for a built-in workload"),
         (with_("training.steps", 10**12), "training.steps", "less than or equal to"),
         (with_("workload", {"model": "mlp", "entrypoint": "a.b:c"}), "workload", "exactly one"),
-        (with_("workload", {"model": "resnet"}), "workload.model", "'mlp' or 'cnn'"),
+        (with_("workload", {"model": "resnet"}), "workload.model", "'mlp', 'cnn' or 'emulated'"),
         (with_("workload", {"entrypoint": "os:system; rm -rf /"}), "workload.entrypoint", "package.module:function"),
         (with_("workload", {"entrypoint": "$(reboot)"}), "workload.entrypoint", "package.module:function"),
         (with_("workload", {"model": "mlp", "params": {"hidden": [0]}}), "workload", "params.hidden"),
