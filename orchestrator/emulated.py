@@ -9,12 +9,21 @@ IP, temp dir and CPUs, joined to the head through a veth link to a bridge, every
                                                                     restarted if Ray gave it up meanwhile)
     python -m orchestrator.emulated down                            stops and deletes only what `up` made
 
+    up --nodes 16 --share-cores ...                                 16 nodes on 2 cores: accelerator-like
+                                                                    workers (workload.model emulated) only
+    up --nodes 8 --cpus-per-node 2 ...                              2 workers a node (PACK: ranks node by node;
+                                                                    traffic within a node is not shaped)
+    up ... --straggler-node 3 --straggler-compute 1.5               one slow node: its device time 1.5x (or
+                                                                    --straggler-rate 50mbit: its link)
+
 Layout: a bridge in the root namespace holds the subnet's first address and the head (``--num-cpus 0``: the
 driver and the sweep's recorder live there); node i is namespace ``<name>-n<i>`` at the subnet's 10+i. Its
 link is a veth pair, one end on the bridge, the other in the namespace; both ends get a ``tbf`` qdisc at the
 rate (this kernel's qdiscs: tbf and htb work, netem does not), so traffic between two nodes crosses two
 shaped hops, as between two hosts with one NIC each. Node i's processes are pinned to its cores
-(``taskset``); ``--share-cores`` allows more nodes than cores (the state says which nodes share one).
+(``taskset``); ``--share-cores`` allows more nodes than cores, up to 8 node CPUs a core (the state says which
+nodes share one). Before anything is made, the memory it needs (about 300 MB a node, 400 MB a worker) is
+checked against what is available, and nodes start a few at a time (as many as there are cores).
 
 Everything made is written to the state file before it is made, so ``down`` removes exactly that, even after
 a failed ``up``. Needs root (namespaces and tc). Refusals exit 2 with the reason and the fix.

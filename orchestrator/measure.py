@@ -61,6 +61,7 @@ def summarize_worker(records: list[dict], warmup: int, samples_metric: Optional[
     has_samples = all(i.samples is not None for i in measured)
     samples = sum(i.samples for i in measured) if has_samples else None
     return {
+        **host_cpu(records, warmup),
         "measured_steps": steps,
         "measured_seconds": seconds,
         "steps_per_sec": steps / seconds,
@@ -69,6 +70,29 @@ def summarize_worker(records: list[dict], warmup: int, samples_metric: Optional[
         "step_time_std_s": statistics.stdev(durations) if len(durations) > 1 else 0.0,
         "step_time_p50_s": statistics.median(durations),
     }
+
+
+def host_cpu(records: list[dict], warmup: int) -> dict:
+    """This rank's process CPU per timed step (every thread: the collective's, the framework's, Ray's), over
+    the reports whose steps all come after the warm-up, and the cores it could run on; {} where the workload
+    reported neither (a user's function)."""
+    done, cpu, counted, cores = 0, 0.0, 0, None
+    for record in records:
+        metrics = record["metrics"]
+        times = metrics.get("step_times_s") or []
+        first = done + 1
+        done += len(times)
+        if "cpu_set" in metrics:
+            cores = list(metrics["cpu_set"])
+        if "cpu_s" in metrics and times and first > warmup:
+            cpu += float(metrics["cpu_s"])
+            counted += len(times)
+    out = {}
+    if counted:
+        out["cpu_per_step_s"] = cpu / counted
+    if cores:
+        out["cpu_set"] = cores
+    return out
 
 
 def _on_driver_clock(worker: dict, worker_wall: float) -> float:

@@ -21,6 +21,7 @@ the global batch. tf_train.py does the same with ``compute_average_loss(global_b
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 
 import numpy as np
@@ -171,6 +172,7 @@ def train_loop(config: dict) -> None:
 
     every = config.get("checkpoint_every") or 0
     step_times: list[float] = []
+    cpu_mark = time.process_time()  # this process's CPU (every thread: the collective's, Ray's) per report
     losses: list[float] = []
     for step in range(first_step, config["steps"] + 1):
         clock.touch()
@@ -190,11 +192,13 @@ def train_loop(config: dict) -> None:
                 "loss": loss_value,
                 "samples": config["per_worker_batch"] * len(step_times),
                 "step_times_s": step_times,
+                "cpu_s": time.process_time() - cpu_mark,
             }
             if hit:
                 metrics["target_reached"] = hit
             if step - len(step_times) < 1 <= step:
                 metrics["first_step_wall"] = first_step_wall
+                metrics["cpu_set"] = sorted(os.sched_getaffinity(0))  # the cores this rank may run on
             if log:
                 log.add(step, losses, step_times)
             if last and len(x_test):
@@ -212,6 +216,7 @@ def train_loop(config: dict) -> None:
             else:
                 report(metrics)
             step_times, losses = [], []
+            cpu_mark = time.process_time()
         if last:
             break
     if log:
