@@ -69,6 +69,13 @@ def parser() -> argparse.ArgumentParser:
     whatif.add_argument("--measured-link", metavar="RATE", help="the link rate the sweep ran over, to carry its measured "
                         "efficiency (bus bandwidth / rate) to --bandwidth; without it --bandwidth is the bus bandwidth")
 
+    replay = commands.add_parser("replay", help="write a job that replays DIR's measured step on accelerator-like "
+                                 "workers (workload.model emulated), to sweep it at sizes this machine cannot run")
+    replay.add_argument("dir", help="a sweep's output directory (trials with measure.breakdown)")
+    replay.add_argument("--curve", help="which curve, e.g. torch/ddp (needed where several have a breakdown)")
+    replay.add_argument("--workers", default="1,2,4,8,16", help="the replay's sweep.workers (default 1,2,4,8,16)")
+    replay.add_argument("--out", required=True, help="the job file to write, e.g. replay.yaml")
+
     share = commands.add_parser("share", help="plan a shared cluster: how many workers each swept job gets")
     share.add_argument("dirs", nargs="+", help="sweep output directories, one per job")
     share.add_argument("--cpus", type=float, required=True, help="the cluster's CPUs to share")
@@ -99,7 +106,7 @@ def parser() -> argparse.ArgumentParser:
                        help="report documents whose kind has no schema (Gateway API, Volcano, ...) as skipped, not invalid")
     check.add_argument("--skip", action="append", default=[], metavar="KIND[,KIND]",
                        help="kinds not to check: HTTPRoute, or gateway.networking.k8s.io/v1/HTTPRoute (repeatable)")
-    for command in (sweep, rep, advise, share, render, check):  # whose --help an unknown argument points to
+    for command in (sweep, rep, advise, replay, share, render, check):  # whose --help an unknown argument points to
         command.set_defaults(parser=command)
     return top
 
@@ -117,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             return _recommend(args)
         if args.command == "share":
             return _share(args)
+        if args.command == "replay":
+            return _replay(args)
         if args.command == "k8s":
             return _k8s_render(args) if args.k8s_command == "render" else _k8s_validate(args)
         return _report(args)
@@ -384,6 +393,35 @@ def _layout(args) -> dict | None:
         raise UserError("--measured-link only carries the measured efficiency to another rate: pass --bandwidth "
                         "(or --intra-bandwidth) too")
     return layout if any(v is not None for v in layout.values()) else None
+
+
+def _replay(args) -> int:
+    import yaml
+
+    from orchestrator import replay, results, spec
+    from orchestrator.results import write_atomic
+
+    if not Path(args.dir).is_dir():
+        raise UserError(f"{args.dir}: no such directory; pass the --out directory of a sweep")
+    try:
+        workers = sorted({int(w) for w in args.workers.split(",") if w.strip()})
+    except ValueError:
+        raise UserError(f"--workers {args.workers!r}: give worker counts separated by commas, e.g. 1,2,4,8,16") from None
+    if not workers or not all(1 <= w <= 4096 for w in workers):
+        raise UserError(f"--workers {args.workers!r}: counts must be between 1 and 4096")
+    _check_output_file("--out", args.out, "replay.yaml")
+    try:
+        found = results.load(Path(args.dir))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    name = f"{(found.records[0].job if found.records else 'job')}-replay"
+    job, source = replay.replay_job(found.ok, args.curve, workers, name)
+    spec.parse(job, args.out)  # what is written is a job the sweep accepts
+    header = (f"# {source['curve']} of {args.dir} at {source['workers']} worker(s) ({source['trials']} trial(s)), "
+              "replayed on accelerator-like workers: compute as device time, the same gradient and buckets.\n")
+    write_atomic(args.out, header + yaml.safe_dump(job, sort_keys=False))
+    print(f"wrote {args.out}: {job['workload']['params']}", file=sys.stderr)
+    return 0
 
 
 def _share(args) -> int:

@@ -21,8 +21,8 @@ driver and the sweep's recorder live there); node i is namespace ``<name>-n<i>``
 link is a veth pair, one end on the bridge, the other in the namespace; both ends get a ``tbf`` qdisc at the
 rate (this kernel's qdiscs: tbf and htb work, netem does not), so traffic between two nodes crosses two
 shaped hops, as between two hosts with one NIC each. Node i's processes are pinned to its cores
-(``taskset``); ``--share-cores`` allows more nodes than cores, up to 8 node CPUs a core (the state says which
-nodes share one). Before anything is made, the memory it needs (about 300 MB a node, 400 MB a worker) is
+(``taskset``); ``--share-cores`` allows more node CPUs than cores, up to 8 a core, and then every node may run
+on every core (the kernel balances them; the state says so). Before anything is made, the memory it needs (about 300 MB a node, 400 MB a worker) is
 checked against what is available, and nodes start a few at a time (as many as there are cores).
 
 Everything made is written to the state file before it is made, so ``down`` removes exactly that, even after
@@ -131,6 +131,7 @@ class Emulated:
         cores = os.cpu_count() or 1
         self.data = {"name": name, "bridge": f"{name}br", "subnet": str(net), "bridge_ip": str(hosts[0]),
                      "rate_bps": rate_bps, "cpus_per_node": cpus_per_node, "temp_dir": str(temp),
+                     "wanted_cpus": nodes * cpus_per_node,
                      "token_path": str(temp / "auth_token"), "host_cores": cores, "share_cores": share_cores,
                      "nodes": [], "head_pid": None, "gcs_address": None, "made": [], "straggler": straggler}
         self.save()
@@ -176,7 +177,10 @@ class Emulated:
         name = self.data["name"]
         namespace, host_if, ns_if = f"{name}-n{i}", f"{name}n{i}", f"{name}n{i}p"
         per = self.data["cpus_per_node"]
-        pinned = sorted({(i * per + k) % cores for k in range(per)})
+        # More node CPUs than cores: every node may run on every core, and the kernel balances them. (Pinned one
+        # a core, the nodes Ray happens to pick decide the load: 7 of 8 ranks on one core and 1 on the other.)
+        pinned = (list(range(cores)) if self.data.get("share_cores") and self.data["wanted_cpus"] > cores
+                  else sorted({(i * per + k) % cores for k in range(per)}))
         node = {"index": i, "namespace": namespace, "host_if": host_if, "ns_if": ns_if, "ip": str(ip),
                 "cores": pinned, "pid": None, "temp_dir": None, "starts": 0}
         self.data["nodes"].append(node)

@@ -24,6 +24,13 @@ A step of N workers (times per step; S the gradient's bytes; b_N the per-worker 
                all-reduce after the backward. exposed = what runs past the backward's end, with the calls
                taking i (fitted, the in-step cost of a call over its cost alone) times their time alone.
 
+The host's cores (where the workload measured each rank's process CPU per step and the cores it may run
+on): a call takes at least k times its CPU work, k the ranks per core of the busiest host (processor
+sharing; the all-reduce's CPU per step u0 + hops(N) u_hop over the 1-worker step's, fitted like the
+latency), and the step at least k times a rank's whole CPU per step. Where every measured rank ran on one
+host (the emulated cluster) every predicted rank does; else a node's workers share its cores. With a core or
+more a rank neither binds.
+
 One call of n ranks, m per node over k nodes, by algorithm (``call_s``):
 
     ring          a0 + 2(n-1) a_hop + 2(n-1)/n S / B           a flat ring (gloo, TensorFlow's RING, Horovod
@@ -269,6 +276,13 @@ class Trial:
     bucket_bytes: Optional[tuple]
     backend: Optional[str]
     collective: Optional[coll.Collective]
+    cpu_ms: Optional[float] = None
+    """Each rank's process CPU per timed step (mean over ranks), where the workload measured it."""
+    ranks_per_core: Optional[float] = None
+    """The busiest host's ranks over the cores they could run on."""
+    one_host: bool = False
+    """Every rank ran on one host (the emulated cluster; one node)."""
+    host_cores: Optional[int] = None
 
     @property
     def step_ms(self) -> float:
@@ -297,11 +311,35 @@ def from_record(record, metric: str, throughput: float) -> Optional[Trial]:
     within = float(b.get("local_step_sd_ms") or 0.0)
     result = coll.from_record(b.get("collective"), record.workers, size) if record.workers > 1 else None
     buckets_ = b.get("bucket_bytes")
+    cpu = host_load(record.get("per_worker") or [])
     return Trial(workers=record.workers, nodes=max(1, len(set(record.get("nodes") or [])) or 1),
                  per_worker_batch=float(record.get("per_worker_batch") or units), units_per_step=float(units),
                  throughput=float(throughput), local_ms=float((b.get("input_ms") or 0.0) + b["compute_ms"]),
                  sigma_ms=math.hypot(between, within), backward_ms=b.get("backward_ms"), gradient_bytes=int(size),
-                 bucket_bytes=tuple(buckets_) if buckets_ else None, backend=b.get("backend"), collective=result)
+                 bucket_bytes=tuple(buckets_) if buckets_ else None, backend=b.get("backend"), collective=result,
+                 **cpu)
+
+
+def host_load(per_worker: list[dict]) -> dict:
+    """From a trial's per-rank rows: the ranks' mean CPU per step (ms), the busiest host's ranks per core it
+    offered them (the union of their allowed cores), whether one host ran every rank, and its cores."""
+    timed = [w for w in per_worker if w.get("cpu_per_step_s") is not None]
+    if not timed or any(not w.get("cpu_set") for w in per_worker):
+        return {}
+    hosts: dict[str, list[dict]] = {}
+    for w in per_worker:
+        hosts.setdefault(str(w.get("hostname")), []).append(w)
+    busiest = max(hosts.values(), key=lambda ws: len(ws) / len({c for w in ws for c in w["cpu_set"]}))
+    cores = len({c for w in busiest for c in w["cpu_set"]})
+    return {"cpu_ms": 1e3 * statistics.fmean(w["cpu_per_step_s"] for w in timed),
+            "ranks_per_core": len(busiest) / cores, "one_host": len(hosts) == 1, "host_cores": cores}
+
+
+def cpu_bound_s(network_s: float, cpu_s: float, ranks_per_core: float) -> float:
+    """A call as fast as the slower of its links and its host's cores: ``cpu_s`` of one rank's CPU work, with
+    ``ranks_per_core`` ranks doing theirs at once on each core (processor sharing), takes ranks_per_core times
+    it; one core or more a rank, its own CPU is already in the call's measured time."""
+    return max(network_s, ranks_per_core * cpu_s) if ranks_per_core > 1 else network_s
 
 
 @dataclass
@@ -334,6 +372,12 @@ class Physical:
     per_worker_batch: Callable[[int], float]
     measured: list[int]
     layout: Layout = field(default_factory=Layout)
+    cpu_base_ms: Optional[float] = None
+    """A rank's CPU per step without the all-reduce (the 1-worker trials'); None: not measured."""
+    cpu_comm: Optional[tuple] = None
+    """(u0, u_hop) ms: the all-reduce's CPU per step per rank, u0 + hops(N) u_hop."""
+    one_host: bool = False
+    host_cores: Optional[int] = None
     loo_by_count: dict = field(default_factory=dict)
     r2: float = 1.0
     rmse_relative: float = 0.0
@@ -374,10 +418,33 @@ class Physical:
         inter = at_rate(self.inter, lay.inter_node_bps, self.intra)
         return intra, inter
 
+    def ranks_per_core(self, n: int) -> float:
+        """Ranks per host core at n: every rank on the one host where the measured trials ran them all on one
+        (the emulated cluster), else a node's workers on its cores."""
+        if not self.host_cores:
+            return 0.0
+        ranks = n if self.one_host and not self.layout.workers_per_node else min(n, self.per_node(n))
+        return ranks / self.host_cores
+
+    def cpu_comm_ms(self, n: int) -> float:
+        if not self.cpu_comm or n <= 1:
+            return 0.0
+        return self.cpu_comm[0] + ring_hops(n) * self.cpu_comm[1]
+
     def calls(self, n: int) -> tuple[list[float], list[int]]:
         sizes = buckets(self.gradient_bytes, self.framework, list(self.bucket_bytes) if self.bucket_bytes else None)
         intra, inter = self.links()
-        return [call_s(s, n, self.per_node(n), intra, inter, self.backend) for s in sizes], sizes
+        k, cpu = self.ranks_per_core(n), 1e-3 * self.cpu_comm_ms(n)
+        total = float(sum(sizes))
+        return [cpu_bound_s(call_s(s, n, self.per_node(n), intra, inter, self.backend), cpu * s / total, k)
+                for s in sizes], sizes
+
+    def cpu_floor_ms(self, n: int) -> float:
+        """The step can go no faster than the host's cores do every rank's CPU work of a step."""
+        if self.cpu_base_ms is None:
+            return 0.0
+        k = self.ranks_per_core(n)
+        return k * (self.cpu_base_ms + self.cpu_comm_ms(n)) if k > 1 else 0.0
 
     def comm_ms(self, n: int) -> float:
         """The step's all-reduce calls alone, one after another."""
@@ -391,8 +458,8 @@ class Physical:
         backward = 1e-3 * self.backward_share * self.base_ms(n)
         return 1e3 * exposed_s([scale * c for c in calls], sizes, backward, overlap=self.framework != "tensorflow")
 
-    def step_ms(self, n: int) -> float:
-        return self.base_ms(n) + self.wait_ms(n) + self.exposed_ms(n)
+    def step_ms(self, n: int, inflation: Optional[float] = None) -> float:
+        return max(self.base_ms(n) + self.wait_ms(n) + self.exposed_ms(n, inflation), self.cpu_floor_ms(n))
 
     def predict(self, workers: int) -> float:
         n = int(workers)
@@ -405,6 +472,7 @@ class Physical:
         link = inter if nodes > 1 else intra
         return {"local_ms": self.base_ms(n), "wait_ms": self.wait_ms(n), "comm_ms": self.comm_ms(n),
                 "exposed_comm_ms": self.exposed_ms(n), "step_ms": self.step_ms(n),
+                "cpu_floor_ms": self.cpu_floor_ms(n), "ranks_per_core": self.ranks_per_core(n),
                 "bus_gb_per_s": link.bus_bytes_per_s / 1e9 if n > 1 else None, "nodes": nodes}
 
     def sigma(self, n: int) -> float:
@@ -440,7 +508,11 @@ class Physical:
                            "buckets": len(buckets(self.gradient_bytes, self.framework,
                                                   list(self.bucket_bytes) if self.bucket_bytes else None)),
                            "backward_share": self.backward_share, "inflation": self.inflation,
-                           "repeat_spread": self.repeat_spread, "collective_spread": self.collective_spread}}
+                           "repeat_spread": self.repeat_spread, "collective_spread": self.collective_spread,
+                           "cpu_base_ms": self.cpu_base_ms,
+                           "cpu_comm_ms": ({"u0": self.cpu_comm[0], "per_hop": self.cpu_comm[1]}
+                                           if self.cpu_comm else None),
+                           "one_host": self.one_host, "host_cores": self.host_cores}}
 
 
 def what_if_problem(model: Physical, layout: Layout) -> Optional[str]:
@@ -517,6 +589,7 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
         backward_share = BACKWARD_SHARE
         assumptions.append(f"the backward pass taken as {BACKWARD_SHARE:.0%} of the compute (not timed apart)")
     repeat_spread = _repeat_spread(trials)
+    cpu_base, cpu_comm, one_host, host_cores = host_cpu_terms(trials)
     model = Physical(framework=framework, backend=multi[0].backend, c0_ms=c0, c1_ms=c1, counts=counts,
                      ratios=ratios, k1=max(k1, 1e-3), sigma_rel=sigma_rel, intra=intra, inter=inter,
                      measured_per_node=across[-1] if across else None, gradient_bytes=multi[0].gradient_bytes,
@@ -524,7 +597,8 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
                      repeat_spread=repeat_spread,
                      collective_spread=statistics.fmean(t.collective.spread for t in multi),
                      units_per_step=units_per_step, per_worker_batch=per_worker_batch, measured=counts,
-                     assumptions=assumptions)
+                     assumptions=assumptions, cpu_base_ms=cpu_base, cpu_comm=cpu_comm, one_host=one_host,
+                     host_cores=host_cores)
     model.inflation = fit_inflation(model, multi)
     x = np.asarray([t.throughput for t in trials])
     fitted = np.asarray([model.predict(t.workers) for t in trials])
@@ -536,12 +610,24 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
     return model
 
 
+def host_cpu_terms(trials: list[Trial]) -> tuple:
+    """(CPU per step without the all-reduce, (u0, u_hop) of the all-reduce's, one host, its cores) from the
+    trials that measured their CPU; (None, None, False, None) where none did or no 1-worker trial did."""
+    timed = [t for t in trials if t.cpu_ms is not None and t.host_cores]
+    singles = [t.cpu_ms for t in timed if t.workers == 1]
+    multi = [t for t in timed if t.workers > 1]
+    if not singles or not multi:
+        return None, None, False, None
+    base = statistics.fmean(singles)
+    u0, u_hop = fit_latency([(t.workers, max(0.0, t.cpu_ms - base)) for t in multi])
+    return base, (u0, u_hop), all(t.one_host for t in timed), max(t.host_cores for t in timed)
+
+
 def fit_inflation(model: Physical, multi: list[Trial]) -> float:
     """The in-step cost of the all-reduce calls over their cost alone that best gives the timed steps (grid)."""
     best, best_error = 1.0, math.inf
     for i in INFLATION_GRID:
-        error = sum(((model.base_ms(t.workers) + model.wait_ms(t.workers) + model.exposed_ms(t.workers, i))
-                     / t.step_ms - 1) ** 2 for t in multi)
+        error = sum((model.step_ms(t.workers, i) / t.step_ms - 1) ** 2 for t in multi)
         if error < best_error - 1e-15:
             best, best_error = float(i), error
     return best

@@ -66,9 +66,12 @@ def throughput_svg(curves: list[dict], fits: list[dict] = ()) -> str:
             shown = [p for p in fitted["predicted"] if p["workers"] <= _horizon(curves)]
             xs = [p["workers"] for p in shown]
             axes.plot(xs, [p["throughput"] for p in shown], color=color, linestyle="--", linewidth=1,
-                      label=f"{_label(curve)} ({fitted['model']} fit"
-                            + (", what-if layout)" if any((fitted.get("layout") or {}).values()) else ")"))
+                      label=f"{_label(curve)} ({fitted['model']} fit)")
             axes.fill_between(xs, [p["low"] for p in shown], [p["high"] for p in shown], color=color, alpha=0.12, linewidth=0)
+            if fitted.get("what_if"):  # beside the measured model's line, never in its place
+                other = [p for p in fitted["what_if"]["predicted"] if p["workers"] <= _horizon(curves)]
+                axes.plot([p["workers"] for p in other], [p["throughput"] for p in other], color=color,
+                          linestyle=":", linewidth=1.5, label=f"{_label(curve)} (what-if, physical)")
         xs = [p["workers"] for p in curve["points"]]
         ys = [p["throughput"] for p in curve["points"]]
         errs = [p["throughput_std"] or 0.0 for p in curve["points"]]

@@ -340,6 +340,10 @@ def recommendation_lines(data: dict) -> list[str]:
         answer = rec.get("what_if")
         if not answer:
             continue
+        if answer.get("changes_nothing"):
+            out.append(f"What-if for {rec['label']} ({layout_phrase(answer['layout'])}): not applied, it would change "
+                       f"no number: {answer['changes_nothing']}.")
+            continue
         out.append(
             f"What-if for {rec['label']} ({layout_phrase(answer['layout'])}; physical model): "
             f"{answer['workers']} worker(s) keep predicted efficiency ≥ {100 * threshold:.0f}% "

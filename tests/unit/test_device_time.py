@@ -63,3 +63,22 @@ def test_a_slower_device_and_jitter(monkeypatch):
     jittery = device_time.DeviceTimeModel({"jitter": 0.2}, 32, 10, 0)
     draws = [jittery.draw() for _ in range(2000)]
     assert 0.18 < torch.tensor(draws).std().item() < 0.22 and min(draws) >= 0.1
+
+
+def test_replay_writes_a_job_of_the_measured_gradient_and_compute(tmp_path, capsys):
+    from orchestrator import results
+    from orchestrator.cli import main
+    from tests.unit.test_physics import trial
+
+    for line in (trial(1, 20.0, local_ms=18.0, gradient=8 << 20), trial(2, 30.0, local_ms=18.0, gradient=8 << 20)):
+        line["breakdown"]["backward_ms"] = 12.0
+        results.append(tmp_path, line)
+    out = tmp_path / "replay.yaml"
+    assert main(["replay", str(tmp_path), "--workers", "1,4,16", "--out", str(out)]) == 0
+    job = spec.load(out)
+    p = job.workload.params
+    assert job.workload.model == "emulated" and job.sweep.workers == [1, 4, 16]
+    assert p["layers"] * p["layer_mib"] == pytest.approx(8.0) and p["backward_ms"] == pytest.approx(12.0)
+    assert p["forward_ms"] == pytest.approx(6.0) and p["at_batch"] == 64
+    assert main(["replay", str(tmp_path), "--curve", "tensorflow/mwm", "--out", str(out)]) == 2
+    assert "no trial of curve 'tensorflow/mwm'" in capsys.readouterr().err

@@ -385,3 +385,37 @@ def test_the_collective_takes_bandwidth_from_large_messages_and_latency_from_sma
     # stored once in the record, read back the same by every consumer
     again = collective.from_record(found.to_dict(), 2)
     assert again.bus_bytes_per_s == pytest.approx(found.bus_bytes_per_s) and again.alpha_s == pytest.approx(found.alpha_s)
+
+
+def test_a_call_is_as_fast_as_the_slower_of_its_links_and_its_hosts_cores():
+    # 8 ranks a core, each with 2 ms of CPU in the call: 16 ms, slower than a 5 ms network call
+    assert physics.cpu_bound_s(5e-3, 2e-3, 8) == pytest.approx(16e-3)
+    assert physics.cpu_bound_s(5e-3, 2e-3, 2) == pytest.approx(5e-3)
+    # a core or more a rank: its CPU is already in the measured call
+    assert physics.cpu_bound_s(5e-3, 9e-3, 1) == pytest.approx(5e-3)
+
+
+def test_host_load_groups_ranks_by_host_and_the_cores_they_may_use():
+    rows = [{"hostname": "vm", "cpu_set": [i % 2], "cpu_per_step_s": 0.004} for i in range(6)]
+    assert physics.host_load(rows) == {"cpu_ms": pytest.approx(4.0), "ranks_per_core": 3.0, "one_host": True,
+                                       "host_cores": 2}
+    spread = [{"hostname": f"h{i // 2}", "cpu_set": [0, 1, 2, 3], "cpu_per_step_s": 0.004} for i in range(4)]
+    assert physics.host_load(spread)["ranks_per_core"] == 0.5 and not physics.host_load(spread)["one_host"]
+    assert physics.host_load([{"hostname": "vm", "cpu_per_step_s": 0.004}]) == {}  # no cores: no term
+
+
+def test_ranks_sharing_a_hosts_cores_slow_the_all_reduce_and_floor_the_step():
+    lines = truth_trials()
+    for line in lines:
+        n = line["workers"]
+        line["per_worker"] = [{"rank": r, "hostname": "vm", "cpu_set": [r % 2],
+                               "cpu_per_step_s": 1e-3 * (1.0 + 0.5 * 2 * (n - 1))} for r in range(n)]
+    model = physics.fit_curve(curve_of(lines))
+    assert model.one_host and model.host_cores == 2 and model.cpu_base_ms == pytest.approx(1.0)
+    assert model.cpu_comm == (pytest.approx(0.0, abs=1e-9), pytest.approx(0.5))
+    # 16 ranks on 2 cores: 8 a core; the all-reduce's CPU 15 ms a rank -> at least 120 ms; the step at least
+    # 8 * (1 + 15) = 128 ms
+    assert model.ranks_per_core(16) == 8 and model.cpu_floor_ms(16) == pytest.approx(128.0)
+    assert model.step_ms(16) >= 128.0
+    # spread over hosts of 2 cores a node (a what-if), the same job has no such floor
+    assert model.with_layout(physics.Layout(workers_per_node=1)).cpu_floor_ms(16) == 0.0
