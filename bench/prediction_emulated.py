@@ -10,8 +10,8 @@ For each model (the default MLP, and one with a ~12x larger gradient), torch DDP
 Fit on 1 and 2 workers at the fit rate; predict every other (workers, rate) point with the physical model
 through the product's own path (`orchestrator recommend FIT --bandwidth RATE --measured-link FIT_RATE`, the
 physical model's what-if in report.json) and with the best curve fit (orchestrator/fit.py), which knows nothing
-of the rate. The 3-worker points run two nodes on one core; nothing tells the model so (no record carries
-it): those points measure what core sharing costs beyond it.
+of the rate. The 3-worker points run three nodes on two cores: the workers record their CPU per step and the
+cores they may use, which the model's host-CPU term reads (nothing is told to it by hand).
 
 Writes bench/results/prediction-emulated.json and .md. Not a test: it reports, it asserts nothing.
 """
@@ -172,8 +172,8 @@ def write(data: dict) -> None:
              "torch DDP on digits, one worker per network namespace, every node's veth shaped with tbf at the rate. "
              f"Fitted on 1 and 2 workers at {data['fit_rate']}; {data['repeats']} repeat(s) per point; predicted by "
              "`orchestrator recommend FIT --bandwidth RATE --measured-link FIT_RATE` (nothing else told to the model). "
-             "3 workers run 3 nodes on 2 cores (two nodes share core 0): the model is not told that slowdown (no "
-             "record carries it), so the 3-worker points measure what core sharing costs beyond the model.", "",
+             "3 workers run 3 nodes on 2 cores: the model reads the workers' CPU per step and cores from the records "
+             "(its host-CPU term); nothing is told to it by hand.", "",
              "| model | workers | rate | measured (samples/s) | physical | error | curve fit | error | measured busbw |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in data["points"]:

@@ -147,6 +147,8 @@ def analyse(cases: list[str]) -> dict:
             continue
         (curve,) = scaling.curves(trained)
         curve_fit = fit.fit_curve(curve)
+        if curve_fit is None:
+            raise SystemExit(f"{fit_dir}: fewer than two worker counts succeeded; rerun the bench to resume it")
         for rate in case_rates:
             entry = recommend_what_if(fit_dir, rate)
             physical = {p["workers"]: p for p in entry["what_if"]["predicted"]}
@@ -163,7 +165,8 @@ def analyse(cases: list[str]) -> dict:
                     "params": {**WORKLOADS[workload], **extra}, "workers_per_node": per_node,
                     "nodes": -(-n // per_node), "workers": n, "rate": rate, "fit_rate": FIT_RATE,
                     "fitted_on": f"{FIT_COUNTS} workers at {FIT_RATE}", "measured": measured,
-                    "measured_step_ms": statistics.fmean(r.get("step_time_median_s", 0) or 0 for r in mine) * 1e3 or None,
+                    "measured_step_ms": 1e3 * statistics.fmean(r.get("step_time_mean_s") or 0.0 for r in mine),
+                    "measured_nodes": len(set(mine[0].get("nodes") or [])),
                     "physical": p, "physical_band": [physical[n]["low"], physical[n]["high"]],
                     "physical_error": (p - measured) / measured, "in_band": physical[n]["low"] <= measured <= physical[n]["high"],
                     "curve_fit_model": curve_fit.model, "curve_fit": c, "curve_fit_error": (c - measured) / measured,

@@ -389,9 +389,9 @@ def _layout(args) -> dict | None:
               "inter_node_bps": rates.parse(args.bandwidth, "--bandwidth") if args.bandwidth else None,
               "intra_node_bps": rates.parse(args.intra_bandwidth, "--intra-bandwidth") if args.intra_bandwidth else None,
               "measured_link_bps": rates.parse(args.measured_link, "--measured-link") if args.measured_link else None}
-    if layout["measured_link_bps"] and not (layout["inter_node_bps"] or layout["intra_node_bps"]):
-        raise UserError("--measured-link only carries the measured efficiency to another rate: pass --bandwidth "
-                        "(or --intra-bandwidth) too")
+    if layout["measured_link_bps"] and not layout["inter_node_bps"]:
+        raise UserError("--measured-link only carries the measured efficiency of the link between nodes to another "
+                        "rate: pass --bandwidth too")
     return layout if any(v is not None for v in layout.values()) else None
 
 
@@ -418,7 +418,8 @@ def _replay(args) -> int:
     job, source = replay.replay_job(found.ok, args.curve, workers, name)
     spec.parse(job, args.out)  # what is written is a job the sweep accepts
     header = (f"# {source['curve']} of {args.dir} at {source['workers']} worker(s) ({source['trials']} trial(s)), "
-              "replayed on accelerator-like workers: compute as device time, the same gradient and buckets.\n")
+              "replayed on accelerator-like workers under torch DDP: compute as device time, the same gradient "
+              "bytes (in layers of equal size: DDP cuts its own buckets of them).\n")
     write_atomic(args.out, header + yaml.safe_dump(job, sort_keys=False))
     print(f"wrote {args.out}: {job['workload']['params']}", file=sys.stderr)
     return 0

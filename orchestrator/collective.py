@@ -51,8 +51,7 @@ class Collective:
         return self.alpha_s + bus_factor(self.workers) * nbytes / self.bus_bytes_per_s
 
     def to_dict(self) -> dict:
-        return {"alpha_us": 1e6 * self.alpha_s, "bus_gb_per_s": self.bus_bytes_per_s / 1e9,
-                "spread": self.spread, "busbw_peak_gb_per_s": self.peak_busbw_bytes_per_s / 1e9}
+        return {"alpha_us": 1e6 * self.alpha_s, "bus_gb_per_s": self.bus_bytes_per_s / 1e9, "spread": self.spread}
 
 
 def fit(points: list[tuple[float, float]], n: int, gradient_bytes: Optional[float] = None) -> Optional[Collective]:

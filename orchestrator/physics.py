@@ -176,7 +176,7 @@ def buckets(gradient_bytes: int, framework: str, recorded: Optional[list[int]] =
         return [int(b) for b in recorded]
     if framework == "tensorflow":
         return [size]
-    if framework == "horovod":
+    if framework in ("horovod", "tensorflow-horovod"):
         return [HOROVOD_FUSION] * (size // HOROVOD_FUSION) + ([size % HOROVOD_FUSION] if size % HOROVOD_FUSION else [])
     out, left = [], size
     cap = DDP_FIRST_BUCKET
@@ -211,7 +211,8 @@ def expected_max_normal(n: int) -> float:
     x = np.linspace(-8.0, 8.0, 8001)
     pdf = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
     cdf = 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
-    return float(np.trapezoid(x * n * pdf * cdf ** (n - 1), x))
+    integrate = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 renamed it
+    return float(integrate(x * n * pdf * cdf ** (n - 1), x))
 
 
 def fit_latency(points: list[tuple[int, float]], hops: Callable[[int], int] = ring_hops) -> tuple[float, float]:
@@ -329,10 +330,16 @@ def host_load(per_worker: list[dict]) -> dict:
     hosts: dict[str, list[dict]] = {}
     for w in per_worker:
         hosts.setdefault(str(w.get("hostname")), []).append(w)
-    busiest = max(hosts.values(), key=lambda ws: len(ws) / len({c for w in ws for c in w["cpu_set"]}))
-    cores = len({c for w in busiest for c in w["cpu_set"]})
+    busiest, cores = 0.0, 0
+    for ranks in hosts.values():
+        load: dict[int, float] = {}
+        for w in ranks:  # a rank allowed k cores is a 1/k share of each
+            for c in w["cpu_set"]:
+                load[c] = load.get(c, 0.0) + 1 / len(w["cpu_set"])
+        if max(load.values()) > busiest:
+            busiest, cores = max(load.values()), len(load)
     return {"cpu_ms": 1e3 * statistics.fmean(w["cpu_per_step_s"] for w in timed),
-            "ranks_per_core": len(busiest) / cores, "one_host": len(hosts) == 1, "host_cores": cores}
+            "ranks_per_core": busiest, "one_host": len(hosts) == 1, "host_cores": cores}
 
 
 def cpu_bound_s(network_s: float, cpu_s: float, ranks_per_core: float) -> float:
@@ -406,16 +413,18 @@ class Physical:
         """(intra, inter) in this layout: a what-if rate through the class's measured efficiency."""
         lay = self.layout
 
-        def at_rate(link: Optional[Link], rate: Optional[float], fallback: Optional[Link]) -> Link:
+        def at_rate(link: Optional[Link], rate: Optional[float], fallback: Optional[Link],
+                    measured_bps: Optional[float]) -> Link:
             base = link or fallback
             if rate is None:
                 return base
-            efficiency = (base.bus_bytes_per_s / (lay.measured_link_bps / 8)
-                          if link is not None and lay.measured_link_bps else 1.0)
+            efficiency = base.bus_bytes_per_s / (measured_bps / 8) if link is not None and measured_bps else 1.0
             return replace(base, bus_bytes_per_s=rate / 8 * efficiency)
 
-        intra = at_rate(self.intra, lay.intra_node_bps, self.inter)
-        inter = at_rate(self.inter, lay.inter_node_bps, self.intra)
+        # --measured-link is the rate between nodes the sweep ran over: it carries the inter-node link's
+        # efficiency; a rate within a node is taken as its bus bandwidth.
+        intra = at_rate(self.intra, lay.intra_node_bps, self.inter, None)
+        inter = at_rate(self.inter, lay.inter_node_bps, self.intra, lay.measured_link_bps)
         return intra, inter
 
     def ranks_per_core(self, n: int) -> float:
@@ -456,7 +465,8 @@ class Physical:
         calls, sizes = self.calls(n)
         scale = self.inflation if inflation is None else inflation
         backward = 1e-3 * self.backward_share * self.base_ms(n)
-        return 1e3 * exposed_s([scale * c for c in calls], sizes, backward, overlap=self.framework != "tensorflow")
+        overlap = not self.framework.startswith("tensorflow")
+        return 1e3 * exposed_s([scale * c for c in calls], sizes, backward, overlap=overlap)
 
     def step_ms(self, n: int, inflation: Optional[float] = None) -> float:
         return max(self.base_ms(n) + self.wait_ms(n) + self.exposed_ms(n, inflation), self.cpu_floor_ms(n))
@@ -471,6 +481,7 @@ class Physical:
         nodes = math.ceil(n / self.per_node(n))
         link = inter if nodes > 1 else intra
         return {"local_ms": self.base_ms(n), "wait_ms": self.wait_ms(n), "comm_ms": self.comm_ms(n),
+                "inflation": self.inflation,
                 "exposed_comm_ms": self.exposed_ms(n), "step_ms": self.step_ms(n),
                 "cpu_floor_ms": self.cpu_floor_ms(n), "ranks_per_core": self.ranks_per_core(n),
                 "bus_gb_per_s": link.bus_bytes_per_s / 1e9 if n > 1 else None, "nodes": nodes}
@@ -494,7 +505,8 @@ class Physical:
         return {"model": "physical", "measured_workers": self.measured, "loo_error": self.loo_error,
                 "loo_by_count": {str(k): v for k, v in self.loo_by_count.items()},
                 "r2": self.r2, "rmse_relative": self.rmse_relative, "layout": self.layout.to_dict(),
-                "band": "noise (the repeats' and the collective's spread), not model error",
+                "band": ("the measurements' spread (the repeats', and the all-reduce's points about its fit), not a "
+                         "bound on the model's error"),
                 "assumptions": list(self.assumptions),
                 "params": {"framework": self.framework, "backend": self.backend,
                            "algorithms": list(algorithms(self.backend)), "local_c0_ms": self.c0_ms,
@@ -529,6 +541,11 @@ def what_if_problem(model: Physical, layout: Layout) -> Optional[str]:
     if layout.workers_per_node and not across and not layout.inter_node_bps:
         return ("--workers-per-node spreads the workers over nodes, but every multi-worker trial ran on one node, "
                 "so the link between nodes was never measured: pass --bandwidth (the link rate between nodes)")
+    if (layout.workers_per_node and layout.workers_per_node > 1 and model.intra is None
+            and not layout.intra_node_bps and algorithms(model.backend) == ("ring",)):
+        return ("--workers-per-node puts workers together on a node, but the link within a node was never measured "
+                "(every multi-worker trial ran one worker per node) and a flat ring goes at its slowest link anyway: "
+                "pass --intra-bandwidth (the link within a node) for the layout to matter")
     return None
 
 
@@ -544,17 +561,29 @@ def what_if_assumptions(model: Physical, layout: Layout) -> list[str]:
         else:
             out.append("the bus bandwidth between nodes is the rate times the measured efficiency "
                        f"({model.inter.bus_bytes_per_s * 8 / layout.measured_link_bps:.2f})")
-    if layout.intra_node_bps and model.intra is None:
-        out.append("the link within a node was never measured: its latency is taken as the inter-node one")
+    if layout.intra_node_bps:
+        out.append("the rate within a node is taken as its bus bandwidth"
+                   + ("; the link within a node was never measured: its latency is taken as the inter-node one"
+                      if model.intra is None else ""))
+    elif layout.workers_per_node and layout.workers_per_node > 1 and model.intra is None:
+        out.append("the link within a node was never measured: taken as the inter-node one")
     if layout.workers_per_node:
         out.append(f"{layout.workers_per_node} worker(s) per node, ranks placed node by node (contiguous)")
+        if model.one_host and model.host_cores:
+            out.append(f"each node's workers on {model.host_cores} core(s) of their own (the sweep ran every rank on "
+                       "one host)")
+    elif model.one_host and model.host_cores:
+        out.append(f"every rank on one host of {model.host_cores} core(s), as every measured trial ran")
     return out
 
 
 def framework_of(curve) -> str:
-    if curve.strategy == "horovod":
-        return "horovod"
-    return "tensorflow" if curve.framework == "tensorflow" else "torch"
+    """How the step's all-reduce calls are cut and meet the backward: torch (DDP's buckets, overlapped),
+    horovod (torch's DistributedOptimizer: 64 MiB fusion, overlapped), tensorflow (after the backward: the
+    strategy's one pack, or Horovod's DistributedGradientTape after tape.gradient)."""
+    if curve.framework == "tensorflow":
+        return "tensorflow-horovod" if curve.strategy == "horovod" else "tensorflow"
+    return "horovod" if curve.strategy == "horovod" else "torch"
 
 
 def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_worker_batch: Callable[[int], float],
@@ -587,7 +616,14 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
         backward_share = min(1.0, statistics.fmean(backwards))
     else:
         backward_share = BACKWARD_SHARE
-        assumptions.append(f"the backward pass taken as {BACKWARD_SHARE:.0%} of the compute (not timed apart)")
+        if not framework.startswith("tensorflow"):  # (without overlap it changes nothing)
+            assumptions.append(f"the backward pass taken as {BACKWARD_SHARE:.0%} of the compute (not timed apart)")
+    if framework == "tensorflow":
+        assumptions.append("TensorFlow's gradient all-reduce as one pack after the backward (MultiWorkerMirrored's "
+                           "default; eager execution all-reduces per variable, which pays the latency more often)")
+    if framework == "horovod":
+        assumptions.append("Horovod's gradient fused in 64 MiB buffers, each all-reduced once the backward produced "
+                           "it (its cycle fuses what is ready sooner: exposure may be overestimated)")
     repeat_spread = _repeat_spread(trials)
     cpu_base, cpu_comm, one_host, host_cores = host_cpu_terms(trials)
     model = Physical(framework=framework, backend=multi[0].backend, c0_ms=c0, c1_ms=c1, counts=counts,

@@ -52,9 +52,9 @@ def run(out_dir: str, threshold: float, max_workers: Optional[int], emit: Option
         if not answered:
             raise UserError(f"{out}: --bandwidth/--workers-per-node need the physical model, and no curve's trials "
                             "measured their step breakdown; sweep again with measure.breakdown: true")
-        problem = next((r["what_if"]["changes_nothing"] for r in answered if r["what_if"]["changes_nothing"]), None)
-        if problem:
-            raise UserError(f"{out}: the what-if would change no number: {problem}")
+        problems = [r["what_if"]["changes_nothing"] for r in answered]
+        if all(problems):
+            raise UserError(f"{out}: the what-if would change no number: {problems[0]}")
     if pricing and data.get("cost") is None:
         raise UserError("no prices: pass --price (e.g. cpu=0.04,gpu=2.5), or set pricing: in the job")
     if pricing and (pricing.get("length") or {}).get("target") and not data["time_to_target"]["rows"]:

@@ -4,10 +4,12 @@ machine cannot run -- its gradient, its buckets and its compute time, from a swe
     orchestrator replay DIR [--curve torch/ddp] [--workers 1,2,4,8,16] --out replay.yaml
 
 From the smallest-count trial of the curve that carries a breakdown: the gradient's bytes split into layers of
-equal size (one a DDP bucket where the recorded buckets are equal, else 1 MiB each, at most 4096), the
+equal size (one a DDP bucket where the recorded buckets are equal, else 1 MiB each, at most 4096: DDP then
+cuts its own buckets of them, which may differ from the source's), the
 compute of a local step split into the backward (timed apart where the framework did; else 2/3 of it) and the
 rest (forward, optimiser and input, taken as the forward's), at the trial's per-worker batch; its steps'
-spread as the jitter.
+spread as the jitter. Whatever the source's framework, the replay runs torch DDP (a TensorFlow or Horovod
+source's all-reduce then overlaps its backward as DDP's does).
 """
 
 from __future__ import annotations

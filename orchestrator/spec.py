@@ -489,7 +489,11 @@ class JobSpec(_Strict):
                 raise ValueError(
                     f"arm {other[0]}: workload.model 'emulated' (compute as device time) runs under PyTorch, eagerly: "
                     "TensorFlow's MultiWorkerMirrored all-reduces after the whole backward inside its graph, where a "
-                    "sleeping op would hold the executor; use framework: torch (ddp or horovod) for this arm")
+                    "sleeping op would hold the executor; use framework: torch, strategy: ddp for this arm")
+            horovod = [arm.key for arm in self.arms if arm.strategy == "horovod"]
+            if horovod:
+                raise ValueError(f"arm {horovod[0]}: workload.model 'emulated' runs under DDP (its device-time "
+                                 "optimiser is not one Horovod's DistributedOptimizer can wrap); use strategy: ddp")
         overridden = [arm.key for arm in self.arms if arm.entrypoint is not None]
         if overridden:
             raise ValueError(

@@ -203,8 +203,10 @@ def breakdown_table(data: dict) -> tuple[list[str], list[list]]:
 
     body = []
     for r in (data.get("breakdown") or {}).get("rows", []):
+        flagged = " (parts exceed it)" if r.get("parts_exceed_step") else ""
         body.append([r["label"], r["workers"], ms(r.get("input_ms")), ms(r.get("compute_ms")),
-                     ms(r.get("exposed_comm_ms")), ms(r.get("wait_ms")), ms(r.get("other_ms")), ms(r.get("step_ms")),
+                     ms(r.get("exposed_comm_ms")), ms(r.get("wait_ms")), ms(r.get("other_ms")),
+                     ms(r.get("step_ms")) + flagged,
                      ms(r.get("allreduce_ms")), ms(r.get("ring_bound_ms")),
                      fmt(r.get("overlap_fraction"), pct=True),
                      (f"{r['bus_gb_per_s']:.3f} GB/s ({r['busbw_peak_gbps']:.3f})" if r.get("bus_gb_per_s")
@@ -323,10 +325,13 @@ def recommendation_lines(data: dict) -> list[str]:
             f"≥ {100 * threshold:.0f}% ({100 * rec['predicted_efficiency']:.0f}%"
             + (f" of {rec['baseline_workers']}-worker scaling" if rec.get("baseline_workers", 1) != 1 else "")
             + f", about {fmt(rec['predicted_throughput'])} {rec.get('unit', 'samples/s')}, "
-            f"band {fmt(rec['band'][0])}–{fmt(rec['band'][1])}, the measurements' noise); knee at {rec['knee']}, "
+            f"band {fmt(rec['band'][0])}–{fmt(rec['band'][1])}"
+            + (", the measurements' spread, not a bound on model error" if rec.get("model") == "physical" else "")
+            + f"); knee at {rec['knee']}, "
             f"peak at {rec['peak']}. "
             + (f"Capped: the count considered stops at {rec['max_workers']} (--max-workers, else 4x the largest "
-               "measured), and efficiency is still above the threshold there. " if rec.get("capped") else "")
+               "measured and at least 16), and efficiency is still above the threshold there. "
+               if rec.get("capped") else "")
             + model_phrase(fitted)
             + f", fit R² {fitted['r2']:.3f}"
             + (f", leave-one-out error {100 * fitted['loo_error']:.1f}%" if fitted["loo_error"] is not None else "")
@@ -336,9 +341,14 @@ def recommendation_lines(data: dict) -> list[str]:
                "(sweep.workers) or more repeats."
                if fitted.get("fit_below_mean") else "")
         )
+    asked = (data.get("recommend_settings") or {}).get("layout") or {}
+    asked = any(asked.get(k) for k in ("workers_per_node", "inter_node_bps", "intra_node_bps"))
     for rec in data["recommendations"]:
         answer = rec.get("what_if")
         if not answer:
+            if asked:
+                out.append(f"What-if for {rec['label']}: not applied: its trials carry no step breakdown with a "
+                           "measured all-reduce, which the physical model needs.")
             continue
         if answer.get("changes_nothing"):
             out.append(f"What-if for {rec['label']} ({layout_phrase(answer['layout'])}): not applied, it would change "

@@ -82,3 +82,9 @@ def test_replay_writes_a_job_of_the_measured_gradient_and_compute(tmp_path, caps
     assert p["forward_ms"] == pytest.approx(6.0) and p["at_batch"] == 64
     assert main(["replay", str(tmp_path), "--curve", "tensorflow/mwm", "--out", str(out)]) == 2
     assert "no trial of curve 'tensorflow/mwm'" in capsys.readouterr().err
+
+
+def test_horovod_is_refused_with_the_reason():
+    job = {**JOB, "arms": [{"framework": "torch", "strategy": "horovod"}]}
+    with pytest.raises(SpecError, match="runs under DDP"):
+        spec.parse(job)

@@ -248,9 +248,11 @@ def test_recommend_bandwidth_what_if_in_the_report_and_the_emit(tmp_path, capsys
     out = _sweep_dir(tmp_path / "sweep", [trial(1, 2.0), trial(2, 12.04, alpha_s=4e-5)])
     emit = tmp_path / "rec.yaml"
     assert main(["recommend", str(out), "--bandwidth", "100Gbit/s", "--measured-link", "800mbit",
-                 "--workers-per-node", "8", "--max-workers", "64", "--emit", str(emit)]) == 0
+                 "--workers-per-node", "8", "--intra-bandwidth", "800Gbit/s", "--max-workers", "64",
+                 "--emit", str(emit)]) == 0
     said = capsys.readouterr().out
-    assert "What-if for torch ddp (8 worker(s) per node, 100 Gbit/s between nodes, measured over 800 Mbit/s links" in said
+    assert ("What-if for torch ddp (8 worker(s) per node, 100 Gbit/s between nodes, 800 Gbit/s within a node, "
+            "measured over 800 Mbit/s links") in said
     assert "what train and k8s render --from-report use" in said
     entry = yaml.safe_load(emit.read_text())["torch/ddp"]
     assert entry["model"] == "physical" and entry["what_if"]["layout"]["inter_node_bps"] == 100e9
@@ -282,6 +284,7 @@ def test_a_saved_what_if_does_not_size_train_or_k8s_from_report(tmp_path, capsys
     (["a", "a"], ["--bandwidth", "100Gbit/s"], "every multi-worker trial ran on one node"),
     (["a", "a"], ["--workers-per-node", "4"], "pass --bandwidth"),
     (None, ["--intra-bandwidth", "100Gbit/s"], "one worker per node"),
+    (None, ["--workers-per-node", "4", "--bandwidth", "1gbit"], "pass --intra-bandwidth"),
 ])
 def test_a_what_if_that_changes_no_number_exits_2_naming_what_is_missing(tmp_path, capsys, nodes, argv, expected):
     out = _sweep_dir(tmp_path, [trial(1, 2.0, nodes=["a"]), trial(2, 13.0, nodes=nodes)])
@@ -302,6 +305,7 @@ def test_a_recommendation_at_the_horizon_says_it_is_capped(tmp_path, capsys):
     (["--bandwidth", "0gbit"], "--bandwidth '0gbit': must be above 0"),
     (["--workers-per-node", "0"], "--workers-per-node 0: must be between 1 and 4096"),
     (["--measured-link", "1gbit"], "--measured-link only carries the measured efficiency"),
+    (["--measured-link", "1gbit", "--intra-bandwidth", "10gbit"], "pass --bandwidth too"),
 ])
 def test_bad_what_if_flags_exit_2_naming_the_flag(tmp_path, capsys, argv, expected):
     out = _sweep_dir(tmp_path, [trial(1, 2.0), trial(2, 13.0)])
