@@ -36,7 +36,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import emulated, fit, rates, results, scaling  # noqa: E402
+from orchestrator import emulated, fit, physics, rates, results, scaling  # noqa: E402
 
 OUT = ROOT / "bench/results"
 RUNS = ROOT / "bench/runs/scale"
@@ -137,6 +137,20 @@ def _measured_terms(records) -> dict:
             "step_ms": b.get("step_ms")}
 
 
+def _missed_by(predicted: dict, measured: dict, step_ms: float) -> dict:
+    """Which term the prediction misses most by, from the held-out trial's own breakdown: its all-reduce
+    exposed in the step, its wait, or its local step (the rest of the timed step)."""
+    if measured.get("exposed_comm_ms") is None:
+        return {}
+    exposed = measured["exposed_comm_ms"] - predicted["exposed_comm_ms"]
+    wait = (measured.get("wait_ms") or 0.0) - predicted["wait_ms"]
+    rest = (step_ms - predicted["step_ms"]) - exposed - wait
+    terms = {"exposed all-reduce": exposed, "wait": wait, "local step and the rest": rest}
+    worst = max(terms, key=lambda k: abs(terms[k]))
+    return {"term": worst, "ms": {k: round(v, 2) for k, v in terms.items()},
+            "allreduce_alone_ms": measured.get("allreduce_ms"), "predicted_comm_ms": predicted["comm_ms"]}
+
+
 def analyse(cases: list[str]) -> dict:
     rows = []
     for name in cases:
@@ -149,8 +163,12 @@ def analyse(cases: list[str]) -> dict:
         curve_fit = fit.fit_curve(curve)
         if curve_fit is None:
             raise SystemExit(f"{fit_dir}: fewer than two worker counts succeeded; rerun the bench to resume it")
+        model = physics.fit_curve(curve)
         for rate in case_rates:
             entry = recommend_what_if(fit_dir, rate)
+            # the same what-if through the model's own functions, for its parts (diagnosis only)
+            what_if = model.with_layout(physics.Layout(inter_node_bps=rates.parse(rate, "rate"),
+                                                       measured_link_bps=rates.parse(FIT_RATE, "rate")))
             physical = {p["workers"]: p for p in entry["what_if"]["predicted"]}
             held = results.load(RUNS / name / f"held-{rate}").ok
             for n in HELD_COUNTS:
@@ -171,6 +189,9 @@ def analyse(cases: list[str]) -> dict:
                     "physical_error": (p - measured) / measured, "in_band": physical[n]["low"] <= measured <= physical[n]["high"],
                     "curve_fit_model": curve_fit.model, "curve_fit": c, "curve_fit_error": (c - measured) / measured,
                     "measured_breakdown": _measured_terms(mine),
+                    "predicted_parts": what_if.parts(n),
+                    "missed_by": _missed_by(what_if.parts(n), _measured_terms(mine),
+                                            1e3 * statistics.fmean(r.get("step_time_mean_s") or 0.0 for r in mine)),
                     "model_chosen_without_what_if": entry["model"],
                     "model_params": (entry if entry["model"] == "physical" else entry["alternatives"]["physical"])["params"],
                 })
@@ -202,15 +223,18 @@ def write(data: dict) -> None:
              f"across tbf-shaped links). Fitted on {data['fit_counts']} workers at {data['fit_rate']} with the step "
              "breakdown; predicted by `orchestrator recommend FIT --bandwidth RATE --measured-link "
              f"{data['fit_rate']} --max-workers 16` (physical model) and by the best curve fit on the same records.", "",
-             "| case | workers | nodes | rate | measured (samples/s) | physical | error | in band | curve fit | error |",
-             "|---|---:|---:|---|---:|---:|---:|---|---:|---:|"]
+             "| case | workers | nodes | rate | measured (samples/s) | physical | error | in band | curve fit | error | "
+             "missed most by (measured − predicted, ms) |",
+             "|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|"]
     for r in data["points"]:
         if not r.get("measured"):
-            lines.append(f"| {r['case']} | {r['workers']} | | {r['rate']} | no successful trial | | | | | |")
+            lines.append(f"| {r['case']} | {r['workers']} | | {r['rate']} | no successful trial | | | | | | |")
             continue
         lines.append(f"| {r['case']} | {r['workers']} | {r['nodes']} | {r['rate']} | {r['measured']:,.0f} | "
                      f"{r['physical']:,.0f} | {100 * r['physical_error']:+.1f}% | {'yes' if r['in_band'] else 'no'} | "
-                     f"{r['curve_fit']:,.0f} ({r['curve_fit_model']}) | {100 * r['curve_fit_error']:+.1f}% |")
+                     f"{r['curve_fit']:,.0f} ({r['curve_fit_model']}) | {100 * r['curve_fit_error']:+.1f}% | "
+                     + (f"{r['missed_by']['term']} ({r['missed_by']['ms'][r['missed_by']['term']]:+.1f})"
+                        if r.get("missed_by") else "") + " |")
     if s["physical"]:
         lines += ["", f"Physical model: median error {100 * s['physical']['median_error']:.1f}%, max "
                   f"{100 * s['physical']['max_error']:.1f}%; best curve fit on the same points: median "

@@ -25,9 +25,10 @@ A step of N workers (times per step; S the gradient's bytes; b_N the per-worker 
                taking i (fitted, the in-step cost of a call over its cost alone) times their time alone.
 
 The host's cores (where the workload measured each rank's process CPU per step and the cores it may run
-on): a call takes at least k times its CPU work, k the ranks per core of the busiest host (processor
-sharing; the all-reduce's CPU per step u0 + hops(N) u_hop over the 1-worker step's, fitted like the
-latency), and the step at least k times a rank's whole CPU per step. Where every measured rank ran on one
+on), k the ranks per core of the busiest host: each hop of the algorithm waits for its rank to get a core, so
+it takes max(1, k) times its latency (a_hop is fitted against hops(n) max(1, k) of each measured trial); a
+call takes at least k times its CPU work (processor sharing; the all-reduce's CPU per step over the 1-worker
+step's, u 2(N-1)/N, in proportion to the bytes a rank moves); the step at least k times a rank's whole CPU. Where every measured rank ran on one
 host (the emulated cluster) every predicted rank does; else a node's workers share its cores. With a core or
 more a rank neither binds.
 
@@ -148,13 +149,21 @@ def hierarchical_s(nbytes: float, per_node: int, nodes: int, intra: Link, inter:
     return inter.a0_s + inside + across if m * k > 1 else 0.0
 
 
-def call_s(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, backend: Optional[str]) -> float:
+def contended(link: Link, ranks_per_core: float) -> Link:
+    """A link whose every hop waits for its rank to get a core: each step of the algorithm needs every rank
+    to run, so with k ranks a core a hop takes k times its latency (k <= 1: a core each, as measured)."""
+    return replace(link, hop_s=link.hop_s * max(1.0, ranks_per_core))
+
+
+def call_s(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, backend: Optional[str],
+           ranks_per_core: float = 0.0) -> float:
     """One all-reduce call of ``nbytes`` over ``n`` ranks, ``per_node`` to a node, by the backend's fastest
     algorithm. Across nodes a flat ring or tree is as fast as its slowest link, the inter-node one."""
     if n <= 1:
         return 0.0
     per_node = max(1, min(per_node, n))
     nodes = math.ceil(n / per_node)
+    intra, inter = contended(intra, ranks_per_core), contended(inter, ranks_per_core)
     link = inter if nodes > 1 else intra
     times = []
     for algorithm in algorithms(backend):
@@ -215,15 +224,14 @@ def expected_max_normal(n: int) -> float:
     return float(integrate(x * n * pdf * cdf ** (n - 1), x))
 
 
-def fit_latency(points: list[tuple[int, float]], hops: Callable[[int], int] = ring_hops) -> tuple[float, float]:
-    """(a0, a_hop) >= 0 from (n, alpha(n)) with alpha = a0 + hops(n) a_hop, least squares; with one count
-    (or hops that do not vary) all of it per hop."""
-    counts = sorted({n for n, _ in points})
-    if len(counts) < 2:
-        h = statistics.fmean(hops(n) for n, _ in points)
-        return 0.0, statistics.fmean(a for _, a in points) / max(h, 1)
-    h = np.asarray([hops(n) for n, _ in points], float)
-    a = np.asarray([v for _, v in points], float)
+def fit_latency(points: list[tuple], hops: Callable[[int], int] = ring_hops) -> tuple[float, float]:
+    """(a0, a_hop) >= 0 from (n, alpha(n)[, k]) with alpha = a0 + hops(n) max(1, k) a_hop, least squares (k:
+    the trial's ranks per core, ``contended``); with one count (or hops that do not vary) all of it per hop."""
+    weight = [hops(p[0]) * max(1.0, p[2] if len(p) > 2 and p[2] else 1.0) for p in points]
+    if len({p[0] for p in points}) < 2 or np.ptp(weight) == 0:
+        return 0.0, statistics.fmean(p[1] for p in points) / max(statistics.fmean(weight), 1)
+    h = np.asarray(weight, float)
+    a = np.asarray([p[1] for p in points], float)
     slope, intercept = np.polyfit(h, a, 1)
     if intercept < 0:
         return 0.0, float((h * a).sum() / (h * h).sum())
@@ -237,7 +245,7 @@ def fit_link(trials: list["Trial"]) -> Optional[Link]:
     measured = [t for t in trials if t.collective is not None]
     if not measured:
         return None
-    a0, hop = fit_latency([(t.workers, t.collective.alpha_s) for t in measured])
+    a0, hop = fit_latency([(t.workers, t.collective.alpha_s, t.ranks_per_core) for t in measured])
     return Link(a0_s=a0, hop_s=hop, bus_bytes_per_s=statistics.fmean(t.collective.bus_bytes_per_s for t in measured))
 
 
@@ -381,8 +389,8 @@ class Physical:
     layout: Layout = field(default_factory=Layout)
     cpu_base_ms: Optional[float] = None
     """A rank's CPU per step without the all-reduce (the 1-worker trials'); None: not measured."""
-    cpu_comm: Optional[tuple] = None
-    """(u0, u_hop) ms: the all-reduce's CPU per step per rank, u0 + hops(N) u_hop."""
+    cpu_comm: Optional[float] = None
+    """u, ms: the all-reduce's CPU per step per rank is u 2(N-1)/N (in proportion to the bytes a rank moves)."""
     one_host: bool = False
     host_cores: Optional[int] = None
     loo_by_count: dict = field(default_factory=dict)
@@ -438,14 +446,14 @@ class Physical:
     def cpu_comm_ms(self, n: int) -> float:
         if not self.cpu_comm or n <= 1:
             return 0.0
-        return self.cpu_comm[0] + ring_hops(n) * self.cpu_comm[1]
+        return self.cpu_comm * coll.bus_factor(n)
 
     def calls(self, n: int) -> tuple[list[float], list[int]]:
         sizes = buckets(self.gradient_bytes, self.framework, list(self.bucket_bytes) if self.bucket_bytes else None)
         intra, inter = self.links()
         k, cpu = self.ranks_per_core(n), 1e-3 * self.cpu_comm_ms(n)
         total = float(sum(sizes))
-        return [cpu_bound_s(call_s(s, n, self.per_node(n), intra, inter, self.backend), cpu * s / total, k)
+        return [cpu_bound_s(call_s(s, n, self.per_node(n), intra, inter, self.backend, k), cpu * s / total, k)
                 for s in sizes], sizes
 
     def cpu_floor_ms(self, n: int) -> float:
@@ -522,8 +530,7 @@ class Physical:
                            "backward_share": self.backward_share, "inflation": self.inflation,
                            "repeat_spread": self.repeat_spread, "collective_spread": self.collective_spread,
                            "cpu_base_ms": self.cpu_base_ms,
-                           "cpu_comm_ms": ({"u0": self.cpu_comm[0], "per_hop": self.cpu_comm[1]}
-                                           if self.cpu_comm else None),
+                           "cpu_comm_ms_per_bus_factor": self.cpu_comm,
                            "one_host": self.one_host, "host_cores": self.host_cores}}
 
 
@@ -647,16 +654,19 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
 
 
 def host_cpu_terms(trials: list[Trial]) -> tuple:
-    """(CPU per step without the all-reduce, (u0, u_hop) of the all-reduce's, one host, its cores) from the
-    trials that measured their CPU; (None, None, False, None) where none did or no 1-worker trial did."""
+    """(CPU per step without the all-reduce, u of the all-reduce's, one host, its cores) from the trials that
+    measured their CPU: the all-reduce's CPU per step per rank, beyond the 1-worker step's, in proportion to
+    the bytes a rank moves, 2(n-1)/n S (least squares through the origin); (None, None, False, None) where
+    none did or no 1-worker trial did."""
     timed = [t for t in trials if t.cpu_ms is not None and t.host_cores]
     singles = [t.cpu_ms for t in timed if t.workers == 1]
     multi = [t for t in timed if t.workers > 1]
     if not singles or not multi:
         return None, None, False, None
     base = statistics.fmean(singles)
-    u0, u_hop = fit_latency([(t.workers, max(0.0, t.cpu_ms - base)) for t in multi])
-    return base, (u0, u_hop), all(t.one_host for t in timed), max(t.host_cores for t in timed)
+    factors = [coll.bus_factor(t.workers) for t in multi]
+    u = sum(f * max(0.0, t.cpu_ms - base) for f, t in zip(factors, multi)) / sum(f * f for f in factors)
+    return base, u, all(t.one_host for t in timed), max(t.host_cores for t in timed)
 
 
 def fit_inflation(model: Physical, multi: list[Trial]) -> float:

@@ -412,14 +412,26 @@ def test_ranks_sharing_a_hosts_cores_slow_the_all_reduce_and_floor_the_step():
     lines = truth_trials()
     for line in lines:
         n = line["workers"]
+        factor = 2 * (n - 1) / n if n > 1 else 0.0
         line["per_worker"] = [{"rank": r, "hostname": "vm", "cpu_set": [r % 2],
-                               "cpu_per_step_s": 1e-3 * (1.0 + 0.5 * 2 * (n - 1))} for r in range(n)]
+                               "cpu_per_step_s": 1e-3 * (1.0 + 8.0 * factor)} for r in range(n)]
     model = physics.fit_curve(curve_of(lines))
     assert model.one_host and model.host_cores == 2 and model.cpu_base_ms == pytest.approx(1.0)
-    assert model.cpu_comm == (pytest.approx(0.0, abs=1e-9), pytest.approx(0.5))
-    # 16 ranks on 2 cores: 8 a core; the all-reduce's CPU 15 ms a rank -> at least 120 ms; the step at least
+    assert model.cpu_comm == pytest.approx(8.0)
+    # 16 ranks on 2 cores: 8 a core; the all-reduce's CPU 8 * 2 * 15/16 = 15 ms a rank; the step at least
     # 8 * (1 + 15) = 128 ms
     assert model.ranks_per_core(16) == 8 and model.cpu_floor_ms(16) == pytest.approx(128.0)
     assert model.step_ms(16) >= 128.0
     # spread over hosts of 2 cores a node (a what-if), the same job has no such floor
     assert model.with_layout(physics.Layout(workers_per_node=1)).cpu_floor_ms(16) == 0.0
+
+
+def test_hops_wait_for_a_core_where_ranks_share_them():
+    # per-hop latency 0.3 ms at a core a rank; alpha measured at 2 (k 1), 3 (k 1.5), 4 (k 2) ranks
+    points = [(n, 2 * (n - 1) * max(1.0, n / 2) * 0.3e-3, n / 2) for n in (2, 3, 4)]
+    a0, hop = physics.fit_latency(points)
+    assert a0 == pytest.approx(0.0, abs=1e-9) and hop == pytest.approx(0.3e-3)
+    assert physics.contended(LINK, 8).hop_s == pytest.approx(8 * LINK.hop_s)
+    assert physics.contended(LINK, 0.5).hop_s == LINK.hop_s
+    assert physics.call_s(MB, 16, 1, LINK, LINK, "gloo", 8) == pytest.approx(
+        physics.ring_s(MB, 16, physics.contended(LINK, 8)))
