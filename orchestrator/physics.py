@@ -230,14 +230,7 @@ def fit_latency(points: list[tuple], hops: Callable[[int], int] = ring_hops) -> 
     weight = [hops(p[0]) * max(1.0, p[2] if len(p) > 2 and p[2] else 1.0) for p in points]
     if len({p[0] for p in points}) < 2 or np.ptp(weight) == 0:
         return 0.0, statistics.fmean(p[1] for p in points) / max(statistics.fmean(weight), 1)
-    h = np.asarray(weight, float)
-    a = np.asarray([p[1] for p in points], float)
-    slope, intercept = np.polyfit(h, a, 1)
-    if intercept < 0:
-        return 0.0, float((h * a).sum() / (h * h).sum())
-    if slope < 0:
-        return float(a.mean()), 0.0
-    return float(intercept), float(slope)
+    return nonnegative_line(weight, [p[1] for p in points])
 
 
 def fit_link(trials: list["Trial"]) -> Optional[Link]:
@@ -251,12 +244,18 @@ def fit_link(trials: list["Trial"]) -> Optional[Link]:
 
 def linear_batch(bs: list[float], ys: list[float]) -> tuple[float, float]:
     """L(b) = c0 + c1 b, both non-negative; proportional through the origin with one b."""
-    b, y = np.asarray(bs, float), np.asarray(ys, float)
     if len(set(bs)) < 2:
-        return 0.0, float(y.mean() / b.mean())
-    c1, c0 = np.polyfit(b, y, 1)
+        return 0.0, float(np.mean(ys) / np.mean(bs))
+    return nonnegative_line(bs, ys)
+
+
+def nonnegative_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """(intercept, slope) of y = c0 + c1 x by least squares, both kept non-negative: through the origin where
+    the intercept would be negative, flat where the slope would."""
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    c1, c0 = np.polyfit(x, y, 1)
     if c0 < 0:
-        return 0.0, float((b * y).sum() / (b * b).sum())
+        return 0.0, float((x * y).sum() / (x * x).sum())
     if c1 < 0:
         return float(y.mean()), 0.0
     return float(c0), float(c1)

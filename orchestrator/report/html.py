@@ -58,8 +58,10 @@ def page(data: dict) -> str:
     if advice:
         parts.append("<h2>How many workers is it worth?</h2><ul>")
         parts += [f"<li>{escape(line)}</li>" for line in advice]
-        parts.append("</ul><p class=note>Dashed lines are the fitted model, the shaded band the 10th–90th "
-                     "percentile of a bootstrap over repeats; beyond the measured counts they extrapolate.</p>")
+        parts.append("</ul><p class=note>Dashed lines are the chosen model, the shaded band its 10th–90th "
+                     "percentile (curve fits: a bootstrap over repeats; the physical model: the measurements' "
+                     "spread, widened beyond the measured counts); dotted lines a what-if, beside it. Beyond the "
+                     "measured counts they extrapolate.</p>")
     header, body = target_table(data)
     if body:
         parts.append("<h2>Time to target</h2><p class=note>From the first data touch to the evaluation that first "
