@@ -27,6 +27,32 @@ def horizon(model: fit.Fit, settings: dict) -> int:
     return settings["max_workers"] or max(16, 4 * max(model.measured))
 
 
+def accepted_counts(curve: scaling.Curve, top: int) -> list[int]:
+    """The worker counts up to ``top`` that the job accepts, so that a recommendation is one `train` runs: under
+    strong scaling with a global batch, the counts it divides (``batch.global``: the per-worker batch is
+    global / N, at least one sample); on TPU, whole slices (multiples of the hosts a slice has)."""
+    record = curve.records[0]
+    counts = range(1, top + 1)
+    tpu = record.get("tpu") or {}
+    if tpu.get("hosts"):
+        counts = [n for n in counts if n % int(tpu["hosts"]) == 0]
+    total = record.get("global_batch")
+    if curve.scaling == "strong" and record.builtin and total:
+        counts = [n for n in counts if int(total) % n == 0]  # the job spec's own rule (spec.JobSpec)
+    return list(counts) or [record.workers]
+
+
+def counts_rule(curve: scaling.Curve) -> Optional[str]:
+    """Which counts ``accepted_counts`` keeps, where not every count: said beside a capped recommendation."""
+    record = curve.records[0]
+    rules = []
+    if (record.get("tpu") or {}).get("hosts"):
+        rules.append(f"whole TPU slices (multiples of {record['tpu']['hosts']} hosts)")
+    if curve.scaling == "strong" and record.builtin and record.get("global_batch"):
+        rules.append(f"the counts that divide batch.global {record['global_batch']}")
+    return " and ".join(rules) or None
+
+
 def choose(curve_fit: Optional[fit.Fit], physical: Optional[physics.Physical]) -> tuple[object, str]:
     """The model a curve's predictions and recommendation come from, and why: the physical model where the
     curve's trials measured their step's parts and all-reduce, unless the curve fit's held-out error is smaller
@@ -52,9 +78,9 @@ def _layout(settings: dict) -> physics.Layout:
     return physics.Layout(**(settings.get("layout") or {}))
 
 
-def _predicted(model, top: int, baseline: int) -> list[dict]:
+def _predicted(model, counts: list[int], baseline: int) -> list[dict]:
     out = []
-    for n in range(1, top + 1):
+    for n in counts:
         low, high = model.band(n)
         out.append({"workers": n, "throughput": model.predict(n), "low": low, "high": high,
                     "efficiency": fit.efficiency(model, n, baseline), "measured": n in model.measured})
@@ -77,10 +103,11 @@ def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
                "workload": curve.workload, "name": curve.name, "label": curve.label, "unit": curve.unit,
                "baseline_workers": curve.baseline_workers}
         top = horizon(model, settings)
-        rec = fit.recommend(model, settings["threshold"], top, baseline=curve.baseline_workers)
+        counts = accepted_counts(curve, top)
+        rec = fit.recommend(model, settings["threshold"], top, baseline=curve.baseline_workers, counts=counts)
         others = {"curve_fit": curve_fit, "physical": physical}
         entry = {**key, **model.to_dict(), "chosen_because": why,
-                 "predicted": _predicted(model, top, curve.baseline_workers),
+                 "predicted": _predicted(model, counts, curve.baseline_workers),
                  # The model fits the measured throughputs clearly worse than their mean does: its RMS error
                  # over 1.1x the mean's (R² below 1 - 1.1², -0.21). A flat, noisy curve sits near R² 0 either way.
                  "fit_below_mean": model.r2 < 1 - 1.1 ** 2,
@@ -90,10 +117,11 @@ def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
             entry["parts_at_recommended"] = physical.parts(rec.workers_above_threshold)
         predicted_speedup = rec.predicted_throughput / model.predict(curve.baseline_workers)
         row = {**key, **rec.to_dict(), "predicted_speedup": predicted_speedup, "model": model.model,
-               "capped": rec.workers_above_threshold >= top, "fit_below_mean": entry["fit_below_mean"],
+               "capped": rec.workers_above_threshold >= counts[-1], "largest_count": counts[-1],
+               "counts_rule": counts_rule(curve), "fit_below_mean": entry["fit_below_mean"],
                "r2": model.r2}
         if layout.what_if and physical is not None:
-            entry["what_if"], row["what_if"] = what_if(physical, layout, settings, curve.baseline_workers)
+            entry["what_if"], row["what_if"] = what_if(physical, layout, settings, curve)
         fits.append(entry)
         recommendations.append(row)
     return {"fits": fits, "recommendations": recommendations, "_models": models,
@@ -102,18 +130,20 @@ def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
                                    "layout": layout.to_dict() if layout.what_if or layout.measured_link_bps else None}}
 
 
-def what_if(physical: physics.Physical, layout: physics.Layout, settings: dict, baseline: int) -> tuple[dict, dict]:
+def what_if(physical: physics.Physical, layout: physics.Layout, settings: dict, curve: scaling.Curve) -> tuple[dict, dict]:
     """The physical model's predictions and recommendation in another layout (link rates, workers per node),
     with what it assumed: (the fit's entry, the recommendation's)."""
     model = physical.with_layout(layout)
     top = horizon(model, settings)
-    rec = fit.recommend(model, settings["threshold"], top, baseline=baseline)
+    baseline = curve.baseline_workers
+    counts = accepted_counts(curve, top)
+    rec = fit.recommend(model, settings["threshold"], top, baseline=baseline, counts=counts)
     assumptions = list(physics.what_if_assumptions(physical, layout))
     problem = physics.what_if_problem(physical, layout)
     entry = {"layout": layout.to_dict(), "assumptions": assumptions, "changes_nothing": problem,
-             "predicted": _predicted(model, top, baseline),
+             "predicted": _predicted(model, counts, baseline),
              "parts_at_recommended": model.parts(rec.workers_above_threshold)}
-    return entry, {**rec.to_dict(), "capped": rec.workers_above_threshold >= top, "layout": layout.to_dict(),
+    return entry, {**rec.to_dict(), "capped": rec.workers_above_threshold >= counts[-1], "layout": layout.to_dict(),
                    "assumptions": assumptions, "changes_nothing": problem}
 
 
@@ -193,7 +223,7 @@ def step_breakdowns(curves: list[scaling.Curve]) -> dict:
             benches = [b["collective"] for b in found if b.get("collective")]
             if benches:
                 row["collective"] = benches[0]
-                row["busbw_peak_gbps"] = _mean([c["busbw_peak_gbps"] for c in benches])
+                row["busbw_peak_gb_per_s"] = _mean([c["busbw_peak_gb_per_s"] for c in benches])
                 for key in ("alpha_us", "beta_ns_per_kib", "bus_gb_per_s", "spread"):
                     row[key] = _mean([c.get(key) for c in benches])
             row["parts_exceed_step"] = any(b.get("parts_exceed_step") for b in found)
@@ -292,13 +322,15 @@ def costs(curves: list[scaling.Curve], fits: dict[str, object], settings: dict, 
     prices = pricing.get("prices") or next((r.get("pricing") for r in records if r.get("pricing")), None)
     if not prices:
         return None
-    length = pricing.get("length") or ({"target": True} if target_rows else None)
-    if not length:
-        steps = max((r.get("steps") or 0 for r in records), default=0)
-        length = {"steps": steps} if steps else None
+    length = pricing.get("length") or ({"target": True} if target_rows else None) or fixed_work(curves)
     if not length:
         return {"prices": prices, "length": None, "rows": [], "answers": [],
-                "note": "no length to price: pass --train-steps, --epochs or --to-target"}
+                "note": "no length to price: the trials count no samples; pass --train-steps (strong scaling), "
+                        "--epochs or --to-target"}
+    degenerate = steps_under_weak_scaling(curves, length)
+    if degenerate:  # `recommend` refuses it (exit 2); a report re-rendered from older settings says it
+        return {"prices": prices, "length": length, "rows": [], "answers": [], "refused": degenerate,
+                "note": degenerate}
     rows, answers = [], []
     for curve in curves:
         model = fits.get(curve.name)
@@ -309,15 +341,16 @@ def costs(curves: list[scaling.Curve], fits: dict[str, object], settings: dict, 
         if "target" in length:
             targets = {r["workers"]: r for r in target_rows if r["name"] == curve.name and r["reached"] and r["samples"]}
             counts = sorted(targets)
+        elif "samples" in length and curve.metric != "samples_per_sec":
+            continue  # its throughput counts steps or reports, not the samples priced
         else:
             targets = {}
-            counts = list(range(1, horizon(model, settings) + 1)) if model is not None else [p.workers for p in curve.points]
+            counts = accepted_counts(curve, horizon(model, settings)) if model is not None else [p.workers for p in curve.points]
         mine = []
         for n in counts:
             measured = curve.point(n)
-            throughput = model.predict(n) if model is not None else (measured.throughput if measured else None)
-            if "target" in length and measured is not None:
-                throughput = measured.throughput
+            # A measured count shows what was measured; the model fills the counts between and beyond.
+            throughput = measured.throughput if measured else model.predict(n) if model is not None else None
             if not throughput:
                 continue
             units = (sample.get("per_worker_batch") or 1) * (n if curve.scaling != "strong" else sample.workers) \
@@ -342,6 +375,38 @@ def costs(curves: list[scaling.Curve], fits: dict[str, object], settings: dict, 
                 if "epochs" in length else "no curve has a throughput at any count for this length"))
     return {"prices": prices, "length": length, "deadline_s": pricing.get("deadline_s"), "budget": pricing.get("budget"),
             "rows": rows, "answers": answers, **({"note": note} if note else {})}
+
+
+def fixed_work(curves: list[scaling.Curve]) -> Optional[dict]:
+    """The length priced by default: a fixed amount of work, the samples the smallest measured count's trials
+    trained on (training steps x global batch), the largest such over the curves; None where no curve counts
+    samples. Under weak scaling a fixed number of steps trains N times the samples at N workers, so its time
+    never falls with N: a fixed amount of work is what a bigger cluster can finish sooner."""
+    best = None
+    for curve in curves:
+        if curve.metric != "samples_per_sec":
+            continue
+        for record in curve.records:
+            if record.workers == curve.baseline_workers and record.get("steps") and record.get("global_batch"):
+                samples = int(record["steps"]) * int(record["global_batch"])
+                if best is None or samples > best["samples"]:
+                    best = {"samples": samples, "why": f"the samples the {curve.baseline_workers}-worker trials of "
+                                                       f"{curve.label} trained on ({record['steps']} steps of "
+                                                       f"{record['global_batch']})"}
+    return best
+
+
+def steps_under_weak_scaling(curves: list[scaling.Curve], length: dict) -> Optional[str]:
+    """Why a number of steps cannot be priced across sizes of a weak-scaling curve, or None: S steps at N
+    workers train N times the samples of 1 worker, so time (and cost) never fall with N and the cheapest and
+    the fastest size are both the smallest, for every job."""
+    weak = [c.label for c in curves if c.scaling == "weak"]
+    if "steps" not in length or not weak:
+        return None
+    return (f"--train-steps {length['steps']}: {weak[0]} scales weakly (a fixed per-worker batch), so "
+            f"{length['steps']} steps at N workers train N times the samples of 1 worker and take no less time at "
+            "any N: every answer would be the smallest size. Price a fixed amount of work instead: --epochs E, "
+            "--to-target, or no length (the samples the smallest count's trials trained on)")
 
 
 def unit_notes(curves: list[scaling.Curve]) -> list[str]:
@@ -535,7 +600,10 @@ def analyze(found: results.Results, settings: Optional[dict] = None) -> dict:
     return {
         "job": first.job if first else None,
         "source": results.FILENAME,
-        "trials": {"ok": len(ok), "failed": len(failed), "superseded": found.superseded},
+        "trials": {"ok": len(ok), "failed": len(failed), "superseded": found.superseded,
+                   "stale": [{"trial_id": r.trial_id, "arm": r.arm, "workers": r.workers, "repeat": r.repeat,
+                              "status": r.status} for r in found.stale],
+                   "torn_lines": list(found.torn)},
         "curves": [c.to_dict() for c in curves],
         "unit_notes": unit_notes(curves),
         "comparisons": [c.to_dict() for c in scaling.compare(curves)],

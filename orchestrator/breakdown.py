@@ -42,16 +42,16 @@ def ring_bound_s(gradient_bytes: int, n: int, busbw_bytes_per_s: float) -> float
 def collective(points: list[dict], n: int, gradient_bytes: Optional[int] = None) -> Optional[dict]:
     """The microbenchmark's points (bytes, seconds: the slowest rank's) with algbw and busbw, and the one fit of
     the collective (orchestrator/collective.py) that the model and the reports read: ``alpha_us``,
-    ``bus_gb_per_s``, ``spread``; ``beta_ns_per_kib`` is its slope, ``busbw_peak_gbps`` the best point's."""
+    ``bus_gb_per_s``, ``spread``; ``beta_ns_per_kib`` is its slope, ``busbw_peak_gb_per_s`` the best point's."""
     if not points or n <= 1:
         return None
     rows = []
     for p in sorted(points, key=lambda p: p["bytes"]):
         algbw = p["bytes"] / p["seconds"] if p["seconds"] > 0 else 0.0
-        rows.append({"bytes": p["bytes"], "time_ms": 1e3 * p["seconds"], "algbw_gbps": algbw / 1e9,
-                     "busbw_gbps": algbw * bus_factor(n) / 1e9})
+        rows.append({"bytes": p["bytes"], "time_ms": 1e3 * p["seconds"], "algbw_gb_per_s": algbw / 1e9,
+                     "busbw_gb_per_s": algbw * bus_factor(n) / 1e9})
     fitted = coll.fit([(p["bytes"], p["seconds"]) for p in points], n, gradient_bytes)
-    out = {"points": rows, "busbw_peak_gbps": max(r["busbw_gbps"] for r in rows)}
+    out = {"points": rows, "busbw_peak_gb_per_s": max(r["busbw_gb_per_s"] for r in rows)}
     if fitted is not None:
         out.update(fitted.to_dict())
         out["beta_ns_per_kib"] = 1e9 * 1024 * bus_factor(n) / fitted.bus_bytes_per_s

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from orchestrator.errors import OrchestratorError, UserError
 
@@ -22,6 +24,30 @@ from orchestrator.errors import OrchestratorError, UserError
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, like every other bad input
         self.exit(2, f"orchestrator: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False, what: str = "") -> Callable:
+    """An argparse type: a finite ``kind`` in [low, high] (``low_open``: above low), refused with the value,
+    the range and what it counts; argparse names the flag and exits 2."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}"
+                                             f"{f' ({what})' if what else ''}") from None
+        if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
+            if kind is int:
+                bound = f"a whole number from {low:g} to {high:g}" if math.isfinite(high) else f"a whole number, {low:g} or more"
+            else:
+                bound = f"a finite number {f'above {low:g}' if low_open else f'{low:g} or more'}"
+                bound += f" and at most {high:g}" if math.isfinite(high) else ""
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {bound}{f' ({what})' if what else ''}")
+        return value
+    convert.__name__ = kind.__name__  # argparse's "invalid int value" wording is replaced by the message
+    return convert
+
+
+COUNT = _number(int, 1, 4096, what="workers")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train one arm of a job at one size (after a sweep: --from-report)")
     train.add_argument("job", help="job spec, e.g. jobs/digits-mlp.yaml")
-    train.add_argument("--workers", type=int, help="data-parallel workers")
+    train.add_argument("--workers", type=COUNT, help="data-parallel workers")
     train.add_argument("--arm", help="framework/strategy[/execution], e.g. torch/ddp (needed when the job has several)")
     train.add_argument("--from-report", metavar="DIR", help="the arm and count `orchestrator recommend DIR` recommends")
     train.add_argument("--out", help="output directory (default: reports/<job>-train-<arm>-w<N>)")
@@ -51,21 +77,21 @@ def parser() -> argparse.ArgumentParser:
 
     advise = commands.add_parser("recommend", help="fit the curves of DIR, recommend worker counts, update its reports")
     advise.add_argument("dir", help="a sweep's output directory")
-    advise.add_argument("--threshold", type=float, default=0.8, help="lowest acceptable predicted efficiency (default 0.8)")
-    advise.add_argument("--max-workers", type=int, help="largest worker count to consider (default: 4x the largest measured, at least 16)")
+    advise.add_argument("--threshold", type=_number(float, 0, 1, low_open=True, what="an efficiency"), default=0.8, help="lowest acceptable predicted efficiency (default 0.8)")
+    advise.add_argument("--max-workers", type=COUNT, help="largest worker count to consider (default: 4x the largest measured, at least 16)")
     advise.add_argument("--emit", help="write the recommendation as Ray ScalingConfigs and Kubernetes replicas (YAML) to this file")
     priced = advise.add_argument_group("cost (per resource-hour; overrides the job's pricing: block)")
     priced.add_argument("--price", metavar="PRICES", help="e.g. cpu=0.04,gpu=2.5,tpu=1.2")
     length = priced.add_mutually_exclusive_group()
-    length.add_argument("--train-steps", type=int, metavar="S", help="price training S steps (default: the trials' own)")
-    length.add_argument("--epochs", type=float, metavar="E", help="price training E epochs of the training set")
+    length.add_argument("--train-steps", type=_number(int, 1, what="optimiser steps"), metavar="S", help="price training S steps (default: the trials' own)")
+    length.add_argument("--epochs", type=_number(float, 0, low_open=True, what="epochs"), metavar="E", help="price training E epochs of the training set")
     length.add_argument("--to-target", action="store_true", help="price training to training.target (measured counts)")
     priced.add_argument("--deadline", metavar="TIME", help="the cheapest size that trains by then, e.g. 2h, 90m")
-    priced.add_argument("--budget", type=float, metavar="MONEY", help="the fastest size that costs at most this")
+    priced.add_argument("--budget", type=_number(float, 0, what="money"), metavar="MONEY", help="the fastest size that costs at most this")
     whatif = advise.add_argument_group("what-if (the physical model: needs trials with measure.breakdown)")
     whatif.add_argument("--bandwidth", metavar="RATE", help="link rate between nodes to predict for, e.g. 100Gbit/s, 25GB/s")
     whatif.add_argument("--intra-bandwidth", metavar="RATE", help="link rate between workers of one node (e.g. NVLink 400GB/s)")
-    whatif.add_argument("--workers-per-node", type=int, metavar="N", help="workers on each node (default: as measured)")
+    whatif.add_argument("--workers-per-node", type=_number(int, 1, 4096, what="workers a node"), metavar="N", help="workers on each node (default: as measured)")
     whatif.add_argument("--measured-link", metavar="RATE", help="the link rate the sweep ran over, to carry its measured "
                         "efficiency (bus bandwidth / rate) to --bandwidth; without it --bandwidth is the bus bandwidth")
 
@@ -78,18 +104,18 @@ def parser() -> argparse.ArgumentParser:
 
     share = commands.add_parser("share", help="plan a shared cluster: how many workers each swept job gets")
     share.add_argument("dirs", nargs="+", help="sweep output directories, one per job")
-    share.add_argument("--cpus", type=float, required=True, help="the cluster's CPUs to share")
+    share.add_argument("--cpus", type=_number(float, 0, low_open=True, what="CPUs"), required=True, help="the cluster's CPUs to share")
 
     k8s = commands.add_parser("k8s", help="KubeRay manifests: render them for a job, validate them offline")
     k8s_commands = k8s.add_subparsers(dest="k8s_command", required=True, parser_class=_Parser)
     render = k8s_commands.add_parser("render", help="write the KubeRay manifests that run JOB's sweep at a scale")
     render.add_argument("job", help="job spec, e.g. jobs/digits-mlp.yaml")
-    render.add_argument("--workers", type=int, help="Ray worker pods (TPU: a multiple of the hosts per slice)")
+    render.add_argument("--workers", type=COUNT, help="Ray worker pods (TPU: a multiple of the hosts per slice)")
     render.add_argument("--from-report", metavar="DIR", help="take --workers/--max-workers from `orchestrator recommend DIR`")
     render.add_argument("--curve", help="with --from-report: which curve, e.g. torch/ddp (default: the best one)")
     render.add_argument("--sweep", action="store_true", help="with --from-report: a RayJob that sweeps the chosen arm "
                         "at the recommended size (default: one that trains it there, `orchestrator train`)")
-    render.add_argument("--max-workers", type=int, help="let the Ray autoscaler grow to this many worker pods")
+    render.add_argument("--max-workers", type=COUNT, help="let the Ray autoscaler grow to this many worker pods")
     render.add_argument("--accelerator", default="cpu", help="cpu | gpu | tpu-v5e | tpu-v6e (default: cpu)")
     render.add_argument("--topology", help="TPU slice topology, e.g. 2x2, 4x4")
     render.add_argument("--image", help="container image (default: the project's release image)")
@@ -112,9 +138,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, unknown = parser().parse_known_args(argv)
-    if unknown:  # argparse would blame the top-level command; name the one the arguments were given to
-        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:  # argparse exits on a bad argument (2) and after --help (0): returned, as every other exit is
+        args, unknown = parser().parse_known_args(argv)
+        if unknown:  # argparse would blame the top-level command; name the one the arguments were given to
+            args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    except SystemExit as exited:
+        return exited.code if isinstance(exited.code, int) else 2
     try:
         if args.command == "sweep":
             return _sweep(args)
@@ -289,6 +318,11 @@ def _report(args) -> int:
     if not is_uri(args.dir) and not Path(args.dir).is_dir():
         raise UserError(f"{args.dir}: no such directory; pass the --out directory of a sweep")
     out = Output(args.dir).open()
+    from orchestrator import results
+
+    torn = results.scan(out.local).torn_note(f"{out.location}/{results.FILENAME}")
+    if torn:
+        print(f"orchestrator: note: {torn}", file=sys.stderr)
     for path in report.render(out.local):
         print(f"wrote {out.location}/{path.name}")
     out.sync()

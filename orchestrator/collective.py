@@ -94,5 +94,5 @@ def from_record(bench: Optional[dict], n: int, gradient_bytes: Optional[float] =
         return Collective(workers=n, alpha_s=1e-6 * float(bench.get("alpha_us") or 0.0),
                           bus_bytes_per_s=1e9 * float(bench["bus_gb_per_s"]),
                           spread=max(SPREAD_FLOOR, float(bench.get("spread") or 0.0)),
-                          peak_busbw_bytes_per_s=1e9 * float(bench.get("busbw_peak_gbps") or bench["bus_gb_per_s"]))
+                          peak_busbw_bytes_per_s=1e9 * float(bench.get("busbw_peak_gb_per_s") or bench["bus_gb_per_s"]))
     return from_rows(bench.get("points") or [], n, gradient_bytes)

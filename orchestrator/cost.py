@@ -5,8 +5,9 @@
     rows(...)                                             time and cost to train a length at each size
     cheapest_within(rows, deadline_s), fastest_within(rows, budget)
 
-A length is steps (time = steps / steps per second at N, the global batch at N per step), epochs (time =
-epochs x training samples / samples per second at N) or the target (time = samples to the target at N /
+A length is samples (the default: a fixed amount of work, time = samples / samples per second at N), steps
+(time = steps / steps per second at N, the global batch at N per step: a fixed amount of work under strong
+scaling only), epochs (time = epochs x training samples / samples per second at N) or the target (time = samples to the target at N /
 samples per second at N, at the counts whose trials measured it). Cost = time x price per hour at N.
 """
 
@@ -64,6 +65,8 @@ def seconds_for(length: dict, throughput: float, units_per_step: float, samples_
         return length["steps"] * units_per_step / throughput
     if "epochs" in length:
         return length["epochs"] * train_samples / throughput if train_samples else None
+    if "samples" in length:
+        return length["samples"] / throughput
     return samples_to_target / throughput if samples_to_target else None
 
 
@@ -89,6 +92,6 @@ def duration(text: str, field: str = "--deadline") -> float:
         seconds = float(number) * scale[unit]
     except ValueError:
         raise UserError(f"{field} {text!r}: not a duration; write e.g. 90m, 2h or 3600 (seconds)") from None
-    if seconds <= 0:
-        raise UserError(f"{field} {text!r}: must be above 0")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UserError(f"{field} {text!r}: must be a finite time above 0; write e.g. 90m, 2h or 3600 (seconds)")
     return seconds

@@ -35,6 +35,7 @@ import argparse
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -74,17 +75,43 @@ def _free_port() -> int:
 def _pick_subnet() -> ipaddress.IPv4Network:
     """A /24 in 10.213.0.0/16 that no route or address on this machine touches."""
     used = _run("ip", "-4", "route", "show").stdout + _run("ip", "-4", "addr", "show").stdout
+    net = free_subnet(used, secrets.randbelow(256))
+    if net is None:
+        raise UserError("no free /24 in 10.213.0.0/16 for the emulated cluster's bridge; bring another one down")
+    return net
+
+
+def free_subnet(routes_and_addresses: str, start: int) -> Optional[ipaddress.IPv4Network]:
+    """The first 10.213.x.0/24 from x = ``start`` on, wrapping round to start - 1, that no network in the text
+    (``ip route`` / ``ip addr`` output) overlaps; None when all 256 are taken. (The default route, /0, is no
+    network of this machine's.)"""
     taken = []
-    for word in used.split():
+    for word in routes_and_addresses.split():
         try:
             taken.append(ipaddress.ip_network(word, strict=False))
         except ValueError:
             continue
-    for third in range(secrets.randbelow(200), 256):
-        net = ipaddress.ip_network(f"10.213.{third}.0/24")
+    for k in range(256):
+        net = ipaddress.ip_network(f"10.213.{(start + k) % 256}.0/24")
         if not any(net.overlaps(t) for t in taken if t.prefixlen > 0):
             return net
-    raise UserError("no free /24 in 10.213.0.0/16 for the emulated cluster's bridge; bring another one down")
+    return None
+
+
+def usable_cores() -> list[int]:
+    """The cores this process may run on (a cpuset-limited container allows some, not always 0..n-1)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def node_cores(index: int, per_node: int, cores: list[int], unpinned: bool) -> list[int]:
+    """The cores node ``index`` is pinned to: ``per_node`` of the usable ``cores`` in turn, or all of them where
+    the nodes want more CPUs than there are cores (``unpinned``: the kernel balances them)."""
+    if unpinned:
+        return list(cores)
+    return sorted({cores[(index * per_node + k) % len(cores)] for k in range(per_node)})
 
 
 class Emulated:
@@ -128,11 +155,13 @@ class Emulated:
         net = _pick_subnet()
         hosts = list(net.hosts())
         temp = Path(f"/tmp/{name}")  # short: Ray puts unix sockets under it
-        cores = os.cpu_count() or 1
+        usable = usable_cores()
+        cores = len(usable)
         self.data = {"name": name, "bridge": f"{name}br", "subnet": str(net), "bridge_ip": str(hosts[0]),
                      "rate_bps": rate_bps, "cpus_per_node": cpus_per_node, "temp_dir": str(temp),
                      "wanted_cpus": nodes * cpus_per_node,
-                     "token_path": str(temp / "auth_token"), "host_cores": cores, "share_cores": share_cores,
+                     "token_path": str(temp / "auth_token"), "host_cores": cores, "usable_cores": usable,
+                     "share_cores": share_cores,
                      "nodes": [], "head_pid": None, "gcs_address": None, "made": [], "straggler": straggler}
         self.save()
         try:
@@ -147,7 +176,7 @@ class Emulated:
             _run("ip", "addr", "add", f"{hosts[0]}/{net.prefixlen}", "dev", self.data["bridge"])
             _run("ip", "link", "set", self.data["bridge"], "up")
             for i in range(nodes):
-                self._make_node(i, hosts[10 + i], net.prefixlen, cores)
+                self._make_node(i, hosts[10 + i], net.prefixlen, usable)
             self.shape(rate_bps)
             progress(f"links shaped at {rates.show(rate_bps)} (tbf on both ends of every node's veth)")
             if straggler:
@@ -173,16 +202,15 @@ class Emulated:
         self.data["made"].append([kind, name])
         self.save()
 
-    def _make_node(self, i: int, ip, prefixlen: int, cores: int) -> None:
+    def _make_node(self, i: int, ip, prefixlen: int, cores: list[int]) -> None:
         name = self.data["name"]
         namespace, host_if, ns_if = f"{name}-n{i}", f"{name}n{i}", f"{name}n{i}p"
         per = self.data["cpus_per_node"]
         # More node CPUs than cores: every node may run on every core, and the kernel balances them. (Pinned one
         # a core, the nodes Ray happens to pick decide the load: 7 of 8 ranks on one core and 1 on the other.)
-        pinned = (list(range(cores)) if self.data.get("share_cores") and self.data["wanted_cpus"] > cores
-                  else sorted({(i * per + k) % cores for k in range(per)}))
+        pinned = node_cores(i, per, cores, bool(self.data.get("share_cores")) and self.data["wanted_cpus"] > len(cores))
         node = {"index": i, "namespace": namespace, "host_if": host_if, "ns_if": ns_if, "ip": str(ip),
-                "cores": pinned, "pid": None, "temp_dir": None, "starts": 0}
+                "cores": pinned, "pid": None, "pid_start": None, "temp_dir": None, "starts": 0}
         self.data["nodes"].append(node)
         self._made("netns", namespace)
         try:
@@ -232,7 +260,7 @@ class Emulated:
                 "--dashboard-agent-grpc-port", str(_free_port()),
                 "--dashboard-agent-listen-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
                 "--runtime-env-agent-port", str(_free_port())]
-        self.data["head_pid"] = self._spawn(args, head_dir, None, None)
+        self.data["head_pid"], self.data["head_pid_start"] = self._spawn(args, head_dir, None, None)
         self.data["gcs_address"] = f"{self.data['bridge_ip']}:{port}"
         self.save()
         _wait_for_port(self.data["bridge_ip"], port, 60, self.data["head_pid"], head_dir / "ray-start.log")
@@ -254,11 +282,13 @@ class Emulated:
             from orchestrator.workloads.device_time import SCALE_ENV
 
             interface[SCALE_ENV] = str(straggler["compute_scale"])  # a slower device on this node
-        node["pid"] = self._spawn(args, node_dir, node["namespace"], node["cores"], interface)
+        node["pid"], node["pid_start"] = self._spawn(args, node_dir, node["namespace"], node["cores"], interface)
         self.save()
 
     def _spawn(self, args: list[str], node_dir: Path, namespace: Optional[str], cores: Optional[list[int]],
-               extra_env: Optional[dict] = None) -> int:
+               extra_env: Optional[dict] = None) -> tuple[int, Optional[int]]:
+        """The process's pid and its start time (``_started``): what tells it from a later process given the
+        same pid."""
         command = [str(BIN / "ray"), "start", "--block", "--temp-dir", str(node_dir), *args]
         if cores is not None:
             command = ["taskset", "-c", ",".join(map(str, cores)), *command]
@@ -267,7 +297,7 @@ class Emulated:
         log = open(node_dir / "ray-start.log", "w")
         process = subprocess.Popen(command, env={**self.ray_env(), **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        return process.pid
+        return process.pid, _started(process.pid)
 
     def alive_nodes(self) -> list[str]:
         """The node IPs the head's GCS counts alive."""
@@ -291,7 +321,7 @@ class Emulated:
                 progress(f"{len(up)} node(s) up: " + ", ".join(sorted(up)))
                 return
             for node in self.data["nodes"]:
-                if node.get("temp_dir") and not _alive(node["pid"]):  # started, and gone
+                if node.get("temp_dir") and not _alive(node["pid"], node.get("pid_start")):  # started, and gone
                     log = Path(node["temp_dir"]) / "ray-start.log"
                     tail = log.read_text()[-1500:] if log.exists() else ""
                     raise RuntimeError(f"the Ray node in {node['namespace']} exited:\n{tail}")
@@ -317,23 +347,23 @@ class Emulated:
         _run("ip", "link", "set", node["host_if"], "up")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if node["ip"] in self.alive_nodes() and _alive(node["pid"]):
+            if node["ip"] in self.alive_nodes() and _alive(node["pid"], node.get("pid_start")):
                 progress(f"node {index} ({node['ip']}) is back")
                 return node
-            if not _alive(node["pid"]):
+            if not _alive(node["pid"], node.get("pid_start")):
                 break
             time.sleep(2)
         self._stop_node(node)
         progress(f"node {index} ({node['ip']}): Ray had given it up; starting it again")
         self._start_node(node)
-        alive = sum(1 for n in self.data["nodes"] if _alive(n["pid"]))
+        alive = sum(1 for n in self.data["nodes"] if _alive(n["pid"], n.get("pid_start")))
         self.wait_for_nodes(alive, progress=progress)
         return node
 
     # --- down ---
     def _stop_node(self, node: dict) -> None:
-        _stop(node.get("pid"), node.get("temp_dir"))
-        node["pid"] = None
+        _stop(node.get("pid"), node.get("temp_dir"), node.get("pid_start"))
+        node["pid"], node["pid_start"] = None, None
         self.save()
 
     def down(self, progress=print) -> None:
@@ -342,7 +372,7 @@ class Emulated:
             return
         for node in reversed(self.data.get("nodes") or []):
             self._stop_node(node)
-        _stop(self.data.get("head_pid"), str(Path(self.data["temp_dir"]) / "h"))
+        _stop(self.data.get("head_pid"), str(Path(self.data["temp_dir"]) / "h"), self.data.get("head_pid_start"))
         for kind, name in reversed(self.data.get("made") or []):
             if kind == "netns":
                 _run("ip", "netns", "delete", name, check=False)
@@ -359,7 +389,7 @@ class Emulated:
         return {**{k: self.data.get(k) for k in ("name", "subnet", "gcs_address", "rate_bps", "cpus_per_node",
                                                  "host_cores", "share_cores", "straggler")},
                 "rate": rates.show(self.data["rate_bps"]),
-                "nodes": [{k: n[k] for k in ("index", "namespace", "ip", "cores")} | {"running": _alive(n["pid"])}
+                "nodes": [{k: n[k] for k in ("index", "namespace", "ip", "cores")} | {"running": _alive(n["pid"], n.get("pid_start"))}
                           for n in self.data["nodes"]],
                 "shared_cores": shared_cores(self.data["nodes"])}
 
@@ -383,7 +413,7 @@ def _preflight(nodes: int, cpus_per_node: int, share_cores: bool) -> None:
         raise UserError(f"--nodes {nodes}: must be at least 1")
     if cpus_per_node < 1:
         raise UserError(f"--cpus-per-node {cpus_per_node}: must be at least 1")
-    cores = os.cpu_count() or 1
+    cores = len(usable_cores())
     wanted = nodes * cpus_per_node
     if wanted > cores and not share_cores:
         raise UserError(f"--nodes {nodes} x --cpus-per-node {cpus_per_node} = {wanted} CPUs, but this machine has "
@@ -440,28 +470,57 @@ def _straggler(args) -> Optional[dict]:
     return out
 
 
-def _alive(pid: Optional[int]) -> bool:
+def stat_fields(stat: str) -> list[str]:
+    """/proc/PID/stat's fields from the state on (the third field; the command name before it may hold spaces
+    and parentheses): [state, ppid, pgrp, ..., starttime (index 19), ...]."""
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def _stat(pid: int) -> Optional[list[str]]:
+    try:
+        return stat_fields(Path(f"/proc/{pid}/stat").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _started(pid: int) -> Optional[int]:
+    """When ``pid`` started, in clock ticks after boot (/proc/PID/stat's starttime); None if it is gone."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def same_process(fields: Optional[list[str]], started: Optional[int]) -> bool:
+    """Whether a pid's stat fields are of the process recorded with start time ``started`` (None: a state
+    written before start times were kept, taken on trust) and it is running (not a zombie)."""
+    if not fields or fields[0] == "Z":
+        return False
+    return started is None or (len(fields) > 19 and int(fields[19]) == int(started))
+
+
+def _alive(pid: Optional[int], started: Optional[int] = None) -> bool:
+    """Whether the process recorded as (pid, started) runs: a later process that was given the pid is not it."""
     if not pid:
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    try:  # a zombie (our child that exited) is not running
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
+    return same_process(_stat(pid), started)
 
 
-def _stop(pid: Optional[int], temp_dir: Optional[str]) -> None:
+def _stop(pid: Optional[int], temp_dir: Optional[str], started: Optional[int] = None) -> None:
     """SIGTERM the `ray start --block` process alone (it stops its node in ~2 s), then SIGKILL what is left of
-    its session and anything still naming its temp dir."""
-    if pid and _alive(pid):
+    its session and anything still naming its temp dir. Signals only the process recorded (the pid and its
+    start time), never one that got its pid since."""
+    ours = bool(pid) and _alive(pid, started)
+    if ours:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
+        while _alive(pid, started) and time.monotonic() < deadline:
             time.sleep(0.2)
-    if pid:
+    # Its session (the raylet, its workers) keeps the pid as its id after the leader exits: killed where the
+    # leader was ours, or, gone now, where no process has taken the pid since.
+    if pid and (ours or not _pid_taken(pid, started)):
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -474,13 +533,28 @@ def _stop(pid: Optional[int], temp_dir: Optional[str]) -> None:
         _kill_mentioning(temp_dir)
 
 
+def _pid_taken(pid: int, started: Optional[int]) -> bool:
+    """Whether a process other than the one recorded now has ``pid`` (unknown start time: assume so)."""
+    fields = _stat(pid)
+    if fields is None:
+        return False
+    return started is None or len(fields) <= 19 or int(fields[19]) != int(started)
+
+
+def mentions(cmdline: bytes, path: str) -> bool:
+    """Whether a command line (NUL-separated, as /proc/PID/cmdline) names ``path`` or a path under it: as a
+    whole path, never as the start of a longer name (``/tmp/x/n1-1`` is not in ``/tmp/x/n1-10``)."""
+    pattern = re.compile(re.escape(path.rstrip("/")) + r"(?![^/\s'\",:;=])")
+    return any(pattern.search(arg) for arg in cmdline.decode("utf-8", errors="replace").split("\0"))
+
+
 def pids_mentioning(text: str) -> list[int]:
-    """Processes (not this one) whose command line holds ``text``: what a node's temp dir started."""
+    """Processes (not this one) whose command line names the path ``text``: what a node's temp dir started."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
-                if text.encode() in (entry / "cmdline").read_bytes():
+                if mentions((entry / "cmdline").read_bytes(), text):
                     pids.append(int(entry.name))
             except OSError:
                 pass

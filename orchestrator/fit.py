@@ -244,12 +244,17 @@ def efficiency(fit: Fit, workers: int, baseline: int = 1) -> float:
     return fit.predict(workers) / ((workers / baseline) * fit.predict(baseline))
 
 
-def recommend(fit: Fit, threshold: float = 0.8, max_workers: int = 64, baseline: int = 1) -> Recommendation:
-    counts = range(1, max_workers + 1)
+def recommend(fit: Fit, threshold: float = 0.8, max_workers: int = 64, baseline: int = 1,
+              counts: Optional[list[int]] = None) -> Recommendation:
+    """The largest count whose predicted efficiency meets ``threshold``, the knee (where one more worker adds
+    less than half of one worker's throughput) and the peak, over ``counts`` (the counts the job accepts:
+    ``accepted_counts``; default 1..max_workers)."""
+    counts = sorted(counts) if counts else list(range(1, max_workers + 1))
     above = [n for n in counts if efficiency(fit, n, baseline) >= threshold - 1e-12]
-    best = max(above) if above else 1
+    best = max(above) if above else counts[0]
     x1 = fit.predict(1)
-    knee = next((n for n in counts if n < max_workers and fit.predict(n + 1) - fit.predict(n) < 0.5 * x1), max_workers)
+    knee = next((n for n, m in zip(counts, counts[1:]) if (fit.predict(m) - fit.predict(n)) / (m - n) < 0.5 * x1),
+                counts[-1])
     top = max(fit.predict(n) for n in counts)
     peak = next(n for n in counts if fit.predict(n) >= 0.999 * top)
     return Recommendation(

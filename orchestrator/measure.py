@@ -217,6 +217,57 @@ def stall(workers: list[dict]) -> Optional[dict]:
     }
 
 
+def rendezvous_view(worker: dict) -> dict:
+    """What the rendezvous watch reads of a recorded worker (trial.Recorder.heard): who, where, and when it
+    reached the rendezvous and joined (the recorder's clock)."""
+    return {k: worker.get(k) for k in ("rank", "pid", "hostname", "node_ip", "node_id", "registered_wall",
+                                       "rendezvous_wall", "joined_wall", "finished_wall")} | {
+        "error": bool(worker.get("error")), "last_step": last_step(worker) if "records" in worker else None}
+
+
+def rendezvous_stall(workers: list[dict], world: int, timeout_s: float, now_wall: float,
+                     after_failure: bool = False) -> Optional[dict]:
+    """A first rendezvous that cannot complete: some rank has waited at it (marked ``rendezvous``, not yet
+    ``joined``) for over ``timeout_s`` while another rank never reached it (not started, or stopped before
+    it). ``workers``: rendezvous_view of each worker process of the trial; ``world``: its ranks. None while
+    no rank has waited that long, once every rank reached it (a stall after it is measure.stall's), or when
+    a rank has ended (its error is the trial's) -- unless ``after_failure``: the post-mortem of a trial whose
+    waiting rank gave up or died there (Horovod's Gloo ends its own wait, and can take the process with it)."""
+    if any(w.get("finished_wall") for w in workers) or (not after_failure and any(w.get("error") for w in workers)):
+        return None
+    by_rank = {w["rank"]: w for w in workers}
+    waiting = [w for w in workers if w.get("rendezvous_wall") and not w.get("joined_wall")]
+    if not waiting:
+        return None
+    since = min(w["rendezvous_wall"] for w in waiting)
+    if now_wall - since <= timeout_s:
+        return None
+    missing = [r for r in range(world) if not (by_rank.get(r) or {}).get("rendezvous_wall")]
+    if not missing:
+        return None
+    stalled = []
+    for rank in missing:
+        w = by_rank.get(rank) or {}
+        stalled.append({"rank": rank, "pid": w.get("pid"), "hostname": w.get("hostname"), "node_ip": w.get("node_ip"),
+                        "node_id": w.get("node_id"), "last_step": None, "started": rank in by_rank})
+    return {"stalled": stalled, "waited": sorted(w["rank"] for w in waiting), "waited_s": now_wall - since,
+            "gave_up_wall": now_wall, "phase": "rendezvous"}
+
+
+def rendezvous_message(stall: dict, what: str, timeout_s: float) -> str:
+    """The trial's error for a rendezvous_stall: the ranks that never reached ``what``, the ones that waited."""
+    def who(s: dict) -> str:
+        if not s["started"]:
+            return f"rank {s['rank']} (its training function never started)"
+        where = f"{s['node_ip']} ({s['hostname']})" if s.get("node_ip") and s.get("hostname") else (s.get("node_ip") or "?")
+        return f"rank {s['rank']} (pid {s['pid']} on node {where}, before its first step)"
+
+    waited = ", ".join(str(r) for r in stall["waited"])
+    return (f"collective stalled: {'; '.join(who(s) for s in stall['stalled'])} never joined {what} (it hung before "
+            f"it, or its node was cut off from the others); rank(s) {waited} gave up after {timeout_s:g} s "
+            f"(reliability.collective_timeout_s) waiting there {stall['waited_s']:.0f} s")
+
+
 def _last_steps_median(workers: list[dict], per_worker: list[dict]) -> float:
     """The step the breakdown is held against: the median of the last report's timed steps (the ones just
     before the breakdown's blocks, so that a slow drift of the machine does not come between them), of the

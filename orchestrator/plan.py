@@ -6,6 +6,8 @@ launcher's description of the Ray Train trainer it would construct.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
@@ -76,6 +78,9 @@ class TrialPlan:
     """The job's pricing: block (per resource-hour), carried to the record for the report's costs."""
     train_samples: Optional[int] = None
     """Built-in workloads: the training set's size (an epoch, for the report's costs)."""
+    curve_hash: Optional[str] = None
+    """The plan's content but the worker count and the repeat (``curve_hash``): the points of one curve share it.
+    An edit of the job changes it, and results.current sets apart the points measured before the edit."""
     run_name: Optional[str] = None
     """Ray Train's run name where it must stay the same across reruns (``orchestrator train``: a rerun with the
     same output directory resumes from the run's latest checkpoint); None: a fresh name per trial."""
@@ -112,7 +117,28 @@ class TrialPlan:
 # Plan fields that do not change what a trial runs: derived (arm, replicas, controller_env from the
 # reliability settings) or a label (scaling).
 _LABELS = ("arm", "scaling", "replicas", "controller_env", "breakdown", "run_name", "target", "pricing",
-           "train_samples", "launcher_reason", "worker_group")
+           "train_samples", "launcher_reason", "worker_group", "curve_hash")
+
+# What differs between the points of one curve: the worker count, the repeat, and what follows from them
+# (under strong scaling the per-worker batch, with training.epochs the steps, the TPU slices, the one export).
+_PER_POINT = ("trial_id", "workers", "repeat", "ray_workers", "resources_per_worker", "tpu", "steps",
+              "per_worker_batch", "global_batch", "export")
+_PER_POINT_CONFIG = ("per_worker_batch", "steps", "tpu", "replicas", "export")
+
+
+def curve_hash(plan: "TrialPlan", spec: JobSpec, arm) -> str:
+    """The content every point of ``plan``'s curve shares: the plan without its per-point fields, and in their
+    place what the job fixes along the curve (the batch, the length, the resources, the TPU slice)."""
+    content = {k: v for k, v in plan.identity().items() if k not in _PER_POINT}
+    if plan.execution is not None:
+        content["train_config"] = {k: v for k, v in content["train_config"].items() if k not in _PER_POINT_CONFIG}
+    content["fixed"] = {
+        "batch": spec.batch.model_dump(by_alias=True) if spec.workload.is_builtin else None,
+        "length": {"steps": spec.training.steps, "epochs": spec.training.epochs},
+        "resources": spec.resources.model_dump(),
+        "tpu": arm.tpu.model_dump() if arm.tpu is not None else None,
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 # Read by Ray Train's controller from the driver's environment: how long a worker group may wait for its
 # placement group, and how long its workers may wait for each other in ray.train.report; and how often the
@@ -342,6 +368,7 @@ def build(spec: JobSpec) -> list[TrialPlan]:
                         if uses_ray_train(launcher, arm.strategy) else {},
                     )
                 )
+                plans[-1] = replace(plans[-1], curve_hash=curve_hash(plans[-1], spec, arm))
     return run_order(plans)
 
 

@@ -55,6 +55,8 @@ def run(out_dir: str, threshold: float, max_workers: Optional[int], emit: Option
         problems = [r["what_if"]["changes_nothing"] for r in answered]
         if all(problems):
             raise UserError(f"{out}: the what-if would change no number: {problems[0]}")
+    if pricing and (data.get("cost") or {}).get("refused"):
+        raise UserError(data["cost"]["refused"])
     if pricing and data.get("cost") is None:
         raise UserError("no prices: pass --price (e.g. cpu=0.04,gpu=2.5), or set pricing: in the job")
     if pricing and (pricing.get("length") or {}).get("target") and not data["time_to_target"]["rows"]:

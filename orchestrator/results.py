@@ -6,8 +6,11 @@ a new line and never rewrites an old one, so nothing measured is lost. Everythin
 reads them through ``load``, which returns the *latest* record of each trial id as a typed
 ``TrialRecord``, and says how many older ones it left out.
 
-Every write replaces the whole file atomically (write a temporary file, fsync, rename), so a sweep killed at
-any moment leaves either the old file or the new one, never a truncated line.
+A record is appended under a lock (``.results.jsonl.lock`` beside it, orchestrator.locks) in one write and
+fsynced before the append returns, so two processes appending to one file never interleave or lose a line,
+and a sweep costs O(bytes it adds), not a rewrite of the file per trial. A process killed in the middle of
+a write can leave a torn last line: reading reports it (``Scan.torn``) and skips it, never fails on it; the
+next append starts on a new line, so the torn one is never glued to a record.
 
 Schema versions (``schema`` in each line; a line without it is version 1):
 
@@ -17,6 +20,10 @@ Schema versions (``schema`` in each line; a line without it is version 1):
        it ran in, see ``worker_reuse``); both absent from older lines (fresh processes, Ray Train by default)
     4  adds ``sweep_run`` (the sweep invocation that ran the trial, and the sweep's own time before it, see
        ``sweep_run``), for where a sweep's time went (``time_parts``); absent from older lines
+    5  bandwidths named in their unit: ``algbw_gb_per_s``, ``busbw_gb_per_s``, ``busbw_peak_gb_per_s``
+       (gigabytes per second; up to 4 they were ``*_gbps``, which reads as gigabits: ``parse`` renames them);
+       adds ``curve_hash`` (the plan's content but the worker count and repeat: which points make one curve,
+       see ``current``); a line without it is never called stale
 
 Version-1 lines still read: the missing fields are derived from the ones they hold.
 """
@@ -25,14 +32,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Optional
 
 FILENAME = "results.jsonl"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+
+# Version 5's names of the bandwidths that versions up to 4 wrote as *_gbps (gigabytes per second all along).
+RENAMED_5 = {"algbw_gbps": "algbw_gb_per_s", "busbw_gbps": "busbw_gb_per_s", "busbw_peak_gbps": "busbw_peak_gb_per_s"}
 
 # What a trial's throughput counts, by the metric it is measured in. A user function that reports no sample
 # count is timed between its reports: its "step" is one report interval.
@@ -153,10 +163,27 @@ def _scaling_of(line: Mapping) -> Optional[str]:
     return None
 
 
+def _renamed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {RENAMED_5.get(k, k): _renamed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v) for v in value]
+    return value
+
+
+def upgrade(line: Mapping) -> dict:
+    """A line of any schema version with the current version's names (the values are not touched)."""
+    line = dict(line)
+    if "breakdown" in line:  # the *_gbps names exist in no version 5 record: renamed wherever they appear
+        line["breakdown"] = _renamed(line["breakdown"])
+    return line
+
+
 def parse(line: Mapping) -> TrialRecord:
     """A record from one results.jsonl line, of any schema version."""
     from orchestrator.spec import execution_key
 
+    line = upgrade(line)
     metric = line.get("metric") or metric_of(line)
     rate_key = "steps_per_sec" if metric == "reports_per_sec" else metric
     return TrialRecord(
@@ -191,7 +218,13 @@ class Results:
     records were written, and how many older records of those ids were left out."""
 
     records: list[TrialRecord]
+    """The latest record of each trial id whose curve is the plan its arm last ran (``current``)."""
     superseded: int
+    stale: list[TrialRecord] = field(default_factory=list)
+    """Latest records of trials measured under an earlier plan of their curve (the job was edited since): they
+    enter no curve, efficiency, fit or verdict; the next sweep runs them again."""
+    torn: list[int] = field(default_factory=list)
+    """Line numbers of results.jsonl that are not JSON (a write cut off by a killed process): skipped."""
 
     @property
     def ok(self) -> list[TrialRecord]:
@@ -202,66 +235,137 @@ class Results:
         return [r for r in self.records if not r.ok]
 
 
-def latest(lines: Iterable) -> Results:
-    """Latest-wins per trial id: a rerun's record replaces the earlier one of the same id."""
+def curve_of(record: TrialRecord) -> tuple:
+    """The curve a record is a point of: its arm and workload (scaling.curves draws one curve per key)."""
+    return (record.arm, record.workload)
+
+
+def current(records: list[TrialRecord]) -> tuple[list[TrialRecord], list[TrialRecord]]:
+    """``records`` (latest per trial id, in the order written) split into (current, stale): a curve's points
+    come from one plan content, the ``curve_hash`` of the record its curve wrote last; a point measured
+    under another (the job was edited and rerun, and the rerun has not reached it yet) is stale. A line
+    without a curve_hash (written before schema 5) cannot tell and is never called stale: it counts with its
+    curve's plan, as it did before, so an upgrade does not set a sweep's earlier points apart."""
+    last: dict[tuple, Optional[str]] = {}
+    for record in records:
+        if record.get("curve_hash"):
+            last[curve_of(record)] = record.get("curve_hash")
+
+    def stale(record: TrialRecord) -> bool:
+        mine, theirs = record.get("curve_hash"), last.get(curve_of(record))
+        return bool(mine and theirs and mine != theirs)
+
+    return [r for r in records if not stale(r)], [r for r in records if stale(r)]
+
+
+def latest(lines: Iterable, torn: Iterable[int] = ()) -> Results:
+    """Latest-wins per trial id: a rerun's record replaces the earlier one of the same id; then the points
+    of an earlier plan of their curve are set apart (``current``)."""
+    by_id = _by_id(lines)
+    fresh, stale = current(list(by_id[0].values()))
+    return Results(records=fresh, superseded=by_id[1], stale=stale, torn=list(torn))
+
+
+def _by_id(lines: Iterable) -> tuple[dict[str, TrialRecord], int]:
     by_id: dict[str, TrialRecord] = {}
     total = 0
     for record in typed(lines):
         total += 1
         by_id.pop(record.trial_id, None)  # an id takes the place of its latest record
         by_id[record.trial_id] = record
-    return Results(records=list(by_id.values()), superseded=total - len(by_id))
+    return by_id, total - len(by_id)
 
 
 def load(out_dir: str | Path) -> Results:
-    return latest(read(out_dir))
+    found = scan(out_dir)
+    return latest(found.lines, found.torn)
 
 
-def read(out_dir: str | Path) -> list[dict]:
-    """Every line of results.jsonl as written, superseded ones included (nothing is lost)."""
+@dataclass(frozen=True)
+class Scan:
+    """results.jsonl as read: every record line as written (superseded ones included: nothing is lost), and
+    the numbers of the lines that are not JSON, skipped (a write cut off: the sweep was killed)."""
+
+    lines: list[dict]
+    torn: list[int]
+
+    def torn_note(self, path: str | Path) -> Optional[str]:
+        if not self.torn:
+            return None
+        where = ", ".join(str(n) for n in self.torn)
+        return (f"{path}: line(s) {where} are not JSON (a write cut off, e.g. a killed sweep) and were skipped; "
+                "the trial(s) they held run again on the next sweep")
+
+
+def scan(out_dir: str | Path) -> Scan:
     path = Path(out_dir) / FILENAME
     if not path.exists():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        return Scan([], [])
+    records, torn = [], []
+    for number, line in enumerate(path.read_bytes().decode("utf-8", errors="replace").splitlines(), 1):
         if line.strip():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
-                raise ValueError(f"{path}:{number}: not a JSON line; was the file edited by hand?") from None
+                torn.append(number)
+                continue
             if not isinstance(record, dict) or not {"trial_id", "framework", "strategy", "workers"} <= set(record):
                 raise ValueError(f"{path}:{number}: not a trial record (it needs trial_id, framework, strategy and "
                                  "workers); was the file edited by hand?")
             records.append(record)
-    return records
+    return Scan(records, torn)
+
+
+def read(out_dir: str | Path) -> list[dict]:
+    """Every record line of results.jsonl as written, superseded ones included; torn lines skipped (``scan``
+    says which)."""
+    return scan(out_dir).lines
 
 
 def append(out_dir: str | Path, record: dict) -> None:
+    """Add one record as one line: under the file's lock, in one write, fsynced before returning."""
+    from orchestrator import locks
+
     path = Path(out_dir) / FILENAME
-    existing = path.read_bytes() if path.exists() else b""
     line = (json.dumps({"schema": SCHEMA_VERSION, **record}, sort_keys=True) + "\n").encode("utf-8")
-    write_atomic(path, existing + line)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locks.file_lock(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies, as for any file
+        try:
+            size = os.fstat(fd).st_size
+            if size:
+                with open(path, "rb") as handle:  # a torn last line (a killed writer) gets its own line
+                    handle.seek(size - 1)
+                    if handle.read(1) != b"\n":
+                        line = b"\n" + line
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def completed(records: Iterable) -> dict[str, TrialRecord]:
-    """Successful trials by trial id, for resuming a sweep (the latest record of an id wins)."""
-    return {r.trial_id: r for r in latest(records).records if r.ok}
+    """Successful trials by trial id, for resuming a sweep (the latest record of an id wins; the sweep compares
+    its plan_hash, so a stale point runs again and an edit undone finds its points done)."""
+    return {r.trial_id: r for r in _by_id(records)[0].values() if r.ok}
 
 
 def write_atomic(path: str | Path, content: bytes | str) -> None:
     path = Path(path)
     data = content.encode("utf-8") if isinstance(content, str) else content
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    # Created 0666 less the umask, as any file the user writes (mkstemp's 0600 would keep reports private);
+    # nothing process-wide is changed, so threads writing at the same time are safe.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; reports are for sharing
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

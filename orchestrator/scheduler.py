@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional
 
-from orchestrator import artifacts, launchers, measure, plan as planning, report, results
+from orchestrator import artifacts, launchers, locks, measure, plan as planning, report, results
 from orchestrator.errors import TrialError, UserError
 from orchestrator.output import Output
 from orchestrator.plan import TrialPlan
@@ -144,18 +144,26 @@ def sweep(
     progress: Optional[Progress] = None,
     on_cluster: Optional[Callable] = None,
 ) -> SweepOutcome:
-    from orchestrator import cluster as ray_cluster
-
     progress = progress or Progress()
     run_id, run_started = uuid.uuid4().hex[:12], time.time()  # before Ray: its start is the sweep's own time
-    last_end = [run_started]
     output = (out_dir if isinstance(out_dir, Output) else Output(str(out_dir))).open()
     out = output.local
-    out.mkdir(parents=True, exist_ok=True)
+    with locks.claim(out, "sweep"):  # one sweep writes a directory at a time; a second is refused
+        return _sweep(spec, output, out, address, verbose, progress, on_cluster, run_id, run_started)
+
+
+def _sweep(spec: JobSpec, output: Output, out: Path, address: Optional[str], verbose: bool, progress: Progress,
+           on_cluster: Optional[Callable], run_id: str, run_started: float) -> SweepOutcome:
+    from orchestrator import cluster as ray_cluster
+
+    last_end = [run_started]
     try:
         existing = check_out_dir(spec, out)
     except ValueError as err:
         raise UserError(str(err)) from None
+    torn = results.scan(out).torn_note(out / results.FILENAME)
+    if torn:
+        progress.note(torn)
     done = results.completed(existing)  # the latest record of each trial id, where it succeeded
     plans = planning.build(spec)
     for strategy in sorted({plan.strategy for plan in plans}):

@@ -12,8 +12,12 @@ files, the export, stopping at training.target where set. In DIR (default report
     tensorboard/ export/ ray_storage/<run name>/   event files, exported models, Ray Train's checkpoints
 
 Resume: the run's name stays the same, so running the same command again with the same DIR (after the
-driver was killed, or the cluster went down) continues from the latest checkpoint (Ray Train restores it);
-a finished run is not trained again unless ``--fresh``, which sets the old checkpoints aside first.
+driver was killed, or the cluster went down) continues from the latest checkpoint (Ray Train restores it),
+the data stream from the batch after the checkpoint's step; a finished run is not trained again unless
+``--fresh``, which sets the old checkpoints aside first. The plan the checkpoints were written under is kept
+beside them (``PLAN``, written before training starts): a changed job (another model, learning rate, batch,
+number of steps...) is refused, exit 2, with what changed, and never resumes another job's weights; --fresh
+starts it over.
 """
 
 from __future__ import annotations
@@ -23,12 +27,44 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from orchestrator import launchers, plan as planning, results, scheduler
+from orchestrator import launchers, locks, plan as planning, results, scheduler
 from orchestrator.errors import UserError
 from orchestrator.output import Output
 from orchestrator.spec import JobSpec
 
 RECORD = "training.json"
+PLAN = "orchestrator-plan.json"
+"""Beside the run's checkpoints (in its Ray Train run directory): the plan hash and plan they were written under."""
+
+
+def changed(before: dict, now: dict, prefix: str = "") -> list[str]:
+    """The fields where two plans (``TrialPlan.identity()``) differ, as ``name: old -> new``."""
+    out = []
+    for key in sorted(set(before) | set(now)):
+        a, b = before.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {json.dumps(a, default=str)[:60]} -> {json.dumps(b, default=str)[:60]}")
+    return out
+
+
+def resume_problem(run_dir: Path, digest: str, identity: dict) -> Optional[str]:
+    """Why the checkpoints in ``run_dir`` must not be resumed by this plan, or None (none there, or its own)."""
+    if not list(run_dir.glob("checkpoint_*")):
+        return None
+    try:
+        stored = json.loads((run_dir / PLAN).read_text())
+    except (OSError, ValueError):
+        return (f"{run_dir} holds checkpoints whose plan is not recorded (written by an earlier orchestrator, or "
+                "by hand), so they may be another job's; pass --fresh to set them aside and start over")
+    if stored.get("plan_hash") == digest:
+        return None
+    diff = changed(stored.get("plan") or {}, identity) or ["(the plan's hash differs)"]
+    return (f"{run_dir} holds checkpoints of another version of this run: {'; '.join(diff[:6])}"
+            + (f" (and {len(diff) - 6} more)" if len(diff) > 6 else "")
+            + "; resuming would continue the old run's weights under the new settings. Pass --fresh to set them "
+            "aside and start over, or another --out to keep both")
 
 
 def choose(spec: JobSpec, arm: Optional[str], workers: Optional[int], from_report: Optional[str]) -> tuple[str, int]:
@@ -82,38 +118,47 @@ def run(spec: JobSpec, arm: str, workers: int, out_dir: str, address: Optional[s
     output = Output(out_dir).open()
     out = output.local
     out.mkdir(parents=True, exist_ok=True)
-    before = read(out)
-    if before and before.get("job") != spec.name:
-        raise UserError(f"{out / RECORD} is a training run of job {before.get('job')!r}, not {spec.name!r}; pass another --out")
-    storage = scheduler.storage_path(spec, output)
-    run_dir = Path(storage) / plan.run_name if "://" not in storage else None
-    if before and before.get("status") == "ok" and before.get("plan_hash") == digest and not fresh:
-        say(f"{plan.run_name} already trained in {out} ({RECORD}); pass --fresh to train it again")
-        return before
-    if fresh and run_dir is not None and run_dir.exists():
-        aside = run_dir.with_name(f"{run_dir.name}.before-{time.strftime('%Y%m%d-%H%M%S')}")
-        run_dir.rename(aside)
-        say(f"--fresh: the earlier run's checkpoints are kept in {aside}")
-    elif run_dir is not None and list(run_dir.glob("checkpoint_*")):
-        say(f"resuming {plan.run_name} from its latest checkpoint in {run_dir}")
-    check = getattr(launchers.get(plan.strategy), "check_installed", None)
-    if check:
-        check()
-    cluster = ray_cluster.connect(address, verbose)
-    planning.check_fits([plan], cluster.total, cluster.nodes)
-    where = "embedded local Ray cluster" if cluster.embedded else f"Ray cluster at {cluster.address}"
-    say(f"training {arm} at {workers} worker(s) on the {where}: {plan.steps or 'its own'} steps, restarts up to "
-        f"{plan.max_failures}, a checkpoint every {plan.train_config.get('checkpoint_every') or 'report'} step(s)"
-        + (f", until {plan.target['metric']} {'≥' if plan.target['mode'] == 'max' else '≤'} {plan.target['value']:g}"
-           if plan.target else ""))
-    record = scheduler.run_trial(plan, storage, digest, scheduler.environment(cluster), out, watch=watch)
-    record.update(kind="training", run_name=plan.run_name, out=output.location, schema=results.SCHEMA_VERSION)
-    results.write_atomic(out / RECORD, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-    output.sync()
-    problem = bad_input(record, plan)
-    if problem:
-        raise UserError(problem)
-    return record
+    with locks.claim(out, "train"):  # one run writes a directory at a time; a second is refused
+        before = read(out)
+        if before and before.get("job") != spec.name:
+            raise UserError(f"{out / RECORD} is a training run of job {before.get('job')!r}, not {spec.name!r}; pass another --out")
+        storage = scheduler.storage_path(spec, output)
+        run_dir = Path(storage) / plan.run_name if "://" not in storage else None
+        if before and before.get("status") == "ok" and before.get("plan_hash") == digest and not fresh:
+            say(f"{plan.run_name} already trained in {out} ({RECORD}); pass --fresh to train it again")
+            return before
+        if run_dir is not None and not fresh:
+            problem = resume_problem(run_dir, digest, plan.identity())
+            if problem:
+                raise UserError(problem)
+        if fresh and run_dir is not None and run_dir.exists():
+            aside = run_dir.with_name(f"{run_dir.name}.before-{time.strftime('%Y%m%d-%H%M%S')}")
+            run_dir.rename(aside)
+            say(f"--fresh: the earlier run's checkpoints are kept in {aside}")
+        elif run_dir is not None and list(run_dir.glob("checkpoint_*")):
+            say(f"resuming {plan.run_name} from its latest checkpoint in {run_dir}")
+        if run_dir is not None:  # before anything trains: a checkpoint is never without the plan it belongs to
+            run_dir.mkdir(parents=True, exist_ok=True)
+            results.write_atomic(run_dir / PLAN, json.dumps({"plan_hash": digest, "plan": plan.identity()},
+                                                            sort_keys=True, default=str) + "\n")
+        check = getattr(launchers.get(plan.strategy), "check_installed", None)
+        if check:
+            check()
+        cluster = ray_cluster.connect(address, verbose)
+        planning.check_fits([plan], cluster.total, cluster.nodes)
+        where = "embedded local Ray cluster" if cluster.embedded else f"Ray cluster at {cluster.address}"
+        say(f"training {arm} at {workers} worker(s) on the {where}: {plan.steps or 'its own'} steps, restarts up to "
+            f"{plan.max_failures}, a checkpoint every {plan.train_config.get('checkpoint_every') or 'report'} step(s)"
+            + (f", until {plan.target['metric']} {'≥' if plan.target['mode'] == 'max' else '≤'} {plan.target['value']:g}"
+               if plan.target else ""))
+        record = scheduler.run_trial(plan, storage, digest, scheduler.environment(cluster), out, watch=watch)
+        record.update(kind="training", run_name=plan.run_name, out=output.location, schema=results.SCHEMA_VERSION)
+        results.write_atomic(out / RECORD, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+        output.sync()
+        problem = bad_input(record, plan)
+        if problem:
+            raise UserError(problem)
+        return record
 
 
 def bad_input(record: dict, plan) -> Optional[str]:

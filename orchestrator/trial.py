@@ -61,6 +61,12 @@ def _recorder_class():
             if worker is not None:
                 worker["records"].append({**record, "received_wall": time.time()})
 
+        def phase(self, trial: str, key: str, name: str) -> None:
+            """A worker reached ``name`` (reporting.phase), stamped on this clock: ``<name>_wall``."""
+            worker = self._worker(trial, key)
+            if worker is not None:
+                worker.setdefault(f"{name}_wall", time.time())
+
         def update(self, trial: str, key: str, fields: dict) -> None:
             """A worker's end (finished_wall), error, or collective microbenchmark (collective, its backend)."""
             worker = self._worker(trial, key)
@@ -91,7 +97,9 @@ def _recorder_class():
                                                                 for w in workers if w["records"]]
             return {"last_wall": max(stamps, default=None),
                     "ended": any(w.get("finished_wall") or w.get("error") for w in workers),
-                    "steps": {w["rank"]: measure.last_step(w) for w in workers}}
+                    "steps": {w["rank"]: measure.last_step(w) for w in workers},
+                    "now_wall": time.time(),
+                    "workers": [measure.rendezvous_view(w) for w in workers]}
 
         def drop(self, trial: str) -> None:
             self.trials.pop(trial, None)
@@ -251,6 +259,15 @@ def diagnose(err: BaseException, plan: TrialPlan, workers: list[dict], free: dic
             "network link went down) and its workers with it; the other ranks' collective could not go on",
             {"kind": "node_lost", "lost": lost},
         )
+    views = [measure.rendezvous_view(w) for w in (measure.attempts(workers)[-1] if workers else [])]
+    # The post-mortem of a wait at the first rendezvous that its own timeout (Gloo's, Horovod's) ended, or
+    # that killed the waiting process: the launcher's watch would have named it a moment later.
+    early = measure.rendezvous_stall(views, plan.ray_workers, 0.9 * plan.collective_timeout_s, time.time(),
+                                     after_failure=True)
+    if early and not isinstance(err, TrialError):
+        what = launchers.RENDEZVOUS.get(plan.strategy, "the first collective")
+        return TrialError(measure.rendezvous_message(early, what, plan.collective_timeout_s),
+                          {"kind": "collective_stall", **early})
     stall = measure.stall(workers)
     if stall:
         who = "; ".join(

@@ -111,7 +111,8 @@ class KeptRun:
         self.reuse = {"group": group.id, "use": len(group.trials) + 1, "shared_with": list(group.trials),
                       "pids": list(group.pids)}
         try:
-            group.run(plan.trial_id, self.train_loop_per_worker, self.train_loop_config)
+            group.run(plan.trial_id, self.train_loop_per_worker, self.train_loop_config,
+                      rendezvous_check(plan, self.train_loop_config["harness"]))
         except BaseException:
             group.close()
             raise
@@ -119,6 +120,40 @@ class KeptRun:
             self.kept.keep(key, group)
         else:
             group.close()
+
+
+# What each strategy's first rendezvous is, in a stall's message (reporting.phase marks it in the workloads).
+RENDEZVOUS = {"multi_worker_mirrored": "MultiWorkerMirroredStrategy's first barrier",
+              "horovod": "Horovod's rendezvous (hvd.init and the first broadcast)",
+              "ddp": "DistributedDataParallel's first broadcast"}
+
+
+def rendezvous_check(plan, harness: dict, poll_s: float = 2.0):
+    """A check for a launcher's wait loop (call it every ``poll_s`` or so): raises a TrialError naming the ranks
+    that never reached the strategy's first rendezvous once another has waited there for over
+    reliability.collective_timeout_s (measure.rendezvous_stall). Before the first collective, neither
+    MultiWorkerMirroredStrategy's own bound nor Horovod's stall inspector ends the wait; Ray notices a stopped
+    process only after its RPC keepalive (minutes). A recorder that is slow to answer is asked next time."""
+    import ray
+
+    from orchestrator import measure
+    from orchestrator.errors import TrialError
+
+    recorder, trial = harness["recorder"], harness["trial"]
+    what = RENDEZVOUS.get(plan.strategy, "the first collective")
+
+    def check() -> None:
+        try:
+            heard = ray.get(recorder.heard.remote(trial), timeout=poll_s * 5)
+        except Exception:
+            return
+        stall = measure.rendezvous_stall(heard["workers"], plan.ray_workers, plan.collective_timeout_s,
+                                         heard["now_wall"])
+        if stall:
+            raise TrialError(measure.rendezvous_message(stall, what, plan.collective_timeout_s),
+                             {"kind": "collective_stall", **stall})
+
+    return check
 
 
 class PlacementTimeout(TimeoutError):

@@ -88,6 +88,7 @@ def train_loop_per_worker(config: dict) -> None:
         ray.train.report = timed_report
     if session != "ray_train":
         reporting.session_report = timed_report
+    reporting.session_phase = lambda name: recorder.phase.remote(trial, key, name)
     artifacts = tempfile.mkdtemp(prefix="orchestrator-artifacts-")
     os.environ[ARTIFACTS_ENV] = artifacts
     try:
@@ -109,6 +110,7 @@ def train_loop_per_worker(config: dict) -> None:
         if patch:
             ray.train.report = original
         reporting.session_report = None
+        reporting.session_phase = None
         os.environ.pop(ARTIFACTS_ENV, None)
         try:
             files, skipped = collect(artifacts)

@@ -101,11 +101,11 @@ class Executor:
             self.close()
             raise
 
-    def run(self, trial_id: str, function, config: dict) -> None:
+    def run(self, trial_id: str, function, config: dict, check=None) -> None:
         self.trials.append(trial_id)
         harness = config["harness"]
         wait_heard(self.executor.run_remote(function, args=[config]), harness["recorder"], harness["trial"],
-                   self.silence_s)
+                   self.silence_s, check=check)
 
     def alive(self, timeout_s: float = 10) -> bool:
         """Whether every worker still answers (one may have died between trials)."""
@@ -125,7 +125,7 @@ class Silent(TimeoutError):
     """No rank of a Horovod trial was heard from for reliability.collective_timeout_s while none had ended."""
 
 
-def wait_heard(refs: list, recorder, trial: str, silence_s: float, poll_s: float = 2.0) -> None:
+def wait_heard(refs: list, recorder, trial: str, silence_s: float, poll_s: float = 2.0, check=None) -> None:
     """Wait for every rank's call; raise a rank's failure as soon as it is seen, and end the trial when no rank
     has registered or reported for ``silence_s`` while none has ended (finished or failed).
 
@@ -143,6 +143,8 @@ def wait_heard(refs: list, recorder, trial: str, silence_s: float, poll_s: float
             ray.get(done)  # a rank's failure, at once: the caller then shuts the executor down
         if not pending:
             return
+        if check is not None:  # a rank that never reached the rendezvous, named within the timeout
+            check()
         try:
             heard = ray.get(recorder.heard.remote(trial), timeout=poll_s * 5)
         except Exception:  # the recorder is slow to answer: ask again next time

@@ -94,9 +94,9 @@ class WorkerGroup:
             self.close()
             raise
 
-    def run(self, trial_id: str, function, config: dict) -> None:
+    def run(self, trial_id: str, function, config: dict, check=None) -> None:
         self.trials.append(trial_id)
-        _first_failure([w.run.remote(function, config) for w in self.workers], self.pids)
+        _first_failure([w.run.remote(function, config) for w in self.workers], self.pids, check)
 
     def alive(self, timeout_s: float = 10) -> bool:
         """Whether every worker still answers (one may have died between trials)."""
@@ -133,15 +133,19 @@ class WorkerDied(RuntimeError):
     """A worker's process ended (killed, out of memory, node lost) while the trial ran."""
 
 
-def _first_failure(refs: list, pids: list[int]) -> None:
+def _first_failure(refs: list, pids: list[int], check=None, poll_s: float = 2.0) -> None:
     """Wait for every rank's call; raise the first failure as soon as it happens (the caller then kills the
-    other ranks, which would otherwise wait in a collective until its timeout)."""
+    other ranks, which would otherwise wait in a collective until its timeout). ``check``: called every
+    ``poll_s`` while they run (launchers.rendezvous_check), raising to end the trial."""
     import ray
 
     rank_of = {ref: rank for rank, ref in enumerate(refs)}
     pending = list(refs)
     while pending:
-        done, pending = ray.wait(pending, num_returns=1)
+        done, pending = ray.wait(pending, num_returns=1, timeout=poll_s if check else None)
+        if not done:
+            check()
+            continue
         try:
             ray.get(done)
         except ray.exceptions.RayActorError as err:

@@ -16,9 +16,10 @@ FILES = ("report.json", "report.csv", "report.md", "report.html")
 SETTINGS = "recommend.json"
 
 
-def build(records, settings: dict | None = None) -> dict:
-    """The report as data (orchestrator.analysis), from results.jsonl's lines: the latest of each trial id."""
-    return analysis.analyze(results.latest(records), settings)
+def build(records, settings: dict | None = None, torn: list[int] = ()) -> dict:
+    """The report as data (orchestrator.analysis), from results.jsonl's lines: the latest of each trial id;
+    ``torn``: the numbers of the lines that were not JSON (skipped)."""
+    return analysis.analyze(results.latest(records, torn), settings)
 
 
 def read_settings(out_dir: str | Path) -> dict:
@@ -30,12 +31,12 @@ def render(out_dir: str | Path) -> list[Path]:
     """Write every report file into ``out_dir`` from its results.jsonl, each atomically."""
     out = Path(out_dir)
     try:
-        records = results.read(out)
+        found = results.scan(out)
     except ValueError as err:
         raise UserError(str(err)) from None
-    if not records:
+    if not found.lines:
         raise UserError(f"{out / results.FILENAME}: no trial results to report; run 'orchestrator sweep' first")
-    return write(out, build(records, read_settings(out)))
+    return write(out, build(found.lines, read_settings(out), found.torn))
 
 
 def write(out_dir: str | Path, data: dict) -> list[Path]:

@@ -169,7 +169,7 @@ def bandwidth_svg(rows: list[dict]) -> str:
         palette = COLORS.get(r["framework"], ("#7f7f7f", "#bcbd22", "#e377c2"))
         color, marker = palette[index % len(palette)], MARKERS[index % len(MARKERS)]
         points = r["collective"]["points"]
-        axes.plot([p["bytes"] for p in points], [p["busbw_gbps"] for p in points], color=color, marker=marker,
+        axes.plot([p["bytes"] for p in points], [p["busbw_gb_per_s"] for p in points], color=color, marker=marker,
                   label=f"{r['label']}, {r['workers']} worker(s) ({r.get('backend') or '?'})")
         if r.get("gradient_bytes"):
             axes.axvline(r["gradient_bytes"], color=color, linestyle=":", linewidth=1)

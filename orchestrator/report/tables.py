@@ -9,7 +9,7 @@ from orchestrator.results import UNITS
 
 BREAKDOWN_COLUMNS = (
     "input_ms", "compute_ms", "exposed_comm_ms", "wait_ms", "other_ms", "ring_bound_ms", "allreduce_ms",
-    "overlap_fraction", "busbw_peak_gbps", "alpha_us",
+    "overlap_fraction", "busbw_peak_gb_per_s", "alpha_us",
 )
 CSV_COLUMNS = (
     "framework", "strategy", "execution", "workload", "workers", "repeats", "metric", "throughput", "throughput_std",
@@ -95,6 +95,14 @@ def trial_counts(data: dict) -> str:
     if t.get("superseded"):
         text += (f" {t['superseded']} older record(s) of trials run again are left out (kept in results.jsonl; "
                  "the latest record of each trial counts).")
+    if t.get("stale"):
+        points = ", ".join(f"{s['arm']} at {s['workers']} worker(s), repeat {s['repeat']}" for s in t["stale"])
+        text += (f" Stale, left out of every curve, efficiency, fit and verdict: {points}: measured under an earlier "
+                 "version of the job (its curve's latest trial ran another plan); the next `orchestrator sweep` of "
+                 "the job with this --out measures them again.")
+    if t.get("torn_lines"):
+        text += (f" Line(s) {', '.join(str(n) for n in t['torn_lines'])} of results.jsonl are not JSON (a write cut "
+                 "off by a killed process) and were skipped; their trials run again on the next sweep.")
     return text
 
 
@@ -209,7 +217,7 @@ def breakdown_table(data: dict) -> tuple[list[str], list[list]]:
                      ms(r.get("step_ms")) + flagged,
                      ms(r.get("allreduce_ms")), ms(r.get("ring_bound_ms")),
                      fmt(r.get("overlap_fraction"), pct=True),
-                     (f"{r['bus_gb_per_s']:.3f} GB/s ({r['busbw_peak_gbps']:.3f})" if r.get("bus_gb_per_s")
+                     (f"{r['bus_gb_per_s']:.3f} GB/s ({r['busbw_peak_gb_per_s']:.3f})" if r.get("bus_gb_per_s")
                       else "–"),
                      r.get("backend") or "–"])
     return header, body
@@ -330,9 +338,10 @@ def recommendation_lines(data: dict) -> list[str]:
             + (", the measurements' spread, not a bound on model error" if rec.get("model") == "physical" else "")
             + f"); knee at {rec['knee']}, "
             f"peak at {rec['peak']}. "
-            + (f"Capped: the count considered stops at {rec['max_workers']} (--max-workers, else 4x the largest "
-               "measured and at least 16), and efficiency is still above the threshold there. "
-               if rec.get("capped") else "")
+            + (f"Capped: the counts considered stop at {rec.get('largest_count', rec['max_workers'])} ("
+               + (f"{rec['counts_rule']}, up to " if rec.get("counts_rule") else "")
+               + f"{rec['max_workers']}: --max-workers, else 4x the largest measured and at least 16), and "
+               "efficiency is still above the threshold there. " if rec.get("capped") else "")
             + model_phrase(fitted)
             + f", fit R² {fitted['r2']:.3f}"
             + (f", leave-one-out error {100 * fitted['loo_error']:.1f}%" if fitted["loo_error"] is not None else "")
@@ -442,7 +451,7 @@ def cost_lines(data: dict) -> list[str]:
         return [priced["note"]] if priced and priced.get("note") else []
     length = priced["length"]
     what = (f"{length['steps']} steps" if "steps" in length else f"{length['epochs']:g} epochs" if "epochs" in length
-            else "the target")
+            else f"{length['samples']:,} samples, {length['why']}," if "samples" in length else "to the target")
     prices = ", ".join(f"{k} {v:g}/h" for k, v in sorted(priced["prices"].items()))
     out = [f"Training {what} at {prices}:"]
     for answer in priced["answers"]:

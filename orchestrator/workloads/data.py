@@ -68,16 +68,23 @@ def shard(n: int, rank: int, world: int) -> np.ndarray:
     return np.arange(rank, n, world)
 
 
-def batches(x: np.ndarray, y: np.ndarray, batch: int, seed: int):
-    """Endless batches of exactly ``batch`` samples, reshuffled every pass (the last partial batch dropped)."""
+def batches(x: np.ndarray, y: np.ndarray, batch: int, seed: int, start: int = 0):
+    """Endless batches of exactly ``batch`` samples, reshuffled every pass (the last partial batch dropped),
+    from the ``start``-th batch on: a run restored after step k passes ``start=k`` and carries on where the
+    stream was, the same batches in the same order as a run that never stopped."""
     if len(x) < batch:
         raise ValueError(f"a worker's shard has {len(x)} samples, fewer than its batch of {batch}")
     rng = np.random.default_rng(seed)
+    per_pass = len(x) // batch
+    passes, offset = divmod(max(0, int(start)), per_pass)
+    for _ in range(passes):  # the permutations of the passes already trained, drawn and dropped
+        rng.permutation(len(x))
     while True:
         order = rng.permutation(len(x))
-        for start in range(0, len(x) - batch + 1, batch):
-            index = order[start : start + batch]
+        for begin in range(offset * batch, len(x) - batch + 1, batch):
+            index = order[begin : begin + batch]
             yield x[index], y[index]
+        offset = 0
 
 
 # Initial weights, generated once in NumPy and loaded into either framework.

@@ -16,6 +16,20 @@ from typing import Callable, Iterator, Optional
 
 # Set by the harness in workers that Ray Train does not run (Horovod's, launcher: actors): where reports go.
 session_report: Optional[Callable[[dict], None]] = None
+# Set by the harness in every worker: where ``phase`` marks go (the sweep's recorder).
+session_phase: Optional[Callable[[str], None]] = None
+
+RENDEZVOUS, JOINED = "rendezvous", "joined"
+
+
+def phase(name: str) -> None:
+    """Mark where this worker is, for the launcher's watch of the first rendezvous: ``RENDEZVOUS`` just before
+    the call that waits for every rank (MultiWorkerMirroredStrategy's barrier, hvd.init, DDP's first
+    broadcast), ``JOINED`` once the first step's collectives are done. A rank waiting past
+    reliability.collective_timeout_s for one that never marked RENDEZVOUS is a stall the launcher names
+    (measure.rendezvous_stall). Nothing happens outside the orchestrator's harness."""
+    if session_phase is not None:
+        session_phase(name)
 
 
 def _in_ray_train() -> bool:

@@ -47,7 +47,10 @@ from orchestrator.workloads.reporting import (  # noqa: E402
     checkpoint_dir,
     default_config,
     export_dir,
+    JOINED,
+    RENDEZVOUS,
     latest_checkpoint,
+    phase,
     read_extra,
     read_step,
     reporter,
@@ -177,6 +180,7 @@ def _task() -> tuple[int, int]:
 def train_loop(config: dict) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(config["threads"])
     tf.config.threading.set_inter_op_parallelism_threads(config["threads"])
+    phase(RENDEZVOUS)  # next: hvd.init, or MultiWorkerMirroredStrategy's barrier, which wait for every rank
     hvd = None
     if config.get("strategy") == "horovod":
         import horovod.tensorflow as hvd
@@ -203,10 +207,11 @@ def _train(config: dict, strategy: tf.distribute.Strategy, hvd) -> None:
         mine = data.shard(len(x_train), pipeline, pipelines)
         local = tf.data.Dataset.from_tensor_slices((x_train[mine], y_train[mine]))
         local = local.shuffle(len(mine), seed=config["seed"] + pipeline).repeat()
-        return local.batch(context.get_per_replica_batch_size(global_batch), drop_remainder=True).prefetch(2)
+        local = local.batch(context.get_per_replica_batch_size(global_batch), drop_remainder=True)
+        # From where a restored run was: its first first_step - 1 batches were trained before the restart.
+        return local.skip(first_step - 1).prefetch(2)
 
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
-    stream = iter(strategy.distribute_datasets_from_function(dataset_fn, options))
 
     with strategy.scope():
         model = build_model(config["model"], config["params"], config["image_size"], config["seed"])
@@ -255,6 +260,7 @@ def _train(config: dict, strategy: tf.distribute.Strategy, hvd) -> None:
             state.read(str(restored / "state")).assert_existing_objects_matched()
             first_step = read_step(restored) + 1
             clock_state = read_extra(restored).get("target_clock")
+    stream = iter(strategy.distribute_datasets_from_function(dataset_fn, options))
     clock = TargetClock(config.get("target"), lambda: accuracy(model, x_test, y_test),
                         global_batch * workers if hvd else global_batch, clock_state)
     already = clock.check_start()
@@ -291,6 +297,8 @@ def _train(config: dict, strategy: tf.distribute.Strategy, hvd) -> None:
         loss_value = float(train_step(stream))  # .numpy() waits for the step, so the time is the step's
         step_times.append(time.perf_counter() - start)
         losses.append(loss_value)
+        if step == first_step:
+            phase(JOINED)  # the first step's collectives are done: every rank is in
         if step == 1:
             first_step_wall = time.time()  # when step 1 was done: the end of the time to first step
 

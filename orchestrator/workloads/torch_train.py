@@ -37,7 +37,10 @@ from orchestrator.workloads.reporting import (
     checkpoint_dir,
     default_config,
     export_dir,
+    JOINED,
+    RENDEZVOUS,
     latest_checkpoint,
+    phase,
     reporter,
     tensorboard_without_tensorflow,
 )
@@ -98,6 +101,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple,
 
 def train_loop(config: dict) -> None:
     torch.set_num_threads(config["threads"])
+    phase(RENDEZVOUS)  # next: hvd.init, or DDP's broadcast of the parameters, which wait for every rank
     hvd = None
     if config.get("strategy") == "horovod":
         import horovod.torch as hvd
@@ -111,7 +115,6 @@ def train_loop(config: dict) -> None:
         config["dataset"], config["num_samples"], config["image_size"], config["seed"]
     )
     mine = data.shard(len(x_train), rank, world)
-    stream = data.batches(x_train[mine], y_train[mine], config["per_worker_batch"], config["seed"] + rank)
 
     emulated = config["model"] == "emulated"
     if emulated:  # compute as device time (orchestrator/workloads/device_time.py); the jitter drawn per rank
@@ -163,6 +166,9 @@ def train_loop(config: dict) -> None:
             optimizer.load_state_dict(state["optimizer"])
             first_step = int(state["step"]) + 1
             clock_state = state.get("target_clock")
+    # The data stream from where the restored run was: batches 1..first_step-1 were trained before the restart.
+    stream = data.batches(x_train[mine], y_train[mine], config["per_worker_batch"], config["seed"] + rank,
+                          start=first_step - 1)
     clock = TargetClock(config.get("target"), lambda: accuracy(net, x_test, y_test, device),
                         config["per_worker_batch"] * world, clock_state)
     already = clock.check_start()
@@ -180,6 +186,8 @@ def train_loop(config: dict) -> None:
         loss_value = train_step(model, optimizer, next(stream), device)
         step_times.append(time.perf_counter() - start)
         losses.append(loss_value)
+        if step == first_step:
+            phase(JOINED)  # the first step's all-reduce is done: every rank is in
         if step == 1:
             first_step_wall = time.time()  # when step 1 was done: the end of the time to first step
 

@@ -68,7 +68,7 @@ def test_one_worker_per_node_and_the_all_reduce_crosses_the_shaped_links(cluster
     (record,) = _records(tmp_path / "out")
     assert record["status"] == "ok" and len(record["nodes"]) == 2
     assert {w["node_ip"] for w in record["per_worker"]} == {n["ip"] for n in cluster.data["nodes"]}
-    busbw_bps = 8e9 * record["breakdown"]["collective"]["busbw_peak_gbps"]
+    busbw_bps = 8e9 * record["breakdown"]["collective"]["busbw_peak_gb_per_s"]
     assert 0.8 * 300e6 <= busbw_bps <= 1.2 * 300e6, f"bus bandwidth {busbw_bps / 1e6:.0f} Mbit/s on 300 Mbit/s links"
 
 

@@ -152,3 +152,64 @@ def test_horovod_stall_the_inspector_misses_ends_once_no_rank_reports(ray_sessio
             "its first report, rank 1 before its first report") in error, error
     assert elapsed < 90, elapsed
     assert no_train_workers_left(b"ray::BaseHorovodWorker")
+
+
+def stop_a_rank_before_its_rendezvous(title: bytes, stopped: list, deadline_s: float = 240) -> None:
+    """SIGSTOP the last rank as soon as both ranks are in the training function: it is still importing its
+    framework, before MultiWorkerMirroredStrategy's barrier or hvd.init."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        pids = actor_ranks_training([], for_s=-1, title=title)
+        if pids:
+            os.kill(pids[-1], signal.SIGSTOP)
+            stopped.append((pids[-1], time.time()))
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("framework, strategy, title", [
+    ("tensorflow", "multi_worker_mirrored", b"ray::TrainWorker.run"),
+    ("torch", "horovod", HOROVOD_RANK),
+])
+def test_a_rank_stopped_before_the_first_rendezvous_is_named_within_the_timeout(ray_session, tmp_path, framework,
+                                                                                strategy, title):
+    """Before the first collective neither MultiWorkerMirrored's bound nor Horovod's stall inspector ends the
+    wait (Ray noticed the stopped process after its RPC keepalive, ~7 minutes; Horovod's rank died with a bare
+    "actor is dead"): the launcher's watch names the rank within collective_timeout_s of the other's wait."""
+    timeout = 10
+    job = spec.parse({
+        "name": f"stall-early-{framework}", "arms": [{"framework": framework, "strategy": strategy}],
+        "workload": {"model": "mlp", "params": {"hidden": [16]}},
+        "dataset": {"name": "synthetic", "num_samples": 256}, "batch": {"per_worker": 16},
+        "training": {"steps": 50, "warmup_steps": 2, "report_every": 10},
+        "sweep": {"workers": [2]}, "reliability": {"collective_timeout_s": timeout}, "launcher": "actors",
+        "deploy": {"export": False}, "measure": {"breakdown": False},
+    })
+    stopped: list = []
+    stopper = threading.Thread(target=stop_a_rank_before_its_rendezvous, args=(title, stopped), daemon=True)
+    stopper.start()
+    try:
+        scheduler.sweep(job, tmp_path)
+        ended = time.time()
+    finally:
+        stopper.join(timeout=5)
+        for pid, _ in stopped:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+    assert stopped, "no rank was stopped"
+    pid, stopped_at = stopped[0]
+    (record,) = results.read(tmp_path)
+    assert record["status"] == "failed"
+    error = record["error"]
+    assert error.startswith("collective stalled: rank 1 "), error
+    assert f"(pid {pid} on " in error and "never joined" in error, error
+    assert f"gave up after {timeout} s (reliability.collective_timeout_s)" in error, error
+    diagnosis = record["diagnosis"]
+    assert diagnosis["stalled"][0]["pid"] == pid and diagnosis["waited"] == [0]
+    assert diagnosis["waited_s"] < timeout + 10, diagnosis
+    # The stopped rank's framework import and the other's (a few seconds each) come before its wait.
+    assert ended - stopped_at < timeout + 40, ended - stopped_at
+    assert no_train_workers_left(title)

@@ -15,7 +15,7 @@ from tests.unit.test_report import record
 def test_bus_bandwidth_and_ring_bound_by_hand():
     # 4 ranks, 1 MB in 1 ms: algbw = 1e6 / 1e-3 = 1 GB/s; busbw = 1 GB/s * 2 * 3 / 4 = 1.5 GB/s.
     (point,) = breakdown.collective([{"bytes": 1_000_000, "seconds": 1e-3}], 4)["points"]
-    assert point["algbw_gbps"] == pytest.approx(1.0) and point["busbw_gbps"] == pytest.approx(1.5)
+    assert point["algbw_gb_per_s"] == pytest.approx(1.0) and point["busbw_gb_per_s"] == pytest.approx(1.5)
     # A 3 MB gradient on 1.5 GB/s links: 2 * 3 / 4 * 3e6 / 1.5e9 = 3 ms.
     assert breakdown.ring_bound_s(3_000_000, 4, 1.5e9) == pytest.approx(3e-3)
     assert breakdown.ring_bound_s(3_000_000, 1, 1.5e9) == 0.0 and breakdown.bus_factor(2) == 1.0
@@ -61,7 +61,7 @@ def test_parts_sum_to_the_sync_step_and_a_straggler_makes_the_others_wait():
     assert out["measured_sum_ms"] == pytest.approx(9.0) and out["other_ms"] == pytest.approx(0.2)
     # all-reduce alone of the 1 MB gradient: 0.1 ms + 1e6 * 1 ns = 1.1 ms; exposed 2.5 ms > it: no overlap
     assert out["allreduce_ms"] == pytest.approx(1.1, rel=1e-3) and out["overlap_fraction"] == 0.0
-    assert out["collective"]["busbw_peak_gbps"] == pytest.approx(max(
+    assert out["collective"]["busbw_peak_gb_per_s"] == pytest.approx(max(
         b["bytes"] / b["seconds"] / 1e9 for b in bench))
     assert breakdown.largest_part(out) == "compute_ms"
 

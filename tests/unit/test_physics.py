@@ -26,9 +26,9 @@ def trial(workers, step_ms, local_ms=2.0, exposed_ms=None, per_worker=64, scalin
         beta = (2 * (workers - 1) / workers) / bus
         points = [{"bytes": b, "time_ms": 1e3 * (alpha_s + beta * b)} for b in (4096, 1 << 20, 1 << 22)]
         for p in points:
-            p["algbw_gbps"] = p["bytes"] / p["time_ms"] / 1e6
-            p["busbw_gbps"] = p["algbw_gbps"] * 2 * (workers - 1) / workers
-        bench = {"alpha_us": 1e6 * alpha_s, "beta_ns_per_kib": 1e9 * beta * 1024, "busbw_peak_gbps": bus / 1e9,
+            p["algbw_gb_per_s"] = p["bytes"] / p["time_ms"] / 1e6
+            p["busbw_gb_per_s"] = p["algbw_gb_per_s"] * 2 * (workers - 1) / workers
+        bench = {"alpha_us": 1e6 * alpha_s, "beta_ns_per_kib": 1e9 * beta * 1024, "busbw_peak_gb_per_s": bus / 1e9,
                  "points": points}
     return {**record("torch", "ddp", workers, repeat, 1e3 * global_batch / step_ms), "execution": "eager",
             "scaling": scaling_mode, "per_worker_batch": per_worker, "global_batch": global_batch,
@@ -297,13 +297,13 @@ def test_a_what_if_that_changes_no_number_exits_2_naming_what_is_missing(tmp_pat
 def test_a_recommendation_at_the_horizon_says_it_is_capped(tmp_path, capsys):
     out = _sweep_dir(tmp_path, [trial(1, 2.0), trial(2, 2.02, alpha_s=1e-6, bus=1e12)])
     assert main(["recommend", str(out), "--max-workers", "8"]) == 0
-    assert "Capped: the count considered stops at 8" in capsys.readouterr().out
+    assert "Capped: the counts considered stop at 8" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, expected", [
     (["--bandwidth", "fast"], "--bandwidth 'fast': not a rate"),
     (["--bandwidth", "0gbit"], "--bandwidth '0gbit': must be above 0"),
-    (["--workers-per-node", "0"], "--workers-per-node 0: must be between 1 and 4096"),
+    (["--workers-per-node", "0"], "argument --workers-per-node: '0': must be a whole number from 1 to 4096"),
     (["--measured-link", "1gbit"], "--measured-link only carries the measured efficiency"),
     (["--measured-link", "1gbit", "--intra-bandwidth", "10gbit"], "pass --bandwidth too"),
 ])

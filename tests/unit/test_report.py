@@ -34,7 +34,7 @@ def test_all_four_files_consistent_with_results(sweep_dir):
     written = report.render(sweep_dir)
     assert sorted(p.name for p in written) == sorted(report.FILES)
     data = json.loads((sweep_dir / "report.json").read_text())
-    assert data["trials"] == {"ok": 5, "failed": 1, "superseded": 0}
+    assert data["trials"] == {"ok": 5, "failed": 1, "superseded": 0, "stale": [], "torn_lines": []}
     torch = next(c for c in data["curves"] if c["framework"] == "torch")
     assert {"framework", "strategy", "workload", "points"} <= set(torch)
     p1, p2 = torch["points"]

@@ -217,7 +217,7 @@ def test_train_dry_run_shows_the_plan(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--workers", "2"], "pass --arm"),
     (["--arm", "torch/ddp"], "pass --workers N, or --from-report DIR"),
-    (["--arm", "torch/ddp", "--workers", "0"], "--workers 0: must be between 1 and 4096"),
+    (["--arm", "torch/ddp", "--workers", "0"], "argument --workers: '0': must be a whole number from 1 to 4096"),
     (["--arm", "torch/ddp", "--from-report", "/nonexistent", "--workers", "2"], "drop --workers"),
     (["--arm", "torch/ddp", "--from-report", "/nonexistent"], "no such directory"),
 ])

@@ -39,7 +39,7 @@ def test_a_rerun_replaces_the_records_it_reran_and_the_report_counts_the_old_one
     (curve,) = data["curves"]
     assert [p["throughput"] for p in curve["points"]] == [500, 600]
     assert curve["points"][1]["efficiency"] == pytest.approx(600 / 1000)
-    assert data["trials"] == {"ok": 2, "failed": 0, "superseded": 2}
+    assert data["trials"] == {"ok": 2, "failed": 0, "superseded": 2, "stale": [], "torn_lines": []}
     assert len(results.read(tmp_path)) == 4  # nothing is lost
     assert "2 older record(s) of trials run again are left out" in (tmp_path / "report.md").read_text()
     assert [s["steps"] for s in data["settings"]] == [400, 400]
@@ -58,7 +58,7 @@ def test_a_success_rerun_into_a_failure_is_failed_and_resumed(tmp_path):
     results.append(tmp_path, record("torch", "ddp", 1, 0, 1000))
     results.append(tmp_path, record("torch", "ddp", 1, 0, 0, status="failed"))
     assert results.completed(results.read(tmp_path)) == {}
-    assert report.build(results.read(tmp_path))["trials"] == {"ok": 0, "failed": 1, "superseded": 1}
+    assert report.build(results.read(tmp_path))["trials"] == {"ok": 0, "failed": 1, "superseded": 1, "stale": [], "torn_lines": []}
 
 
 def test_version_1_lines_still_read():
