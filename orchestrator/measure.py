@@ -226,10 +226,11 @@ def rendezvous_view(worker: dict) -> dict:
 
 
 def rendezvous_stall(workers: list[dict], world: int, timeout_s: float, now_wall: float,
-                     after_failure: bool = False) -> Optional[dict]:
+                     after_failure: bool = False, pids: Optional[list[int]] = None) -> Optional[dict]:
     """A first rendezvous that cannot complete: some rank has waited at it (marked ``rendezvous``, not yet
     ``joined``) for over ``timeout_s`` while another rank never reached it (not started, or stopped before
-    it). ``workers``: rendezvous_view of each worker process of the trial; ``world``: its ranks. None while
+    it). ``workers``: rendezvous_view of each worker process of the trial; ``world``: its ranks; ``pids``: the
+    launcher's pid of each rank (for a rank stopped before it registered). None while
     no rank has waited that long, once every rank reached it (a stall after it is measure.stall's), or when
     a rank has ended (its error is the trial's) -- unless ``after_failure``: the post-mortem of a trial whose
     waiting rank gave up or died there (Horovod's Gloo ends its own wait, and can take the process with it)."""
@@ -248,7 +249,8 @@ def rendezvous_stall(workers: list[dict], world: int, timeout_s: float, now_wall
     stalled = []
     for rank in missing:
         w = by_rank.get(rank) or {}
-        stalled.append({"rank": rank, "pid": w.get("pid"), "hostname": w.get("hostname"), "node_ip": w.get("node_ip"),
+        pid = w.get("pid") or (pids[rank] if pids and rank < len(pids) else None)
+        stalled.append({"rank": rank, "pid": pid, "hostname": w.get("hostname"), "node_ip": w.get("node_ip"),
                         "node_id": w.get("node_id"), "last_step": None, "started": rank in by_rank})
     return {"stalled": stalled, "waited": sorted(w["rank"] for w in waiting), "waited_s": now_wall - since,
             "gave_up_wall": now_wall, "phase": "rendezvous"}
@@ -258,7 +260,8 @@ def rendezvous_message(stall: dict, what: str, timeout_s: float) -> str:
     """The trial's error for a rendezvous_stall: the ranks that never reached ``what``, the ones that waited."""
     def who(s: dict) -> str:
         if not s["started"]:
-            return f"rank {s['rank']} (its training function never started)"
+            pid = f"pid {s['pid']}, " if s.get("pid") else ""
+            return f"rank {s['rank']} ({pid}its training function never started)"
         where = f"{s['node_ip']} ({s['hostname']})" if s.get("node_ip") and s.get("hostname") else (s.get("node_ip") or "?")
         return f"rank {s['rank']} (pid {s['pid']} on node {where}, before its first step)"
 

@@ -27,6 +27,7 @@ import json
 import os
 import socket
 import uuid
+from typing import Optional
 from types import ModuleType
 
 from orchestrator.errors import UserError
@@ -112,7 +113,7 @@ class KeptRun:
                       "pids": list(group.pids)}
         try:
             group.run(plan.trial_id, self.train_loop_per_worker, self.train_loop_config,
-                      rendezvous_check(plan, self.train_loop_config["harness"]))
+                      rendezvous_check(plan, self.train_loop_config["harness"], list(group.pids)))
         except BaseException:
             group.close()
             raise
@@ -128,7 +129,7 @@ RENDEZVOUS = {"multi_worker_mirrored": "MultiWorkerMirroredStrategy's first barr
               "ddp": "DistributedDataParallel's first broadcast"}
 
 
-def rendezvous_check(plan, harness: dict, poll_s: float = 2.0):
+def rendezvous_check(plan, harness: dict, pids: Optional[list[int]] = None, poll_s: float = 2.0):
     """A check for a launcher's wait loop (call it every ``poll_s`` or so): raises a TrialError naming the ranks
     that never reached the strategy's first rendezvous once another has waited there for over
     reliability.collective_timeout_s (measure.rendezvous_stall). Before the first collective, neither
@@ -148,7 +149,7 @@ def rendezvous_check(plan, harness: dict, poll_s: float = 2.0):
         except Exception:
             return
         stall = measure.rendezvous_stall(heard["workers"], plan.ray_workers, plan.collective_timeout_s,
-                                         heard["now_wall"])
+                                         heard["now_wall"], pids=pids)
         if stall:
             raise TrialError(measure.rendezvous_message(stall, what, plan.collective_timeout_s),
                              {"kind": "collective_stall", **stall})

@@ -204,11 +204,13 @@ def test_a_rank_stopped_before_the_first_rendezvous_is_named_within_the_timeout(
     (record,) = results.read(tmp_path)
     assert record["status"] == "failed"
     error = record["error"]
-    assert error.startswith("collective stalled: rank 1 "), error
-    assert f"(pid {pid} on " in error and "never joined" in error, error
-    assert f"gave up after {timeout} s (reliability.collective_timeout_s)" in error, error
     diagnosis = record["diagnosis"]
-    assert diagnosis["stalled"][0]["pid"] == pid and diagnosis["waited"] == [0]
+    (stalled,) = diagnosis["stalled"]
+    assert stalled["pid"] == pid and diagnosis["waited"] == [1 - stalled["rank"]], diagnosis
+    # Named with its pid (and node, where it registered before it was stopped).
+    assert error.startswith(f"collective stalled: rank {stalled['rank']} ("), error
+    assert f"pid {pid}" in error and "never joined" in error, error
+    assert f"gave up after {timeout} s (reliability.collective_timeout_s)" in error, error
     assert diagnosis["waited_s"] < timeout + 10, diagnosis
     # The stopped rank's framework import and the other's (a few seconds each) come before its wait.
     assert ended - stopped_at < timeout + 40, ended - stopped_at
