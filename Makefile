@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 JOB ?= jobs/digits-mlp.yaml
 OUT ?= reports/digits-mlp
 
-.PHONY: demo test test-fast setup setup-dev horovod clean
+.PHONY: demo test test-fast setup setup-dev horovod docs schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,5 +43,14 @@ test: setup-dev horovod
 test-fast: setup-dev
 	$(BIN)/python -m pytest tests/unit
 
+# The documentation site into site/ (offline; --strict: a broken link or a page that does not build fails).
+docs: setup-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "open site/index.html"
+
+# The job files' JSON Schema (schemas/job.schema.json), from the pydantic models; a test holds the two equal.
+schema: setup
+	$(BIN)/orchestrator schema -o schemas/job.schema.json
+
 clean:
-	rm -rf $(VENV) reports .pytest_cache
+	rm -rf $(VENV) reports site .pytest_cache

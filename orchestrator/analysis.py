@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from orchestrator import beyond_speed, cost, fit, physics, results, scaling
+from orchestrator import __version__, beyond_speed, cost, fit, physics, results, scaling
 from orchestrator.plan import builtin_entrypoint, fresh_processes_reason
 
 DEFAULTS = {"threshold": 0.8, "max_workers": None, "layout": None, "pricing": None}
@@ -599,6 +599,9 @@ def analyze(found: results.Results, settings: Optional[dict] = None) -> dict:
     targets = time_to_target(curves)
     return {
         "job": first.job if first else None,
+        "orchestrator_version": __version__,
+        "recorded_by": sorted({str((r.get("environment") or {}).get("orchestrator", "before 0.1.0"))
+                               for r in found.records}),
         "source": results.FILENAME,
         "trials": {"ok": len(ok), "failed": len(failed), "superseded": found.superseded,
                    "stale": [{"trial_id": r.trial_id, "arm": r.arm, "workers": r.workers, "repeat": r.repeat,

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from orchestrator import __version__
 from orchestrator.errors import OrchestratorError, UserError
 
 
@@ -52,6 +53,7 @@ COUNT = _number(int, 1, 4096, what="workers")
 
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="orchestrator", description="Measure how a training job scales in PyTorch and TensorFlow on Ray.")
+    top.add_argument("--version", action="version", version=f"orchestrator {__version__}")
     commands = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sweep = commands.add_parser("sweep", help="run every (arm, worker count, repeat) of a job and report")
@@ -102,6 +104,9 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--workers", default="1,2,4,8,16", help="the replay's sweep.workers (default 1,2,4,8,16)")
     replay.add_argument("--out", required=True, help="the job file to write, e.g. replay.yaml")
 
+    schema = commands.add_parser("schema", help="print the job files' JSON Schema (for editors' YAML language server)")
+    schema.add_argument("-o", "--output", help="write to this file instead of stdout (e.g. schemas/job.schema.json)")
+
     share = commands.add_parser("share", help="plan a shared cluster: how many workers each swept job gets")
     share.add_argument("dirs", nargs="+", help="sweep output directories, one per job")
     share.add_argument("--cpus", type=_number(float, 0, low_open=True, what="CPUs"), required=True, help="the cluster's CPUs to share")
@@ -132,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
                        help="report documents whose kind has no schema (Gateway API, Volcano, ...) as skipped, not invalid")
     check.add_argument("--skip", action="append", default=[], metavar="KIND[,KIND]",
                        help="kinds not to check: HTTPRoute, or gateway.networking.k8s.io/v1/HTTPRoute (repeatable)")
-    for command in (sweep, rep, advise, replay, share, render, check):  # whose --help an unknown argument points to
+    for command in (sweep, rep, advise, replay, schema, share, render, check):  # whose --help an unknown argument points to
         command.set_defaults(parser=command)
     return top
 
@@ -155,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             return _share(args)
         if args.command == "replay":
             return _replay(args)
+        if args.command == "schema":
+            return _schema(args)
         if args.command == "k8s":
             return _k8s_render(args) if args.k8s_command == "render" else _k8s_validate(args)
         return _report(args)
@@ -309,6 +316,18 @@ def _train(args) -> int:
     console.print(f"trained {arm} at {workers} worker(s): " + ", ".join(summary))
     console.print(f"wrote {out}/{training.RECORD}; TensorBoard: tensorboard --logdir {out}/tensorboard")
     return 0 if not target or target.get("reached") else 1
+
+
+def _schema(args) -> int:
+    from orchestrator import schema
+    from orchestrator.results import write_atomic
+
+    if args.output:
+        write_atomic(args.output, schema.text())
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(schema.text())
+    return 0
 
 
 def _report(args) -> int:

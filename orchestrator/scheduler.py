@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional
 
-from orchestrator import artifacts, launchers, locks, measure, plan as planning, report, results
+from orchestrator import __version__, artifacts, launchers, locks, measure, plan as planning, report, results
 from orchestrator.errors import TrialError, UserError
 from orchestrator.output import Output
 from orchestrator.plan import TrialPlan
@@ -67,6 +67,7 @@ def versions(*packages: str) -> dict[str, str]:
 
 def environment(cluster) -> dict:
     return {
+        "orchestrator": __version__,
         "python": platform.python_version(),
         **versions("ray", "torch", "tensorflow"),
         "machine": platform.machine(),

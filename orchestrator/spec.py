@@ -63,7 +63,9 @@ _ENTRYPOINT = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # The docstring under a field is its description: in the JSON Schema (orchestrator schema) and the
+    # documentation's reference, so that nothing is written twice.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def _check_entrypoint(value: Optional[str]) -> Optional[str]:

@@ -124,7 +124,9 @@ def page(data: dict) -> str:
     if env:
         parts.append("<h2>Environment</h2>")
         parts.append(_table(["", ""], [[k, v] for k, v in sorted(env.items())]))
-    parts.append("<p class=note>Rendered from results.jsonl by <code>orchestrator report</code>.</p>")
+    parts.append(f"<p class=note>Rendered from results.jsonl by <code>orchestrator report</code> (orchestrator "
+                 f"{escape(str(data.get('orchestrator_version', '?')))}; records by "
+                 f"{escape(', '.join(data.get('recorded_by') or ['?']))}).</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

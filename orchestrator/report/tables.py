@@ -162,7 +162,8 @@ def markdown(data: dict) -> str:
     if data["failed_trials"]:
         lines += ["", "## Failed trials", ""]
         lines += [f"- `{_md(f['trial_id'])}`: {_md(f['error'])}" for f in data["failed_trials"]]
-    lines += ["", f"{efficiency_footer(data)} Rendered from results.jsonl by `orchestrator report`.", ""]
+    lines += ["", f"{efficiency_footer(data)} Rendered from results.jsonl by `orchestrator report` "
+              f"(orchestrator {data.get('orchestrator_version', '?')}; records by {', '.join(data.get('recorded_by') or ['?'])}).", ""]
     return "\n".join(lines)
 
 
