@@ -22,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import results  # noqa: E402
+from orchestrator.measuring import results  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

@@ -49,7 +49,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from orchestrator import results  # noqa: E402
+from orchestrator.measuring import results  # noqa: E402
 
 PY = sys.executable
 BIN = Path(PY).parent
@@ -252,7 +252,7 @@ def sweep_cost(launcher: str | None) -> dict:
     wall = time.perf_counter() - started
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     ok = [r for r in records if r["status"] == "ok"]
-    # The sweep's own account of its time (orchestrator.analysis.sweep_time, from the records); what no record
+    # The sweep's own account of its time (orchestrator.modelling.analysis.sweep_time, from the records); what no record
     # holds is the CLI's start before the sweep and the reports and Ray's shutdown after its last trial.
     spent = json.loads((out / "report.json").read_text())["sweep_time"]
     parts = {
@@ -297,7 +297,7 @@ EFFICIENCY = {"ray_train": ("torch/ray_train", "torch/ray_train@1"), "actors": (
 
 
 def machine() -> dict:
-    from orchestrator.scheduler import versions
+    from orchestrator.running.scheduler import versions
 
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()

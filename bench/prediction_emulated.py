@@ -1,5 +1,5 @@
 """Predictions at other worker counts and link rates, proven on an emulated multi-node cluster (one machine,
-network namespaces, tbf-shaped links: orchestrator/emulated.py). Needs root.
+network namespaces, tbf-shaped links: orchestrator/running/emulated.py). Needs root.
 
     .venv/bin/python bench/prediction_emulated.py [--repeats 2] [--rates 100mbit,300mbit,1gbit] [--fit-rate 300mbit]
 
@@ -9,7 +9,7 @@ For each model (the default MLP, and one with a ~12x larger gradient), torch DDP
   bench resumes them: done trials are kept).
 Fit on 1 and 2 workers at the fit rate; predict every other (workers, rate) point with the physical model
 through the product's own path (`orchestrator recommend FIT --bandwidth RATE --measured-link FIT_RATE`, the
-physical model's what-if in report.json) and with the best curve fit (orchestrator/fit.py), which knows nothing
+physical model's what-if in report.json) and with the best curve fit (orchestrator/modelling/fit.py), which knows nothing
 of the rate. The 3-worker points run three nodes on two cores: the workers record their CPU per step and the
 cores they may use, which the model's host-CPU term reads (nothing is told to it by hand).
 
@@ -33,7 +33,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import emulated, fit, rates, results, scaling  # noqa: E402
+from orchestrator.job import rates  # noqa: E402
+from orchestrator.measuring import results
+from orchestrator.modelling import fit, scaling
+from orchestrator.running import emulated
 
 OUT = ROOT / "bench/results"
 RUNS = ROOT / "bench/runs/emulated"  # the sweeps themselves (git-ignored); their inputs are in the JSON

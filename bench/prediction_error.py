@@ -16,11 +16,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import fit, results, scaling  # noqa: E402
+from orchestrator.measuring import results  # noqa: E402
+from orchestrator.modelling import fit, scaling
 
 
 def held_out_errors(lines: list[dict]) -> list[dict]:
-    """Per curve (orchestrator.scaling, the latest record of each trial), each measured count held out in turn."""
+    """Per curve (orchestrator.modelling.scaling, the latest record of each trial), each measured count held out in turn."""
     out = []
     for curve in scaling.curves(results.latest(lines).ok):
         rows = curve.records

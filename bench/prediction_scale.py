@@ -1,5 +1,5 @@
 """Predictions at 8, 12 and 16 workers from a sweep of at most 4, on an emulated cluster of accelerator-like
-workers (orchestrator/emulated.py: nodes in network namespaces, tbf-shaped links between them, traffic within a
+workers (orchestrator/running/emulated.py: nodes in network namespaces, tbf-shaped links between them, traffic within a
 node unshaped; orchestrator/workloads/device_time.py: compute as device time, real gradients over gloo). Needs
 root; about an hour on 2 cores.
 
@@ -14,7 +14,7 @@ name the term that misses, and never read by the prediction).
 
 The predictions come from the product as a user runs it: ``orchestrator recommend FITDIR --bandwidth RATE
 --measured-link FIT_RATE --max-workers 16`` and its report.json (the what-if's predictions: the physical model),
-and the best curve fit (orchestrator/fit.py's fit_curve on the same records, which knows nothing of the rate).
+and the best curve fit (orchestrator/modelling/fit.py's fit_curve on the same records, which knows nothing of the rate).
 Nothing is told to the model that a user could not pass. Each sweep is its own directory under
 bench/runs/scale/ (rerunning resumes it). Writes bench/results/prediction-scale.json and .md; asserts nothing.
 """
@@ -36,7 +36,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import emulated, fit, physics, rates, results, scaling  # noqa: E402
+from orchestrator.job import rates  # noqa: E402
+from orchestrator.measuring import results
+from orchestrator.modelling import fit, physics, scaling
+from orchestrator.running import emulated
 
 OUT = ROOT / "bench/results"
 RUNS = ROOT / "bench/runs/scale"

@@ -9,7 +9,7 @@ goes first, so a drift of the machine lands on both alike. Then, in the same pai
 workers for the time to first step. Measured:
 
   wall time          CLI start to exit, and its ratio (new / old) within each pair;
-  training share     the trials' training time (first step to last, orchestrator.measure) over the wall time;
+  training share     the trials' training time (first step to last, orchestrator.measuring.measure) over the wall time;
   time to first step the first trial's (from the CLI's start, and from its own launch) and a reused repeat's
                      (from its launch), against torchrun's (process start to step 1 done on every rank);
   agreement          each arm and worker count's throughput in the reused repeats against the fresh ones;

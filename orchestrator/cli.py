@@ -209,19 +209,18 @@ def _sweep_time(out_dir) -> str | None:
 
 
 def _sweep(args) -> int:
-    from orchestrator import plan, spec
-
-    from orchestrator.output import Output
-    from orchestrator.scheduler import storage_path
+    from orchestrator.job import plan, spec
+    from orchestrator.running.output import Output
+    from orchestrator.running.scheduler import storage_path
 
     job = spec.load(args.job)
     _check_address(args.address)
     out = Output(args.out or str(Path("reports") / job.name))
     plans = plan.build(job)
-    from orchestrator import scheduler
+    from orchestrator.running import scheduler
 
     if args.dry_run:
-        from orchestrator import launchers
+        from orchestrator.running import launchers
 
         document = {
             "job": job.name,
@@ -237,7 +236,7 @@ def _sweep(args) -> int:
         print(json.dumps(document, indent=2))
         return 0
 
-    from orchestrator.progress import RichProgress
+    from orchestrator.running.progress import RichProgress
 
     progress = RichProgress()
 
@@ -274,7 +273,8 @@ def _sweep(args) -> int:
 
 
 def _train(args) -> int:
-    from orchestrator import launchers, plan, spec, training
+    from orchestrator.job import plan, spec
+    from orchestrator.running import launchers, training
 
     job = spec.load(args.job)
     _check_address(args.address)
@@ -319,8 +319,8 @@ def _train(args) -> int:
 
 
 def _schema(args) -> int:
-    from orchestrator import schema
-    from orchestrator.results import write_atomic
+    from orchestrator.job import schema
+    from orchestrator.measuring.results import write_atomic
 
     if args.output:
         write_atomic(args.output, schema.text())
@@ -332,12 +332,12 @@ def _schema(args) -> int:
 
 def _report(args) -> int:
     from orchestrator import report
-    from orchestrator.output import Output, is_uri
+    from orchestrator.running.output import Output, is_uri
 
     if not is_uri(args.dir) and not Path(args.dir).is_dir():
         raise UserError(f"{args.dir}: no such directory; pass the --out directory of a sweep")
     out = Output(args.dir).open()
-    from orchestrator import results
+    from orchestrator.measuring import results
 
     torn = results.scan(out.local).torn_note(f"{out.location}/{results.FILENAME}")
     if torn:
@@ -349,8 +349,8 @@ def _report(args) -> int:
 
 
 def _k8s_render(args) -> int:
-    from orchestrator import spec
-    from orchestrator.kube import manifests
+    from orchestrator.job import spec
+    from orchestrator.deploying.kube import manifests
 
     job = spec.load(args.job)
     _check_output_file("--output", args.output, "manifests.yaml")
@@ -360,8 +360,8 @@ def _k8s_render(args) -> int:
     if args.sweep and not args.from_report:
         raise UserError("k8s render --sweep goes with --from-report (without it the RayJob sweeps the job as it is)")
     if args.from_report:
-        from orchestrator import plan
-        from orchestrator.recommend import from_report
+        from orchestrator.job import plan
+        from orchestrator.modelling.recommend import from_report
 
         if args.workers is not None or args.in_image:
             raise UserError("k8s render --from-report takes the worker count from the report and renders the job "
@@ -387,7 +387,7 @@ def _k8s_render(args) -> int:
     )
     text = manifests.to_yaml(docs)
     if args.output:
-        from orchestrator.results import write_atomic
+        from orchestrator.measuring.results import write_atomic
 
         write_atomic(args.output, text)
         print(f"wrote {args.output}: {len(docs)} resources, {scale.replicas} x {scale.num_of_hosts} worker pod(s)", file=sys.stderr)
@@ -397,7 +397,7 @@ def _k8s_render(args) -> int:
 
 
 def _recommend(args) -> int:
-    from orchestrator import recommend
+    from orchestrator.modelling import recommend
 
     if not Path(args.dir).is_dir():
         raise UserError(f"{args.dir}: no such directory; pass the --out directory of a sweep")
@@ -414,7 +414,7 @@ def _recommend(args) -> int:
 
 def _pricing(args) -> dict | None:
     """The cost question from recommend's flags, validated; None where none is asked."""
-    from orchestrator import cost
+    from orchestrator.modelling import cost
 
     asked = any(v is not None and v is not False for v in (args.price, args.train_steps, args.epochs, args.deadline,
                                                             args.budget)) or args.to_target
@@ -434,7 +434,7 @@ def _pricing(args) -> dict | None:
 
 def _layout(args) -> dict | None:
     """The what-if layout from recommend's flags, validated; None where none is asked."""
-    from orchestrator import rates
+    from orchestrator.job import rates
 
     if args.workers_per_node is not None and not 1 <= args.workers_per_node <= 4096:
         raise UserError(f"--workers-per-node {args.workers_per_node}: must be between 1 and 4096")
@@ -451,8 +451,10 @@ def _layout(args) -> dict | None:
 def _replay(args) -> int:
     import yaml
 
-    from orchestrator import replay, results, spec
-    from orchestrator.results import write_atomic
+    from orchestrator.job import spec
+    from orchestrator.measuring import results
+    from orchestrator.running import replay
+    from orchestrator.measuring.results import write_atomic
 
     if not Path(args.dir).is_dir():
         raise UserError(f"{args.dir}: no such directory; pass the --out directory of a sweep")
@@ -482,7 +484,7 @@ def _share(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from orchestrator import recommend
+    from orchestrator.modelling import recommend
 
     if not 0 < args.cpus <= 1_000_000:
         raise UserError(f"--cpus {args.cpus}: must be a positive number of CPUs")
@@ -503,7 +505,7 @@ def _share(args) -> int:
 
 
 def _k8s_validate(args) -> int:
-    from orchestrator.kube import validate
+    from orchestrator.deploying.kube import validate
 
     version = validate.kubernetes_version(args.kubernetes_version)
     skip = frozenset(kind.strip() for value in args.skip for kind in value.split(",") if kind.strip())

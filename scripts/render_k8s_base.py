@@ -1,4 +1,4 @@
-"""Write k8s/base from the manifest builders (orchestrator/kube/manifests.py): the default job at 2 CPU
+"""Write k8s/base from the manifest builders (orchestrator/deploying/kube/manifests.py): the default job at 2 CPU
 workers, one file per concern. tests/unit/test_kube.py fails when k8s/base and the builders disagree.
 
     python scripts/render_k8s_base.py
@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.kube.base import base_files  # noqa: E402
+from orchestrator.deploying.kube.base import base_files  # noqa: E402
 
 for name, text in base_files().items():
     (ROOT / "k8s" / "base" / name).write_text(text)

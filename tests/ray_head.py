@@ -17,7 +17,7 @@ import urllib.request
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from orchestrator.emulated import pids_mentioning
+from orchestrator.running.emulated import pids_mentioning
 
 BIN = Path(sys.executable).parent
 

@@ -1,5 +1,5 @@
 """Scaling-curve reports, rendered from results.jsonl alone: JSON and CSV for machines, Markdown and a
-self-contained HTML page for people. Formatting only; the numbers come from orchestrator.analysis.
+self-contained HTML page for people. Formatting only; the numbers come from orchestrator.modelling.analysis.
 
 Rendering is deterministic: the same results.jsonl gives the same bytes.
 """
@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator import analysis, results
+from orchestrator.measuring import results
+from orchestrator.modelling import analysis
 from orchestrator.errors import UserError
 
 FILES = ("report.json", "report.csv", "report.md", "report.html")
@@ -17,7 +18,7 @@ SETTINGS = "recommend.json"
 
 
 def build(records, settings: dict | None = None, torn: list[int] = ()) -> dict:
-    """The report as data (orchestrator.analysis), from results.jsonl's lines: the latest of each trial id;
+    """The report as data (orchestrator.modelling.analysis), from results.jsonl's lines: the latest of each trial id;
     ``torn``: the numbers of the lines that were not JSON (skipped)."""
     return analysis.analyze(results.latest(records, torn), settings)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 
-from orchestrator.results import UNITS
+from orchestrator.measuring.results import UNITS
 
 COLORS = {"torch": ("#d62728", "#ff7f0e", "#8c564b"), "tensorflow": ("#1f77b4", "#17becf", "#2ca02c")}
 MARKERS = ("o", "s", "^", "D")

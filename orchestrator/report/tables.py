@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from orchestrator.results import UNITS
+from orchestrator.measuring.results import UNITS
 
 BREAKDOWN_COLUMNS = (
     "input_ms", "compute_ms", "exposed_comm_ms", "wait_ms", "other_ms", "ring_bound_ms", "allreduce_ms",
@@ -294,7 +294,7 @@ def beyond_speed_markdown(data: dict) -> list[str]:
 
 def layout_phrase(layout: dict | None) -> str:
     """A what-if layout as words: '8 workers per node, 100 Gbit/s between nodes'."""
-    from orchestrator.rates import show
+    from orchestrator.job.rates import show
 
     if not layout:
         return ""

@@ -15,7 +15,7 @@ Both frameworks hand in the same two things:
 ``blocks`` alternates blocks of sync and local steps (sync, local, sync, local, ...), so a slow drift of the
 machine lands on both alike; the first block of each kind is a warm-up (tracing the local variant, first
 collectives) and left out. Every rank runs the same blocks in lockstep; the driver turns the ranks' numbers
-into compute, exposed communication, input and wait (orchestrator/breakdown.py).
+into compute, exposed communication, input and wait (orchestrator/measuring/breakdown.py).
 
 The caller saves the model and optimiser before and restores them after, so the trained model, the reported
 loss and accuracy and the timed throughput never see these steps.

@@ -9,7 +9,9 @@ import subprocess
 import pytest
 import yaml
 
-from orchestrator import emulated, rates, results
+from orchestrator.job import rates
+from orchestrator.measuring import results
+from orchestrator.running import emulated
 from orchestrator.errors import UserError
 from tests.conftest import ROOT
 

@@ -1,4 +1,4 @@
-"""An emulated two-node cluster (orchestrator/emulated.py: network namespaces, tbf-shaped veth links): a
+"""An emulated two-node cluster (orchestrator/running/emulated.py: network namespaces, tbf-shaped veth links): a
 2-worker trial puts one worker on each node and its all-reduce crosses the shaped links at their rate; a
 node's link cut in the middle of a trial fails that trial with the node and rank named, the sweep carries on,
 and once the link is back a later trial uses the node again. Skipped where namespaces cannot be made."""
@@ -11,7 +11,8 @@ import time
 import pytest
 import yaml
 
-from orchestrator import emulated, rates
+from orchestrator.job import rates
+from orchestrator.running import emulated
 from orchestrator.errors import UserError
 from tests.conftest import ROOT
 from tests.integration.test_worker_loss import train_worker_pids

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from orchestrator import recommend, results
+from orchestrator.measuring import results
+from orchestrator.modelling import recommend
 import yaml
 
 from tests.conftest import ROOT

@@ -9,7 +9,8 @@ import tempfile
 
 import pytest
 
-from orchestrator import report, results
+from orchestrator import report
+from orchestrator.measuring import results
 from tests.unit.test_report import record
 from tests.unit.test_trustworthy_numbers import user_record
 

@@ -6,7 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from orchestrator import results, scheduler, spec, tensorboard
+from orchestrator.job import spec
+from orchestrator.measuring import results, tensorboard
+from orchestrator.running import scheduler
 from orchestrator.workloads import data
 
 pytestmark = pytest.mark.ray

@@ -6,7 +6,9 @@ import statistics
 
 import pytest
 
-from orchestrator import results, scheduler, spec
+from orchestrator.job import spec
+from orchestrator.measuring import results
+from orchestrator.running import scheduler
 
 JOB = {
     "name": "breakdown",

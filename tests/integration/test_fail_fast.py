@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import results, scheduler, spec
+from orchestrator.job import spec
+from orchestrator.measuring import results
+from orchestrator.running import scheduler
 from tests.integration.test_worker_loss import actor_ranks_training, no_train_workers_left, train_worker_pids
 
 pytestmark = pytest.mark.ray

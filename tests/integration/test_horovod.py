@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import results, scheduler, spec
-from orchestrator.launchers import horovod
+from orchestrator.job import spec
+from orchestrator.measuring import results
+from orchestrator.running import scheduler
+from orchestrator.running.launchers import horovod
 
 pytestmark = pytest.mark.ray
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 import yaml
 
-from orchestrator.kube import validate
-from orchestrator.kube.schemas import crd_schemas
+from orchestrator.deploying.kube import validate
+from orchestrator.deploying.kube.schemas import crd_schemas
 from tests.conftest import ROOT
 
 SCHEMAS, _ = crd_schemas()
@@ -80,7 +80,7 @@ def test_chart_tpu_hosts_follow_the_topology():
     assert group["numOfHosts"] == 4 and group["replicas"] == 2
 
 
-# The chart and `orchestrator k8s render` (orchestrator/kube/manifests.py) are two writings of one
+# The chart and `orchestrator k8s render` (orchestrator/deploying/kube/manifests.py) are two writings of one
 # RayCluster and RayJob: for the same scale they must agree on everything but the names a Helm release derives.
 SAME_SCALE = [
     ("jobs/digits-mlp.yaml", {"workers": 2}, {"type": "cpu"}),
@@ -93,8 +93,8 @@ SAME_SCALE = [
 
 @pytest.mark.parametrize("job, scale_args, accelerator", SAME_SCALE, ids=["cpu", "cpu-autoscaling", "gpu", "tpu-v6e-4x4"])
 def test_chart_and_render_write_the_same_cluster_and_job(job, scale_args, accelerator):
-    from orchestrator import spec
-    from orchestrator.kube import manifests
+    from orchestrator.job import spec
+    from orchestrator.deploying.kube import manifests
 
     job_spec = spec.load(str(ROOT / job))
     scale = manifests.worker_scale(job_spec, **scale_args)

@@ -4,7 +4,10 @@ import json
 
 import pytest
 
-from orchestrator import report, results, scheduler, spec
+from orchestrator import report
+from orchestrator.job import spec
+from orchestrator.measuring import results
+from orchestrator.running import scheduler
 from orchestrator.errors import ClusterTooSmall
 
 pytestmark = pytest.mark.ray

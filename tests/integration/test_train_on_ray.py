@@ -11,7 +11,8 @@ import time
 import pytest
 import yaml
 
-from orchestrator import spec, training
+from orchestrator.job import spec
+from orchestrator.running import training
 from tests.conftest import ROOT
 from tests.integration.test_worker_loss import train_worker_pids
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import results, scheduler, spec
+from orchestrator.job import spec
+from orchestrator.measuring import results
+from orchestrator.running import scheduler
 
 pytestmark = pytest.mark.ray
 

@@ -6,7 +6,7 @@ import socket
 import pytest
 import yaml
 
-from orchestrator import cluster
+from orchestrator.running import cluster
 from orchestrator.cli import main
 from orchestrator.errors import UserError
 

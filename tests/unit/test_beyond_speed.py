@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from orchestrator import artifacts, loc, measure, plan, report, results, spec
+from orchestrator import report
+from orchestrator.job import plan, spec
+from orchestrator.measuring import artifacts, loc, measure, results
 from orchestrator.errors import SpecError
 from orchestrator.report import tables
 

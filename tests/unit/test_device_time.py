@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from orchestrator import plan, spec
+from orchestrator.job import plan, spec
 from orchestrator.errors import SpecError
 from orchestrator.workloads import device_time
 
@@ -66,7 +66,7 @@ def test_a_slower_device_and_jitter(monkeypatch):
 
 
 def test_replay_writes_a_job_of_the_measured_gradient_and_compute(tmp_path, capsys):
-    from orchestrator import results
+    from orchestrator.measuring import results
     from orchestrator.cli import main
     from tests.unit.test_physics import trial
 

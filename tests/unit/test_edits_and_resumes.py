@@ -14,7 +14,12 @@ import numpy as np
 import pytest
 import yaml
 
-from orchestrator import analysis, emulated, locks, measure, plan, report, results, scaling, spec, training
+from orchestrator import report
+from orchestrator.job import plan, spec
+from orchestrator.measuring import measure, results
+from orchestrator.modelling import analysis, scaling
+from orchestrator.measuring import locks
+from orchestrator.running import emulated, training
 from orchestrator.cli import main
 from orchestrator.errors import UserError
 from orchestrator.workloads import data
@@ -92,7 +97,7 @@ def test_points_of_an_earlier_plan_are_stale_left_out_and_named(tmp_path):
         (tmp_path / "report.md").read_text()
     # ... and the next sweep measures it again: its plan hash is not the new plan's.
     done = results.completed(results.read(tmp_path))
-    from orchestrator.scheduler import plan_hash
+    from orchestrator.running.scheduler import plan_hash
 
     assert done[after[1].trial_id].get("plan_hash") != plan_hash(after[1])
 
@@ -152,7 +157,7 @@ def test_strong_scaling_recommends_only_counts_that_divide_the_global_batch(tmp_
 def test_a_changed_plan_never_resumes_the_old_checkpoints(tmp_path):
     old = plan.training_plan(job(), "torch/ddp", 2)
     new = plan.training_plan(job(training={"learning_rate": 0.2}), "torch/ddp", 2)
-    from orchestrator.scheduler import plan_hash
+    from orchestrator.running.scheduler import plan_hash
 
     run_dir = tmp_path / old.run_name
     (run_dir / "checkpoint_000001").mkdir(parents=True)
@@ -173,7 +178,7 @@ def test_train_refuses_a_changed_job_before_starting_anything(tmp_path, capsys):
     out = tmp_path / "out"
     run_dir = out / "ray_storage" / old.run_name
     (run_dir / "checkpoint_000003").mkdir(parents=True)
-    from orchestrator.scheduler import plan_hash
+    from orchestrator.running.scheduler import plan_hash
 
     (run_dir / training.PLAN).write_text(json.dumps({"plan_hash": plan_hash(old), "plan": old.identity()}))
     assert main(["train", str(spec_file), "--workers", "1", "--out", str(out)]) == 2
@@ -283,7 +288,7 @@ def test_other_commands_numeric_flags(capsys, argv):
 # --- 7. bandwidths in their unit ---------------------------------------------------------------------------------
 
 def test_bandwidth_fields_are_named_in_gigabytes_and_old_records_still_read():
-    from orchestrator import breakdown
+    from orchestrator.measuring import breakdown
 
     out = breakdown.collective([{"bytes": 1 << 20, "seconds": 1e-3}, {"bytes": 4 << 20, "seconds": 4e-3}], 2)
     assert "busbw_peak_gb_per_s" in out and "busbw_gb_per_s" in out["points"][0] and "algbw_gb_per_s" in out["points"][0]

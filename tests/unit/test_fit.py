@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from orchestrator import adaptive, fit
+from orchestrator.modelling import adaptive, fit
 from tests.conftest import ROOT
 
 

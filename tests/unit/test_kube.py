@@ -5,11 +5,11 @@ import copy
 import pytest
 import yaml
 
-from orchestrator import spec
+from orchestrator.job import spec
 from orchestrator.errors import UserError
-from orchestrator.kube import base, manifests, validate
-from orchestrator.kube.schemas import crd_schemas
-from orchestrator.tpu import TopologyError, slices_for, tpu_slice
+from orchestrator.deploying.kube import base, manifests, validate
+from orchestrator.deploying.kube.schemas import crd_schemas
+from orchestrator.job.tpu import TopologyError, slices_for, tpu_slice
 from tests.conftest import ROOT
 
 SCHEMAS, _ = crd_schemas()

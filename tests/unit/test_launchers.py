@@ -4,7 +4,8 @@ import copy
 
 import pytest
 
-from orchestrator import launchers, plan, spec
+from orchestrator.job import plan, spec
+from orchestrator.running import launchers
 from orchestrator.errors import SpecError
 from tests.unit.test_spec import GOOD
 
@@ -25,7 +26,7 @@ def test_ray_train_runs_every_strategy_where_named():
 def test_default_launcher_is_actors_for_builtin_sweeps_and_ray_train_where_it_is_needed():
     plans = plan.build(job())
     assert {p.launcher for p in plans} == {"actors"}
-    assert {launchers.for_plan(p).__name__ for p in plans} == {"orchestrator.launchers.ray_actors"}
+    assert {launchers.for_plan(p).__name__ for p in plans} == {"orchestrator.running.launchers.ray_actors"}
     assert all(p.controller_env == {} for p in plans)
     restarts = plan.build(job(reliability={"max_failures": 2}))
     assert {p.launcher for p in restarts} == {"ray_train"}
@@ -45,10 +46,10 @@ def test_actors_run_ddp_and_tf_strategies_but_horovod_keeps_its_executor():
     arms = [{"framework": "torch", "strategy": "ddp"}, {"framework": "tensorflow", "strategy": "multi_worker_mirrored"},
             {"framework": "tensorflow", "strategy": "mirrored"}, {"framework": "torch", "strategy": "horovod"}]
     modules = {p.strategy: launchers.for_plan(p).__name__ for p in plan.build(job(arms=arms, launcher="actors"))}
-    assert modules == {"ddp": "orchestrator.launchers.ray_actors",
-                       "multi_worker_mirrored": "orchestrator.launchers.ray_actors",
-                       "mirrored": "orchestrator.launchers.ray_actors",
-                       "horovod": "orchestrator.launchers.horovod"}
+    assert modules == {"ddp": "orchestrator.running.launchers.ray_actors",
+                       "multi_worker_mirrored": "orchestrator.running.launchers.ray_actors",
+                       "mirrored": "orchestrator.running.launchers.ray_actors",
+                       "horovod": "orchestrator.running.launchers.horovod"}
 
 
 def test_actor_plan_shows_the_gang_its_backend_and_no_restarts():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator import measure
+from orchestrator.measuring import measure
 
 
 def builtin_records(step_times, per_step_samples=10, every=2):

@@ -1,4 +1,4 @@
-"""The physical step-time model (orchestrator/physics.py) on breakdowns made by hand, its what-ifs through
+"""The physical step-time model (orchestrator/modelling/physics.py) on breakdowns made by hand, its what-ifs through
 `orchestrator recommend`, link rates, the emulated cluster's refusals, and the lost-node diagnosis."""
 
 import json
@@ -7,7 +7,10 @@ import math
 import pytest
 import yaml
 
-from orchestrator import analysis, emulated, physics, rates, results, scaling
+from orchestrator.job import rates
+from orchestrator.measuring import results
+from orchestrator.modelling import analysis, physics, scaling
+from orchestrator.running import emulated
 from orchestrator.cli import main
 from orchestrator.errors import UserError
 from tests.unit.test_report import record
@@ -270,7 +273,7 @@ def test_recommend_bandwidth_what_if_in_the_report_and_the_emit(tmp_path, capsys
 
 
 def test_a_saved_what_if_does_not_size_train_or_k8s_from_report(tmp_path, capsys):
-    from orchestrator import recommend
+    from orchestrator.modelling import recommend
 
     out = _sweep_dir(tmp_path / "sweep", [trial(1, 2.0), trial(2, 12.04, alpha_s=4e-5)])
     assert main(["recommend", str(out), "--max-workers", "64"]) == 0
@@ -358,7 +361,8 @@ def test_shared_cores_are_listed():
 
 
 def test_a_worker_whose_node_was_lost_is_named_with_its_node(monkeypatch):
-    from orchestrator import plan as plans, spec, trial as trials
+    from orchestrator.job import plan as plans, spec
+    from orchestrator.running import trial as trials
     from tests.conftest import ROOT
 
     job_plan = plans.build(spec.load(ROOT / "jobs/smoke.yaml"))[1]
@@ -379,7 +383,7 @@ def test_a_worker_whose_node_was_lost_is_named_with_its_node(monkeypatch):
 
 
 def test_the_collective_takes_bandwidth_from_large_messages_and_latency_from_small_ones():
-    from orchestrator import collective
+    from orchestrator.measuring import collective
 
     # 2 ranks (bus factor 1): 2 ms latency, 10 MB/s; a link burst makes the 32 KiB message look faster.
     points = [(b, 2e-3 + b / 1e7) for b in (4096, 8192, 1 << 18, 1 << 20, 1 << 22)] + [(1 << 15, 2e-3)]

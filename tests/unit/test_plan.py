@@ -2,7 +2,8 @@
 
 import pytest
 
-from orchestrator import launchers, plan, spec
+from orchestrator.job import plan, spec
+from orchestrator.running import launchers
 from orchestrator.errors import ClusterTooSmall, UserError
 
 JOB = {
@@ -43,7 +44,7 @@ def test_reused_workers_run_a_groups_repeats_back_to_back(plans):
 
 def test_the_launcher_notes_say_why_repeats_start_fresh_processes():
     """--dry-run and the report name, per arm, whether its repeats share worker processes, and why not."""
-    from orchestrator.scheduler import launcher_notes
+    from orchestrator.running.scheduler import launcher_notes
 
     arms = [{"framework": "torch", "strategy": "ddp"}, {"framework": "torch", "strategy": "horovod"}]
     plans = plan.build(spec.parse({**JOB, "arms": arms}))

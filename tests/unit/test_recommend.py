@@ -4,7 +4,7 @@ import json
 
 import yaml
 
-from orchestrator import results
+from orchestrator.measuring import results
 from orchestrator.cli import main
 from tests.unit.test_report import record
 

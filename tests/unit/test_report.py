@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from orchestrator import report, results
+from orchestrator import report
+from orchestrator.measuring import results
 from orchestrator.errors import UserError
 
 
@@ -166,7 +167,7 @@ def test_a_fit_worse_than_the_mean_says_its_recommendation_is_not_borne_out():
 
 
 def test_the_verdict_ranks_only_curves_whose_model_fits_better_than_the_mean(tmp_path):
-    from orchestrator import analysis, recommend, scaling
+    from orchestrator.modelling import analysis, recommend, scaling
     from orchestrator.report.tables import recommendation_lines
 
     arms = (("torch", "ddp", 1000), ("tensorflow", "multi_worker_mirrored", 800), ("torch", "horovod", 600))

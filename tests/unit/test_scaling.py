@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator import scaling
+from orchestrator.modelling import scaling
 
 
 def trial(workers, rate, framework="torch", strategy="ddp", repeat=0, metric="samples_per_sec", status="ok", acc=None):

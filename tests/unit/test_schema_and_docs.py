@@ -13,7 +13,9 @@ import jsonschema
 import pytest
 import yaml
 
-from orchestrator import __version__, schema, scheduler, spec
+from orchestrator import __version__
+from orchestrator.job import schema, spec
+from orchestrator.running import scheduler
 from orchestrator.cli import main
 from tests.conftest import ROOT
 
@@ -26,7 +28,7 @@ def validator() -> jsonschema.Draft202012Validator:
 
 
 def test_the_shipped_schema_is_the_models_schema():
-    assert (ROOT / schema.FILE).read_text() == schema.text(), "run `make schema` after changing orchestrator/spec.py"
+    assert (ROOT / schema.FILE).read_text() == schema.text(), "run `make schema` after changing orchestrator/job/spec.py"
     jsonschema.Draft202012Validator.check_schema(schema.json_schema())
 
 

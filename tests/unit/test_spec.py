@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from orchestrator import spec
+from orchestrator.job import spec
 from orchestrator.errors import SpecError
 
 GOOD = {

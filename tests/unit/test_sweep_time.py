@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from orchestrator import analysis, report, results
+from orchestrator import report
+from orchestrator.measuring import results
+from orchestrator.modelling import analysis
 from tests.unit.test_report import record
 
 

@@ -6,7 +6,10 @@ import json
 import pytest
 import yaml
 
-from orchestrator import analysis, cost, measure, plan, results, spec, training
+from orchestrator.job import plan, spec
+from orchestrator.measuring import measure, results
+from orchestrator.modelling import analysis, cost
+from orchestrator.running import training
 from orchestrator.cli import main
 from orchestrator.errors import UserError
 from orchestrator.workloads.target import TargetClock

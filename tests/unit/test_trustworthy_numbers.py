@@ -6,7 +6,11 @@ import json
 import pytest
 import yaml
 
-from orchestrator import analysis, fit, measure, plan, recommend, report, results, scaling, scheduler, spec
+from orchestrator import report
+from orchestrator.job import plan, spec
+from orchestrator.measuring import measure, results
+from orchestrator.modelling import analysis, fit, recommend, scaling
+from orchestrator.running import scheduler
 from orchestrator.cli import main
 from orchestrator.errors import SpecError
 from tests.conftest import ROOT
@@ -361,7 +365,7 @@ def test_recommend_takes_its_answer_from_the_analysis_not_from_report_json(tmp_p
 def test_driver_settings_live_in_the_plan_and_never_leak_into_the_environment(monkeypatch):
     import os
 
-    from orchestrator import launchers
+    from orchestrator.running import launchers
 
     smoke = yaml.safe_load((ROOT / "jobs/smoke.yaml").read_text())
     (p, *_) = plan.build(spec.parse({**smoke, "launcher": "ray_train"}))
@@ -375,7 +379,7 @@ def test_driver_settings_live_in_the_plan_and_never_leak_into_the_environment(mo
 
 
 def test_tf_config_is_one_pure_function():
-    from orchestrator import launchers
+    from orchestrator.running import launchers
 
     assert json.loads(launchers.tf_config(["a:1", "b:2"], 1)) == {
         "cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}

@@ -9,8 +9,8 @@ import yaml
 
 from orchestrator.cli import main
 from orchestrator.errors import UserError
-from orchestrator.kube import validate
-from orchestrator.kube.schemas import crd_schemas
+from orchestrator.deploying.kube import validate
+from orchestrator.deploying.kube.schemas import crd_schemas
 
 SCHEMAS, _ = crd_schemas()
 SAFE_POD = {

@@ -29,7 +29,7 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* TPU slice arithmetic, as orchestrator/tpu.py: AxB chips; up to 8 chips is one host, else 4 a host. */}}
+{{/* TPU slice arithmetic, as orchestrator/job/tpu.py: AxB chips; up to 8 chips is one host, else 4 a host. */}}
 {{- define "orchestrator.tpuChips" -}}
 {{- $dims := splitList "x" .Values.accelerator.tpu.topology -}}
 {{- mul (atoi (index $dims 0)) (atoi (index $dims 1)) -}}

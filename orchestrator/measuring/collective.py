@@ -1,0 +1,98 @@
+"""Pure: the all-reduce microbenchmark of one trial as one typed result, computed once, read by the step
+breakdown (orchestrator/measuring/breakdown.py), the physical model (orchestrator/modelling/physics.py) and the reports.
+
+From the points (message bytes, seconds: the slowest rank's mean over back-to-back calls), with nccl-tests'
+definitions for all-reduce over n ranks (algbw = S / t, busbw = algbw * 2(n-1)/n):
+
+    bus bandwidth B   2(n-1)/n over the slope of t against S, over the messages of 64 KiB and up (nccl-tests
+                      quote busbw at large sizes; below, a link's burst rule and the latency dominate)
+    latency alpha     the median, over the messages below 64 KiB, of t - 2(n-1)/n S / B: one call's fixed cost
+                      at this n, every hop included (the gradient's own size where no message was small)
+    spread            the median relative distance of the points from alpha + 2(n-1)/n S / B: the
+                      microbenchmark's own noise, which the model's band carries
+
+    t(S) = alpha + 2(n-1)/n S / B
+
+Units: seconds and bytes per second inside; the record keeps ``alpha_us`` and ``bus_gb_per_s`` (10^9 bytes/s).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+LARGE_MESSAGE = 64 * 1024
+"""Bytes from which the microbenchmark's points give the bandwidth: below, latency and a link's burst rule."""
+SPREAD_FLOOR = 0.02
+
+
+def bus_factor(n: int) -> float:
+    """busbw / algbw for all-reduce (nccl-tests): 2(n-1)/n."""
+    return 2 * (n - 1) / n if n > 1 else 0.0
+
+
+@dataclass(frozen=True)
+class Collective:
+    """One trial's all-reduce, measured alone."""
+
+    workers: int
+    alpha_s: float
+    """One call's latency at this worker count (every hop of the algorithm included)."""
+    bus_bytes_per_s: float
+    spread: float
+    """Relative noise of the points about t(S) (at least 2%)."""
+    peak_busbw_bytes_per_s: float
+    """The highest busbw of any one point (what nccl-tests prints last), for reference only."""
+
+    def seconds(self, nbytes: float) -> float:
+        return self.alpha_s + bus_factor(self.workers) * nbytes / self.bus_bytes_per_s
+
+    def to_dict(self) -> dict:
+        return {"alpha_us": 1e6 * self.alpha_s, "bus_gb_per_s": self.bus_bytes_per_s / 1e9, "spread": self.spread}
+
+
+def fit(points: list[tuple[float, float]], n: int, gradient_bytes: Optional[float] = None) -> Optional[Collective]:
+    """The collective from (bytes, seconds) points over ``n`` ranks; None with fewer than two usable points or
+    one rank."""
+    rows = sorted((float(b), float(t)) for b, t in points if t and t > 0 and b > 0)
+    if n <= 1 or len(rows) < 2:
+        return None
+    large = [r for r in rows if r[0] >= LARGE_MESSAGE]
+    use = large if len(large) >= 2 else rows
+    sizes, times = np.asarray([r[0] for r in use]), np.asarray([r[1] for r in use])
+    slope = float(np.polyfit(sizes, times, 1)[0]) if np.ptp(sizes) > 0 else 0.0
+    if slope <= 0:  # flat: latency-bound at every size measured; the best rate seen is a floor
+        slope = float(min(times / sizes))
+    bus = bus_factor(n) / slope
+    small = [t - bus_factor(n) * b / bus for b, t in rows if b < LARGE_MESSAGE]
+    if not small:
+        size = gradient_bytes or rows[0][0]
+        at = float(np.interp(size, [r[0] for r in rows], [r[1] for r in rows]))
+        small = [at - bus_factor(n) * size / bus]
+    alpha = max(0.0, statistics.median(small))
+    model = [alpha + bus_factor(n) * b / bus for b, _ in rows]
+    spread = statistics.median(abs(t - m) / t for (_, t), m in zip(rows, model))
+    peak = max(b / t for b, t in rows) * bus_factor(n)
+    return Collective(workers=n, alpha_s=alpha, bus_bytes_per_s=bus, spread=max(SPREAD_FLOOR, spread),
+                      peak_busbw_bytes_per_s=peak)
+
+
+def from_rows(rows: list[dict], n: int, gradient_bytes: Optional[float] = None) -> Optional[Collective]:
+    """From a record's points (``bytes``, ``time_ms``), as orchestrator.measuring.breakdown stores them."""
+    return fit([(p["bytes"], 1e-3 * p["time_ms"]) for p in rows if p.get("time_ms")], n, gradient_bytes)
+
+
+def from_record(bench: Optional[dict], n: int, gradient_bytes: Optional[float] = None) -> Optional[Collective]:
+    """The collective a record's breakdown stored (``alpha_us``, ``bus_gb_per_s``, ``spread``), else fitted from
+    its points (records written before the fit was stored)."""
+    if not bench or n <= 1:
+        return None
+    if bench.get("bus_gb_per_s"):
+        return Collective(workers=n, alpha_s=1e-6 * float(bench.get("alpha_us") or 0.0),
+                          bus_bytes_per_s=1e9 * float(bench["bus_gb_per_s"]),
+                          spread=max(SPREAD_FLOOR, float(bench.get("spread") or 0.0)),
+                          peak_busbw_bytes_per_s=1e9 * float(bench.get("busbw_peak_gb_per_s") or bench["bus_gb_per_s"]))
+    return from_rows(bench.get("points") or [], n, gradient_bytes)

@@ -1,0 +1,741 @@
+"""Pure: a physical model of a data-parallel step, from the measured breakdown (orchestrator/measuring/breakdown.py) and
+the trial's all-reduce (orchestrator/measuring/collective.py), that predicts unmeasured worker counts, link rates and
+node layouts. Every formula is a function here with a unit test on hand-made numbers.
+
+A step of N workers (times per step; S the gradient's bytes; b_N the per-worker batch):
+
+    step(N)   = base(N) + wait(N) + exposed(N)
+
+    base(N)   = k1 L(b_N) r(N)         the step without the all-reduce. L(b) = c0 + c1 b fitted to the measured
+                                       local steps (input + compute, under no_sync) against the batch; r(N) the
+                                       measured local step over L at each measured count, interpolated between
+                                       them and held at the nearest one outside (cores shared, a device's
+                                       contention: what was measured, not guessed); k1 = the 1-worker timed
+                                       step over its local step (the framework's own cost of a step)
+    wait(N)   = sigma E[max of N]      the slowest of N ranks: sigma the ranks' spread of one step, relative to
+                                       the local step: within a rank (its steps' standard deviation) and between
+                                       ranks (the measured wait over E[max of n] at the trial's n), in
+                                       quadrature; E[max of N] the expected maximum of N standard normal draws
+                                       (0 at one worker)
+    exposed(N) the all-reduce calls the step makes, each a call of the recorded backend's algorithm, laid
+               against the backward pass: DDP's reducer all-reduces its buckets (the recorded sizes, else DDP's
+               rule: the first 1 MiB, then 25 MiB) one after another, each once the backward has produced its
+               bytes; Horovod fuses up to 64 MiB; TensorFlow's MultiWorkerMirrored packs the gradient into one
+               all-reduce after the backward. exposed = what runs past the backward's end, with the calls
+               taking i (fitted, the in-step cost of a call over its cost alone) times their time alone.
+
+The host's cores (where the workload measured each rank's process CPU per step and the cores it may run
+on), k the ranks per core of the busiest host: each hop of the algorithm waits for its rank to get a core, so
+it takes max(1, k) times its latency (a_hop is fitted against hops(n) max(1, k) of each measured trial); a
+call takes at least k times its CPU work (processor sharing; the all-reduce's CPU per step over the 1-worker
+step's, u 2(N-1)/N, in proportion to the bytes a rank moves); the step at least k times a rank's whole CPU. Where every measured rank ran on one
+host (the emulated cluster) every predicted rank does; else a node's workers share its cores. With a core or
+more a rank neither binds.
+
+One call of n ranks, m per node over k nodes, by algorithm (``call_s``):
+
+    ring          a0 + 2(n-1) a_hop + 2(n-1)/n S / B           a flat ring (gloo, TensorFlow's RING, Horovod
+                                                               over gloo): as fast as its slowest link
+    tree          a0 + 2 ceil(log2 n) a_hop + 2 S / B          NCCL's tree (NCCL only)
+    hierarchical  a0 + 2(m-1) a_intra + 2(m-1)/m S / B_intra   reduce-scatter and all-gather in the node
+                     + 2(k-1) a_inter + 2(k-1)/k S / B_inter   a ring across nodes (NCCL only: gloo has none)
+
+The backend picks which (``ALGORITHMS``): torch's ProcessGroupGloo calls gloo's ring all-reduce (no
+algorithm is named, so gloo takes its ring); TensorFlow's collective ops over gRPC run a ring; NCCL's tuner
+takes the fastest of ring, tree and its node-hierarchical schedule. No prediction of a ring-only backend can
+fall when one worker is added unless a measured term (r(N), the wait) says so.
+
+Link classes: a trial whose ranks ran on one node measured the intra-node link, one across nodes the
+inter-node link; each class keeps its own bus bandwidth B (the mean of its trials' collective fits) and
+latency alpha(n) = a0 + hops(n) a_hop (non-negative least squares over the class's measured counts; with one
+count all of it per hop, the conservative split). A what-if link rate becomes a bus bandwidth through the
+class's measured efficiency (B over the rate it ran over, ``measured_link_bps``), else the rate itself.
+
+The band is noise, not model error: multiplicative, exp(+-1.28 sigma_N) about the prediction (10th to 90th
+percentile), sigma_N from the repeats' spread of the throughput and the collective's own spread times the
+all-reduce's share of the step, widened by 1 + ln(N / the largest measured count) beyond it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
+from typing import Callable, Optional
+
+import numpy as np
+
+from orchestrator.measuring import collective as coll
+
+Z90 = 1.2816
+"""The standard normal's 90th percentile: the band's half-width in sigmas."""
+REPEAT_FLOOR = 0.02
+MIB = 1 << 20
+DDP_FIRST_BUCKET = 1 * MIB
+DDP_BUCKET = 25 * MIB
+HOROVOD_FUSION = 64 * MIB
+BACKWARD_SHARE = 2 / 3
+"""The backward's share of the compute where the framework did not time it apart (TensorFlow's step)."""
+INFLATION_GRID = np.round(np.arange(0.5, 4.0001, 0.01), 4)
+
+ALGORITHMS = {"gloo": ("ring",), "horovod": ("ring",), "ring": ("ring",), "grpc": ("ring",), "auto": ("ring",),
+              "nccl": ("ring", "tree", "hierarchical")}
+"""The all-reduce algorithms each recorded backend runs (lower case; unknown backends: the ring)."""
+
+
+def algorithms(backend: Optional[str]) -> tuple[str, ...]:
+    return ALGORITHMS.get((backend or "").lower(), ("ring",))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the workers are and what joins them. None: as measured."""
+
+    workers_per_node: Optional[int] = None
+    inter_node_bps: Optional[float] = None
+    """The link rate between nodes, bits per second."""
+    intra_node_bps: Optional[float] = None
+    measured_link_bps: Optional[float] = None
+    """The link rate the sweep's all-reduce ran over, to carry its efficiency (busbw / rate) to other rates."""
+
+    @property
+    def what_if(self) -> bool:
+        return any(v is not None for v in (self.workers_per_node, self.inter_node_bps, self.intra_node_bps))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Link:
+    """One link class's all-reduce terms: a call's fixed cost, each hop's latency, the bus bandwidth."""
+
+    a0_s: float
+    hop_s: float
+    bus_bytes_per_s: float
+
+    def to_dict(self) -> dict:
+        return {"a0_us": 1e6 * self.a0_s, "hop_us": 1e6 * self.hop_s, "bus_gb_per_s": self.bus_bytes_per_s / 1e9}
+
+
+# --- the collective's algorithms ---
+def ring_hops(n: int) -> int:
+    return 2 * (n - 1)
+
+
+def tree_hops(n: int) -> int:
+    return 2 * math.ceil(math.log2(n)) if n > 1 else 0
+
+
+def ring_s(nbytes: float, n: int, link: Link) -> float:
+    if n <= 1:
+        return 0.0
+    return link.a0_s + ring_hops(n) * link.hop_s + coll.bus_factor(n) * nbytes / link.bus_bytes_per_s
+
+
+def tree_s(nbytes: float, n: int, link: Link) -> float:
+    if n <= 1:
+        return 0.0
+    return link.a0_s + tree_hops(n) * link.hop_s + 2 * nbytes / link.bus_bytes_per_s
+
+
+def hierarchical_s(nbytes: float, per_node: int, nodes: int, intra: Link, inter: Link) -> float:
+    """Reduce-scatter inside each node, a ring across nodes (the node's m rings of S/m share its link), then an
+    all-gather inside the node."""
+    m, k = per_node, nodes
+    inside = (ring_hops(m) * intra.hop_s + coll.bus_factor(m) * nbytes / intra.bus_bytes_per_s) if m > 1 else 0.0
+    across = (ring_hops(k) * inter.hop_s + coll.bus_factor(k) * nbytes / inter.bus_bytes_per_s) if k > 1 else 0.0
+    return inter.a0_s + inside + across if m * k > 1 else 0.0
+
+
+def contended(link: Link, ranks_per_core: float) -> Link:
+    """A link whose every hop waits for its rank to get a core: each step of the algorithm needs every rank
+    to run, so with k ranks a core a hop takes k times its latency (k <= 1: a core each, as measured)."""
+    return replace(link, hop_s=link.hop_s * max(1.0, ranks_per_core))
+
+
+def call_s(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, backend: Optional[str],
+           ranks_per_core: float = 0.0) -> float:
+    """One all-reduce call of ``nbytes`` over ``n`` ranks, ``per_node`` to a node, by the backend's fastest
+    algorithm. Across nodes a flat ring or tree is as fast as its slowest link, the inter-node one."""
+    if n <= 1:
+        return 0.0
+    per_node = max(1, min(per_node, n))
+    nodes = math.ceil(n / per_node)
+    intra, inter = contended(intra, ranks_per_core), contended(inter, ranks_per_core)
+    link = inter if nodes > 1 else intra
+    times = []
+    for algorithm in algorithms(backend):
+        if algorithm == "ring":
+            times.append(ring_s(nbytes, n, link))
+        elif algorithm == "tree":
+            times.append(tree_s(nbytes, n, link))
+        elif algorithm == "hierarchical" and nodes > 1 and per_node > 1:
+            times.append(hierarchical_s(nbytes, per_node, nodes, intra, inter))
+    return min(times)
+
+
+def buckets(gradient_bytes: int, framework: str, recorded: Optional[list[int]] = None) -> list[int]:
+    """The all-reduce calls of one step, in the order they are made: DDP's recorded buckets (where they add up
+    to the gradient), else its rule (the first bucket up to 1 MiB, the rest up to 25 MiB); Horovod's fusion
+    buffer of 64 MiB; TensorFlow's one pack."""
+    size = int(gradient_bytes)
+    if recorded and abs(sum(recorded) - size) <= 0.01 * size:
+        return [int(b) for b in recorded]
+    if framework == "tensorflow":
+        return [size]
+    if framework in ("horovod", "tensorflow-horovod"):
+        return [HOROVOD_FUSION] * (size // HOROVOD_FUSION) + ([size % HOROVOD_FUSION] if size % HOROVOD_FUSION else [])
+    out, left = [], size
+    cap = DDP_FIRST_BUCKET
+    while left > 0:
+        out.append(min(cap, left))
+        left -= out[-1]
+        cap = DDP_BUCKET
+    return out
+
+
+def exposed_s(calls: list[float], sizes: list[int], backward_s: float, overlap: bool) -> float:
+    """The all-reduce time past the backward's end. ``calls[i]`` is bucket i's all-reduce (seconds); with
+    ``overlap`` bucket i starts once the backward has produced its bytes (in proportion to the bytes) and the
+    previous call is done; without, the calls run one after another after the backward."""
+    if not calls:
+        return 0.0
+    if not overlap:
+        return float(sum(calls))
+    total, done, end = float(sum(sizes)), 0.0, 0.0
+    for seconds, size in zip(calls, sizes):
+        done += size
+        ready = backward_s * done / total
+        end = max(ready, end) + seconds
+    return max(0.0, end - backward_s)
+
+
+@lru_cache(maxsize=None)
+def expected_max_normal(n: int) -> float:
+    """E[max of n independent standard normal draws] (0 for one), by numerical integration."""
+    if n <= 1:
+        return 0.0
+    x = np.linspace(-8.0, 8.0, 8001)
+    pdf = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    integrate = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 renamed it
+    return float(integrate(x * n * pdf * cdf ** (n - 1), x))
+
+
+def fit_latency(points: list[tuple], hops: Callable[[int], int] = ring_hops) -> tuple[float, float]:
+    """(a0, a_hop) >= 0 from (n, alpha(n)[, k]) with alpha = a0 + hops(n) max(1, k) a_hop, least squares (k:
+    the trial's ranks per core, ``contended``); with one count (or hops that do not vary) all of it per hop."""
+    weight = [hops(p[0]) * max(1.0, p[2] if len(p) > 2 and p[2] else 1.0) for p in points]
+    if len({p[0] for p in points}) < 2 or np.ptp(weight) == 0:
+        return 0.0, statistics.fmean(p[1] for p in points) / max(statistics.fmean(weight), 1)
+    return nonnegative_line(weight, [p[1] for p in points])
+
+
+def fit_link(trials: list["Trial"]) -> Optional[Link]:
+    """A link class's terms from its trials' collectives (None without any)."""
+    measured = [t for t in trials if t.collective is not None]
+    if not measured:
+        return None
+    a0, hop = fit_latency([(t.workers, t.collective.alpha_s, t.ranks_per_core) for t in measured])
+    return Link(a0_s=a0, hop_s=hop, bus_bytes_per_s=statistics.fmean(t.collective.bus_bytes_per_s for t in measured))
+
+
+def linear_batch(bs: list[float], ys: list[float]) -> tuple[float, float]:
+    """L(b) = c0 + c1 b, both non-negative; proportional through the origin with one b."""
+    if len(set(bs)) < 2:
+        return 0.0, float(np.mean(ys) / np.mean(bs))
+    return nonnegative_line(bs, ys)
+
+
+def nonnegative_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """(intercept, slope) of y = c0 + c1 x by least squares, both kept non-negative: through the origin where
+    the intercept would be negative, flat where the slope would."""
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    c1, c0 = np.polyfit(x, y, 1)
+    if c0 < 0:
+        return 0.0, float((x * y).sum() / (x * x).sum())
+    if c1 < 0:
+        return float(y.mean()), 0.0
+    return float(c0), float(c1)
+
+
+def held_ratio(counts: list[int], ratios: list[float], n: int) -> float:
+    """A measured ratio at worker count n: interpolated between measured counts, the nearest one's outside."""
+    return float(np.interp(n, counts, ratios))
+
+
+# --- what the model reads from one trial ---
+@dataclass(frozen=True)
+class Trial:
+    workers: int
+    nodes: int
+    per_worker_batch: float
+    units_per_step: float
+    """Global batch for samples/s; 1 for steps/s."""
+    throughput: float
+    local_ms: float
+    """Input + compute of a step without the all-reduce (the breakdown's local blocks)."""
+    sigma_ms: float
+    """One step's spread on one rank: within the rank (step to step) and between ranks, in quadrature."""
+    backward_ms: Optional[float]
+    gradient_bytes: int
+    bucket_bytes: Optional[tuple]
+    backend: Optional[str]
+    collective: Optional[coll.Collective]
+    cpu_ms: Optional[float] = None
+    """Each rank's process CPU per timed step (mean over ranks), where the workload measured it."""
+    ranks_per_core: Optional[float] = None
+    """The busiest host's ranks over the cores they could run on."""
+    one_host: bool = False
+    """Every rank ran on one host (the emulated cluster; one node)."""
+    host_cores: Optional[int] = None
+
+    @property
+    def step_ms(self) -> float:
+        return 1e3 * self.units_per_step / self.throughput
+
+    @property
+    def per_node(self) -> int:
+        return math.ceil(self.workers / self.nodes)
+
+
+def from_record(record, metric: str, throughput: float) -> Optional[Trial]:
+    """A Trial from a TrialRecord with a breakdown of its step (None without one)."""
+    b = record.get("breakdown") or {}
+    if b.get("compute_ms") is None or throughput <= 0 or metric not in ("samples_per_sec", "steps_per_sec"):
+        return None
+    size = b.get("gradient_bytes")
+    if not size:
+        return None
+    units = (record.get("global_batch") or 0) if metric == "samples_per_sec" else 1
+    if not units:
+        return None
+    # The ranks' spread: between them, the sigma whose expected maximum of n gives the measured wait (the mean
+    # over ranks of the slowest's local step minus its own); within each, its own steps' standard deviation.
+    n = record.workers
+    between = float(b.get("wait_ms") or 0.0) / expected_max_normal(n) if n > 1 else 0.0
+    within = float(b.get("local_step_sd_ms") or 0.0)
+    result = coll.from_record(b.get("collective"), record.workers, size) if record.workers > 1 else None
+    buckets_ = b.get("bucket_bytes")
+    cpu = host_load(record.get("per_worker") or [])
+    return Trial(workers=record.workers, nodes=max(1, len(set(record.get("nodes") or [])) or 1),
+                 per_worker_batch=float(record.get("per_worker_batch") or units), units_per_step=float(units),
+                 throughput=float(throughput), local_ms=float((b.get("input_ms") or 0.0) + b["compute_ms"]),
+                 sigma_ms=math.hypot(between, within), backward_ms=b.get("backward_ms"), gradient_bytes=int(size),
+                 bucket_bytes=tuple(buckets_) if buckets_ else None, backend=b.get("backend"), collective=result,
+                 **cpu)
+
+
+def host_load(per_worker: list[dict]) -> dict:
+    """From a trial's per-rank rows: the ranks' mean CPU per step (ms), the busiest host's ranks per core it
+    offered them (the union of their allowed cores), whether one host ran every rank, and its cores."""
+    timed = [w for w in per_worker if w.get("cpu_per_step_s") is not None]
+    if not timed or any(not w.get("cpu_set") for w in per_worker):
+        return {}
+    hosts: dict[str, list[dict]] = {}
+    for w in per_worker:
+        hosts.setdefault(str(w.get("hostname")), []).append(w)
+    busiest, cores = 0.0, 0
+    for ranks in hosts.values():
+        load: dict[int, float] = {}
+        for w in ranks:  # a rank allowed k cores is a 1/k share of each
+            for c in w["cpu_set"]:
+                load[c] = load.get(c, 0.0) + 1 / len(w["cpu_set"])
+        if max(load.values()) > busiest:
+            busiest, cores = max(load.values()), len(load)
+    return {"cpu_ms": 1e3 * statistics.fmean(w["cpu_per_step_s"] for w in timed),
+            "ranks_per_core": busiest, "one_host": len(hosts) == 1, "host_cores": cores}
+
+
+def cpu_bound_s(network_s: float, cpu_s: float, ranks_per_core: float) -> float:
+    """A call as fast as the slower of its links and its host's cores: ``cpu_s`` of one rank's CPU work, with
+    ``ranks_per_core`` ranks doing theirs at once on each core (processor sharing), takes ranks_per_core times
+    it; one core or more a rank, its own CPU is already in the call's measured time."""
+    return max(network_s, ranks_per_core * cpu_s) if ranks_per_core > 1 else network_s
+
+
+@dataclass
+class Physical:
+    """The fitted model of one curve; duck-types orchestrator.modelling.fit.Fit (predict, band, measured, to_dict)."""
+
+    framework: str
+    """torch, tensorflow or horovod: how the step's all-reduce calls meet its backward."""
+    backend: Optional[str]
+    c0_ms: float
+    c1_ms: float
+    counts: list[int]
+    ratios: list[float]
+    """r(N) at the measured counts."""
+    k1: float
+    sigma_rel: float
+    """The ranks' spread of one step over the local step."""
+    intra: Optional[Link]
+    inter: Optional[Link]
+    measured_per_node: Optional[int]
+    """Workers per node of the measured trials across nodes (None: every multi-worker trial on one node)."""
+    gradient_bytes: int
+    bucket_bytes: Optional[tuple]
+    backward_share: float
+    """The backward's share of the local step."""
+    inflation: float
+    repeat_spread: float
+    collective_spread: float
+    units_per_step: Callable[[int], float]
+    per_worker_batch: Callable[[int], float]
+    measured: list[int]
+    layout: Layout = field(default_factory=Layout)
+    cpu_base_ms: Optional[float] = None
+    """A rank's CPU per step without the all-reduce (the 1-worker trials'); None: not measured."""
+    cpu_comm: Optional[float] = None
+    """u, ms: the all-reduce's CPU per step per rank is u 2(N-1)/N (in proportion to the bytes a rank moves)."""
+    one_host: bool = False
+    host_cores: Optional[int] = None
+    loo_by_count: dict = field(default_factory=dict)
+    r2: float = 1.0
+    rmse_relative: float = 0.0
+    assumptions: list = field(default_factory=list)
+
+    model = "physical"
+
+    @property
+    def loo_error(self) -> Optional[float]:
+        return statistics.fmean(self.loo_by_count.values()) if self.loo_by_count else None
+
+    # --- the terms ---
+    def local_ms(self, n: int) -> float:
+        return max(1e-6, self.c0_ms + self.c1_ms * self.per_worker_batch(n)) * held_ratio(self.counts, self.ratios, n)
+
+    def base_ms(self, n: int) -> float:
+        return self.k1 * self.local_ms(n)
+
+    def wait_ms(self, n: int) -> float:
+        return self.sigma_rel * self.local_ms(n) * expected_max_normal(n)
+
+    def per_node(self, n: int) -> int:
+        return self.layout.workers_per_node or self.measured_per_node or n
+
+    def links(self) -> tuple[Link, Link]:
+        """(intra, inter) in this layout: a what-if rate through the class's measured efficiency."""
+        lay = self.layout
+
+        def at_rate(link: Optional[Link], rate: Optional[float], fallback: Optional[Link],
+                    measured_bps: Optional[float]) -> Link:
+            base = link or fallback
+            if rate is None:
+                return base
+            efficiency = base.bus_bytes_per_s / (measured_bps / 8) if link is not None and measured_bps else 1.0
+            return replace(base, bus_bytes_per_s=rate / 8 * efficiency)
+
+        # --measured-link is the rate between nodes the sweep ran over: it carries the inter-node link's
+        # efficiency; a rate within a node is taken as its bus bandwidth.
+        intra = at_rate(self.intra, lay.intra_node_bps, self.inter, None)
+        inter = at_rate(self.inter, lay.inter_node_bps, self.intra, lay.measured_link_bps)
+        return intra, inter
+
+    def ranks_per_core(self, n: int) -> float:
+        """Ranks per host core at n: every rank on the one host where the measured trials ran them all on one
+        (the emulated cluster), else a node's workers on its cores."""
+        if not self.host_cores:
+            return 0.0
+        ranks = n if self.one_host and not self.layout.workers_per_node else min(n, self.per_node(n))
+        return ranks / self.host_cores
+
+    def cpu_comm_ms(self, n: int) -> float:
+        if not self.cpu_comm or n <= 1:
+            return 0.0
+        return self.cpu_comm * coll.bus_factor(n)
+
+    def calls(self, n: int) -> tuple[list[float], list[int]]:
+        sizes = buckets(self.gradient_bytes, self.framework, list(self.bucket_bytes) if self.bucket_bytes else None)
+        intra, inter = self.links()
+        k, cpu = self.ranks_per_core(n), 1e-3 * self.cpu_comm_ms(n)
+        total = float(sum(sizes))
+        return [cpu_bound_s(call_s(s, n, self.per_node(n), intra, inter, self.backend, k), cpu * s / total, k)
+                for s in sizes], sizes
+
+    def cpu_floor_ms(self, n: int) -> float:
+        """The step can go no faster than the host's cores do every rank's CPU work of a step."""
+        if self.cpu_base_ms is None:
+            return 0.0
+        k = self.ranks_per_core(n)
+        return k * (self.cpu_base_ms + self.cpu_comm_ms(n)) if k > 1 else 0.0
+
+    def comm_ms(self, n: int) -> float:
+        """The step's all-reduce calls alone, one after another."""
+        return 1e3 * sum(self.calls(n)[0]) if n > 1 else 0.0
+
+    def exposed_ms(self, n: int, inflation: Optional[float] = None) -> float:
+        if n <= 1:
+            return 0.0
+        calls, sizes = self.calls(n)
+        scale = self.inflation if inflation is None else inflation
+        backward = 1e-3 * self.backward_share * self.base_ms(n)
+        overlap = not self.framework.startswith("tensorflow")
+        return 1e3 * exposed_s([scale * c for c in calls], sizes, backward, overlap=overlap)
+
+    def step_ms(self, n: int, inflation: Optional[float] = None) -> float:
+        return max(self.base_ms(n) + self.wait_ms(n) + self.exposed_ms(n, inflation), self.cpu_floor_ms(n))
+
+    def predict(self, workers: int) -> float:
+        n = int(workers)
+        return 1e3 * self.units_per_step(n) / self.step_ms(n)
+
+    def parts(self, workers: int) -> dict:
+        n = int(workers)
+        intra, inter = self.links()
+        nodes = math.ceil(n / self.per_node(n))
+        link = inter if nodes > 1 else intra
+        return {"local_ms": self.base_ms(n), "wait_ms": self.wait_ms(n), "comm_ms": self.comm_ms(n),
+                "inflation": self.inflation,
+                "exposed_comm_ms": self.exposed_ms(n), "step_ms": self.step_ms(n),
+                "cpu_floor_ms": self.cpu_floor_ms(n), "ranks_per_core": self.ranks_per_core(n),
+                "bus_gb_per_s": link.bus_bytes_per_s / 1e9 if n > 1 else None, "nodes": nodes}
+
+    def sigma(self, n: int) -> float:
+        """The band's relative sigma at n: the repeats' spread and the collective's, by its share of the step;
+        widened beyond the largest measured count."""
+        share = self.exposed_ms(n) / self.step_ms(n) if n > 1 else 0.0
+        noise = math.hypot(self.repeat_spread, share * self.collective_spread)
+        top = max(self.measured)
+        return noise * (1 + math.log(n / top)) if n > top else noise
+
+    def band(self, workers: int) -> tuple[float, float]:
+        p, s = self.predict(workers), self.sigma(int(workers))
+        return (p * math.exp(-Z90 * s), p * math.exp(Z90 * s))
+
+    def with_layout(self, layout: Layout) -> "Physical":
+        return replace(self, layout=layout)
+
+    def to_dict(self) -> dict:
+        return {"model": "physical", "measured_workers": self.measured, "loo_error": self.loo_error,
+                "loo_by_count": {str(k): v for k, v in self.loo_by_count.items()},
+                "r2": self.r2, "rmse_relative": self.rmse_relative, "layout": self.layout.to_dict(),
+                "band": ("the measurements' spread (the repeats', and the all-reduce's points about its fit), not a "
+                         "bound on the model's error"),
+                "assumptions": list(self.assumptions),
+                "params": {"framework": self.framework, "backend": self.backend,
+                           "algorithms": list(algorithms(self.backend)), "local_c0_ms": self.c0_ms,
+                           "local_ms_per_sample": self.c1_ms,
+                           "local_ratio": {str(c): r for c, r in zip(self.counts, self.ratios)},
+                           "k_one_worker": self.k1, "sigma_relative": self.sigma_rel,
+                           "intra_node": self.intra.to_dict() if self.intra else None,
+                           "inter_node": self.inter.to_dict() if self.inter else None,
+                           "measured_workers_per_node": self.measured_per_node,
+                           "gradient_bytes": self.gradient_bytes,
+                           "buckets": len(buckets(self.gradient_bytes, self.framework,
+                                                  list(self.bucket_bytes) if self.bucket_bytes else None)),
+                           "backward_share": self.backward_share, "inflation": self.inflation,
+                           "repeat_spread": self.repeat_spread, "collective_spread": self.collective_spread,
+                           "cpu_base_ms": self.cpu_base_ms,
+                           "cpu_comm_ms_per_bus_factor": self.cpu_comm,
+                           "one_host": self.one_host, "host_cores": self.host_cores}}
+
+
+def what_if_problem(model: Physical, layout: Layout) -> Optional[str]:
+    """Why a what-if would change no number of this model (None where it would): a rate for a link the
+    layout never crosses, workers per node without a link to spread them over."""
+    across = model.measured_per_node is not None
+    per_node = layout.workers_per_node or model.measured_per_node
+    if layout.inter_node_bps and not across and layout.workers_per_node is None:
+        return ("--bandwidth sets the link between nodes, but every multi-worker trial ran on one node and no "
+                "--workers-per-node spreads the workers over nodes: pass --workers-per-node")
+    if layout.intra_node_bps and per_node == 1:
+        return ("--intra-bandwidth sets the link within a node, but the layout has one worker per node: pass "
+                "--workers-per-node 2 or more")
+    if layout.workers_per_node and not across and not layout.inter_node_bps:
+        return ("--workers-per-node spreads the workers over nodes, but every multi-worker trial ran on one node, "
+                "so the link between nodes was never measured: pass --bandwidth (the link rate between nodes)")
+    if (layout.workers_per_node and layout.workers_per_node > 1 and model.intra is None
+            and not layout.intra_node_bps and algorithms(model.backend) == ("ring",)):
+        return ("--workers-per-node puts workers together on a node, but the link within a node was never measured "
+                "(every multi-worker trial ran one worker per node) and a flat ring goes at its slowest link anyway: "
+                "pass --intra-bandwidth (the link within a node) for the layout to matter")
+    return None
+
+
+def what_if_assumptions(model: Physical, layout: Layout) -> list[str]:
+    """What a what-if takes for granted beyond the measurements, in words."""
+    out = []
+    if layout.inter_node_bps:
+        if model.inter is None:
+            out.append("the link between nodes was never measured: its bus bandwidth is taken as the rate itself and "
+                       "its latency as the measured intra-node one")
+        elif not layout.measured_link_bps:
+            out.append("no --measured-link: the rate between nodes is taken as the bus bandwidth itself")
+        else:
+            out.append("the bus bandwidth between nodes is the rate times the measured efficiency "
+                       f"({model.inter.bus_bytes_per_s * 8 / layout.measured_link_bps:.2f})")
+    if layout.intra_node_bps:
+        out.append("the rate within a node is taken as its bus bandwidth"
+                   + ("; the link within a node was never measured: its latency is taken as the inter-node one"
+                      if model.intra is None else ""))
+    elif layout.workers_per_node and layout.workers_per_node > 1 and model.intra is None:
+        out.append("the link within a node was never measured: taken as the inter-node one")
+    if layout.workers_per_node:
+        out.append(f"{layout.workers_per_node} worker(s) per node, ranks placed node by node (contiguous)")
+        if model.one_host and model.host_cores:
+            out.append(f"each node's workers on {model.host_cores} core(s) of their own (the sweep ran every rank on "
+                       "one host)")
+    elif model.one_host and model.host_cores:
+        out.append(f"every rank on one host of {model.host_cores} core(s), as every measured trial ran")
+    return out
+
+
+def framework_of(curve) -> str:
+    """How the step's all-reduce calls are cut and meet the backward: torch (DDP's buckets, overlapped),
+    horovod (torch's DistributedOptimizer: 64 MiB fusion, overlapped), tensorflow (after the backward: the
+    strategy's one pack, or Horovod's DistributedGradientTape after tape.gradient)."""
+    if curve.framework == "tensorflow":
+        return "tensorflow-horovod" if curve.strategy == "horovod" else "tensorflow"
+    return "horovod" if curve.strategy == "horovod" else "torch"
+
+
+def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_worker_batch: Callable[[int], float],
+               framework: str = "torch", loo: bool = True) -> Optional[Physical]:
+    """The model from measured trials; None without a multi-worker trial whose all-reduce was measured."""
+    multi = [t for t in trials if t.workers > 1 and t.collective is not None]
+    if not multi:
+        return None
+    by_batch: dict[float, list[float]] = {}
+    for t in trials:
+        by_batch.setdefault(t.per_worker_batch, []).append(t.local_ms)
+    c0, c1 = linear_batch(list(by_batch), [statistics.fmean(v) for v in by_batch.values()])
+    counts = sorted({t.workers for t in trials})
+    ratios = [statistics.fmean(t.local_ms for t in trials if t.workers == c) /
+              max(1e-9, c0 + c1 * statistics.fmean(t.per_worker_batch for t in trials if t.workers == c))
+              for c in counts]
+    singles = [t.step_ms / t.local_ms for t in trials if t.workers == 1 and t.local_ms > 0]
+    assumptions = []
+    if singles:
+        k1 = statistics.median(singles)
+    else:
+        k1 = 1.0
+        assumptions.append("no 1-worker trial: the timed step's own cost beyond the local blocks is taken as none")
+    sigma_rel = statistics.fmean(t.sigma_ms / t.local_ms for t in multi if t.local_ms > 0)
+    intra = fit_link([t for t in multi if t.nodes == 1])
+    inter = fit_link([t for t in multi if t.nodes > 1])
+    across = sorted({t.per_node for t in multi if t.nodes > 1})
+    backwards = [t.backward_ms / t.local_ms for t in trials if t.backward_ms and t.local_ms > 0]
+    if backwards:
+        backward_share = min(1.0, statistics.fmean(backwards))
+    else:
+        backward_share = BACKWARD_SHARE
+        if not framework.startswith("tensorflow"):  # (without overlap it changes nothing)
+            assumptions.append(f"the backward pass taken as {BACKWARD_SHARE:.0%} of the compute (not timed apart)")
+    if framework == "tensorflow":
+        assumptions.append("TensorFlow's gradient all-reduce as one pack after the backward (MultiWorkerMirrored's "
+                           "default; eager execution all-reduces per variable, which pays the latency more often)")
+    if framework == "horovod":
+        assumptions.append("Horovod's gradient fused in 64 MiB buffers, each all-reduced once the backward produced "
+                           "it (its cycle fuses what is ready sooner: exposure may be overestimated)")
+    repeat_spread = _repeat_spread(trials)
+    cpu_base, cpu_comm, one_host, host_cores = host_cpu_terms(trials)
+    model = Physical(framework=framework, backend=multi[0].backend, c0_ms=c0, c1_ms=c1, counts=counts,
+                     ratios=ratios, k1=max(k1, 1e-3), sigma_rel=sigma_rel, intra=intra, inter=inter,
+                     measured_per_node=across[-1] if across else None, gradient_bytes=multi[0].gradient_bytes,
+                     bucket_bytes=multi[0].bucket_bytes, backward_share=backward_share, inflation=1.0,
+                     repeat_spread=repeat_spread,
+                     collective_spread=statistics.fmean(t.collective.spread for t in multi),
+                     units_per_step=units_per_step, per_worker_batch=per_worker_batch, measured=counts,
+                     assumptions=assumptions, cpu_base_ms=cpu_base, cpu_comm=cpu_comm, one_host=one_host,
+                     host_cores=host_cores)
+    model.inflation = fit_inflation(model, multi)
+    x = np.asarray([t.throughput for t in trials])
+    fitted = np.asarray([model.predict(t.workers) for t in trials])
+    ss_tot = float(((x - x.mean()) ** 2).sum())
+    model.r2 = 1.0 - float(((x - fitted) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
+    model.rmse_relative = float(np.sqrt((((fitted - x) / x) ** 2).mean()))
+    if loo:
+        model.loo_by_count = leave_one_out(trials, units_per_step, per_worker_batch, framework)
+    return model
+
+
+def host_cpu_terms(trials: list[Trial]) -> tuple:
+    """(CPU per step without the all-reduce, u of the all-reduce's, one host, its cores) from the trials that
+    measured their CPU: the all-reduce's CPU per step per rank, beyond the 1-worker step's, in proportion to
+    the bytes a rank moves, 2(n-1)/n S (least squares through the origin); (None, None, False, None) where
+    none did or no 1-worker trial did."""
+    timed = [t for t in trials if t.cpu_ms is not None and t.host_cores]
+    singles = [t.cpu_ms for t in timed if t.workers == 1]
+    multi = [t for t in timed if t.workers > 1]
+    if not singles or not multi:
+        return None, None, False, None
+    base = statistics.fmean(singles)
+    factors = [coll.bus_factor(t.workers) for t in multi]
+    u = sum(f * max(0.0, t.cpu_ms - base) for f, t in zip(factors, multi)) / sum(f * f for f in factors)
+    return base, u, all(t.one_host for t in timed), max(t.host_cores for t in timed)
+
+
+def fit_inflation(model: Physical, multi: list[Trial]) -> float:
+    """The in-step cost of the all-reduce calls over their cost alone that best gives the timed steps (grid)."""
+    best, best_error = 1.0, math.inf
+    for i in INFLATION_GRID:
+        error = sum((model.step_ms(t.workers, i) / t.step_ms - 1) ** 2 for t in multi)
+        if error < best_error - 1e-15:
+            best, best_error = float(i), error
+    return best
+
+
+def _repeat_spread(trials: list[Trial]) -> float:
+    """The relative standard deviation of the throughput among a count's repeats, pooled (at least 2%)."""
+    deviations = []
+    for c in {t.workers for t in trials}:
+        xs = [t.throughput for t in trials if t.workers == c]
+        if len(xs) > 1:
+            mean = statistics.fmean(xs)
+            deviations += [(x / mean - 1) ** 2 for x in xs]
+    spread = math.sqrt(sum(deviations) / max(1, len(deviations) - 1)) if len(deviations) > 1 else 0.0
+    return max(REPEAT_FLOOR, spread)
+
+
+def held_out_counts(counts: list[int]) -> list[int]:
+    """The counts a model is scored on, each predicted from the others: every measured count but the smallest
+    (the curve fits' baseline, the physical model's k1). The comparison of the two families takes the counts
+    both scored (orchestrator.modelling.analysis.choose)."""
+    return sorted(counts)[1:]
+
+
+def link_class(trial: Trial) -> str:
+    return "inter" if trial.nodes > 1 else "intra"
+
+
+def leave_one_out(trials: list[Trial], units_per_step, per_worker_batch, framework: str) -> dict:
+    """Relative error at each held-out count, predicted from the others. A count whose link class (within one
+    node, across nodes) no other count measured is not held out: no model of that link exists without it."""
+    errors = {}
+    for held in held_out_counts(sorted({t.workers for t in trials})):
+        rest = [t for t in trials if t.workers != held]
+        classes = {link_class(t) for t in rest if t.workers > 1}
+        if any(link_class(t) not in classes for t in trials if t.workers == held):
+            continue
+        model = fit_trials(rest, units_per_step, per_worker_batch, framework, loo=False)
+        if model is None:
+            continue
+        measured = statistics.fmean(t.throughput for t in trials if t.workers == held)
+        errors[held] = abs(model.predict(held) - measured) / measured
+    return errors
+
+
+def fit_curve(curve, layout: Optional[Layout] = None) -> Optional[Physical]:
+    """The physical model of one orchestrator.modelling.scaling.Curve (None where its trials carry no breakdown with a
+    measured all-reduce), in ``layout``."""
+    from orchestrator.modelling.scaling import rate
+
+    trials = [t for r in curve.records if (t := from_record(r, curve.metric, rate(r, curve.metric) or 0.0))]
+    if not trials:
+        return None
+    first = min(trials, key=lambda t: t.workers)
+    per_worker_b, global_b = first.per_worker_batch, first.per_worker_batch * first.workers
+    weak = curve.scaling != "strong"
+    samples = curve.metric == "samples_per_sec"
+
+    def per_worker_batch(n: int) -> float:
+        return per_worker_b if weak else global_b / n
+
+    def units_per_step(n: int) -> float:
+        return (per_worker_batch(n) * n) if samples else 1.0
+
+    model = fit_trials(trials, units_per_step, per_worker_batch, framework_of(curve))
+    return model.with_layout(layout) if model and layout else model
