@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
 from orchestrator.errors import ClusterTooSmall
-from orchestrator.job.spec import JobSpec, execution_key
+from orchestrator.job.spec import JobSpec, execution_key, replicas_for, steps_for
 from orchestrator.job.tpu import slices_for, tpu_slice
 from orchestrator.workloads import ENTRYPOINTS, data
 
@@ -215,27 +215,11 @@ def worker_env(threads: int) -> dict[str, str]:
     }
 
 
-def steps_for(spec: JobSpec, workers: int, replicas: Optional[int] = None) -> Optional[int]:
-    """Optimiser steps of a trial: training.steps, or epochs * ceil(train samples / global batch)."""
-    if spec.training.steps is not None:
-        return spec.training.steps
-    if not spec.workload.is_builtin:
-        return None
-    global_batch = spec.per_worker_batch(workers) * (replicas or workers)
-    per_epoch = math.ceil(data.train_size(spec.dataset.name, spec.dataset.num_samples) / global_batch)
-    return spec.training.epochs * per_epoch
-
 
 def ray_workers_for(strategy: str, workers: int) -> int:
     """Ray workers (processes, pods) that run ``workers`` data-parallel workers: one, for ``mirrored``."""
     return 1 if strategy in SINGLE_WORKER_STRATEGIES else workers
 
-
-def replicas_for(spec_arm, workers: int) -> int:
-    """Model replicas at ``workers``: one per worker, or on TPU one per chip (each host drives its chips)."""
-    if spec_arm.tpu is None:
-        return workers
-    return workers * tpu_slice(spec_arm.tpu.accelerator, spec_arm.tpu.topology).chips_per_host
 
 
 def breakdown_settings(spec: JobSpec) -> Optional[dict]:

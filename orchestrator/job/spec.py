@@ -57,6 +57,9 @@ MAX_BATCH = 1 << 20
 MAX_REPEATS = 100
 MAX_SPEC_BYTES = 1 << 20
 
+# Prices and resources by the names people write (pricing:, --price) and Ray's.
+RESOURCE_NAMES = {"cpu": "CPU", "gpu": "GPU", "tpu": "TPU"}
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _ENTRYPOINT = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}$")
@@ -422,13 +425,11 @@ class JobSpec(_Strict):
         if value is None:
             return None
         for name, price in value.items():
-            if price < 0:
-                raise ValueError(f"{name} costs {price:g}; a price must be 0 or more")
+            if not math.isfinite(price) or price < 0:
+                raise ValueError(f"{name} costs {price:g}; a price must be a finite number, 0 or more")
         if not value:
             raise ValueError("empty: give a price per resource-hour, e.g. {cpu: 0.04}")
-        from orchestrator.modelling.cost import NAMES
-
-        return {NAMES.get(k.lower(), k): float(v) for k, v in value.items()}
+        return {RESOURCE_NAMES.get(k.lower(), k): float(v) for k, v in value.items()}
 
     @field_validator("name")
     @classmethod
@@ -532,7 +533,6 @@ class JobSpec(_Strict):
     def _check_every_count_has_work(self) -> None:
         """Refuse, before anything runs, a worker count whose trial would have nothing to measure (epochs
         give fewer steps than the warm-up) or whose workers' shards are smaller than their batch."""
-        from orchestrator.job.plan import replicas_for, steps_for
         from orchestrator.workloads import data
 
         samples = data.train_size(self.dataset.name, self.dataset.num_samples)
@@ -692,3 +692,29 @@ def _model_at(loc: tuple):
             return None
         model = nested
     return model
+
+
+# Per-count arithmetic the checks above and orchestrator.job.plan share (here, so that plan imports spec and
+# never the other way round).
+
+def steps_for(spec: "JobSpec", workers: int, replicas: Optional[int] = None) -> Optional[int]:
+    """Optimiser steps of a trial: training.steps, or epochs * ceil(train samples / global batch)."""
+    from orchestrator.workloads import data
+
+    if spec.training.steps is not None:
+        return spec.training.steps
+    if not spec.workload.is_builtin:
+        return None
+    global_batch = spec.per_worker_batch(workers) * (replicas or workers)
+    per_epoch = math.ceil(data.train_size(spec.dataset.name, spec.dataset.num_samples) / global_batch)
+    return spec.training.epochs * per_epoch
+
+
+def replicas_for(spec_arm, workers: int) -> int:
+    """Model replicas at ``workers``: one per worker, or on TPU one per chip (each host drives its chips)."""
+    from orchestrator.job.tpu import tpu_slice
+
+    if spec_arm.tpu is None:
+        return workers
+    return workers * tpu_slice(spec_arm.tpu.accelerator, spec_arm.tpu.topology).chips_per_host
+

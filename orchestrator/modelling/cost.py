@@ -17,8 +17,7 @@ import math
 from typing import Optional
 
 from orchestrator.errors import UserError
-
-NAMES = {"cpu": "CPU", "gpu": "GPU", "tpu": "TPU"}
+from orchestrator.job.spec import RESOURCE_NAMES as NAMES
 
 
 def parse(text: str, field: str = "--price") -> dict[str, float]:

@@ -20,7 +20,9 @@ SETTINGS = "recommend.json"
 def build(records, settings: dict | None = None, torn: list[int] = ()) -> dict:
     """The report as data (orchestrator.modelling.analysis), from results.jsonl's lines: the latest of each trial id;
     ``torn``: the numbers of the lines that were not JSON (skipped)."""
-    return analysis.analyze(results.latest(records, torn), settings)
+    from orchestrator.report import prose
+
+    return prose.annotate(analysis.analyze(results.latest(records, torn), settings))
 
 
 def read_settings(out_dir: str | Path) -> dict:
@@ -42,9 +44,10 @@ def render(out_dir: str | Path) -> list[Path]:
 
 def write(out_dir: str | Path, data: dict) -> list[Path]:
     """Write every report file of ``data`` (``build``'s) into ``out_dir``, each atomically."""
-    from orchestrator.report import html, tables
+    from orchestrator.report import html, prose, tables
 
     out = Path(out_dir)
+    data = prose.annotate(data)
     contents = {
         "report.json": json.dumps(data, indent=2, sort_keys=True) + "\n",
         "report.csv": tables.csv_text(data),

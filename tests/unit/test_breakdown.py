@@ -37,7 +37,7 @@ def test_parts_that_add_up_to_more_than_the_step_are_flagged_not_quoted():
     out = breakdown.trial([fast, slow], 6.0e-3)  # the timed step (6 ms) is far below the blocks' 9 ms
     assert out["parts_exceed_step"] and "overlap_fraction" not in out
     row = {**out, "name": "torch/ddp", "workers": 2}
-    from orchestrator.modelling.analysis import breakdown_sentence
+    from orchestrator.report.prose import breakdown_sentence
 
     assert "no part is quoted as a share of the step" in breakdown_sentence("torch ddp", [row])
 
@@ -175,7 +175,7 @@ def test_iteration_counts_stay_between_their_bounds():
 
 
 def test_growth_is_a_ratio_only_over_a_part_that_is_there():
-    from orchestrator.modelling.analysis import breakdown_sentence
+    from orchestrator.report.prose import breakdown_sentence
 
     def row(workers, exposed, step):
         return {"workers": workers, "input_ms": 0.7, "compute_ms": 2.8, "exposed_comm_ms": exposed, "wait_ms": 0.1,

@@ -358,3 +358,9 @@ def test_the_subnet_search_wraps_round():
     assert str(emulated.free_subnet(taken, 230)) == "10.213.0.0/24"
     assert str(emulated.free_subnet(taken, 10)) == "10.213.10.0/24"
     assert emulated.free_subnet("10.213.0.0/16", 5) is None
+
+
+@pytest.mark.parametrize("price", [float("nan"), float("inf"), -0.5])
+def test_a_jobs_pricing_block_is_finite_and_not_negative(price):
+    with pytest.raises(spec.SpecError, match="pricing: .*a price must be a finite number, 0 or more"):
+        job(pricing={"cpu": price})

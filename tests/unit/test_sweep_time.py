@@ -6,6 +6,7 @@ import json
 import pytest
 
 from orchestrator import report
+from orchestrator.report import prose
 from orchestrator.measuring import results
 from orchestrator.modelling import analysis
 from tests.unit.test_report import record
@@ -59,7 +60,7 @@ def test_the_sweep_account_splits_fresh_starts_from_reused_ones_and_counts_every
     assert (spent["breakdown_s"], spent["export_s"]) == (pytest.approx(1.4), pytest.approx(2.0))
     assert (spent["breakdowns"], spent["exports"]) == (3, 1)
     assert [(r["workers"], r["trials"]) for r in spent["rows"]] == [(1, 2), (2, 1)]
-    text = spent["sentence"]
+    text = prose.sweep_time_sentence(spent)
     assert text.startswith(f"Training took 9.0 s of the sweep's {walls + 7.9:.1f} s (") and spent["invocations"] == [4]
     for part in ("2 start(s) of fresh worker processes 11.0 s", "1 trial(s) in reused ones 0.1 s",
                  "the step breakdown 1.4 s in 3 trial(s)", "the deployment exports 2.0 s in 1",
@@ -76,18 +77,18 @@ def test_a_resumed_sweep_adds_up_both_invocations_and_says_so():
     assert spent["invocations"] == [3, 1]  # in the order they ran, whatever the file's order
     assert spent["orchestrator_s"] == pytest.approx(7.0 + 0.3 + 1.0 + 6.0)
     assert spent["failed_trials_s"] == pytest.approx(2.0)
-    assert spent["sentence"].startswith(
+    assert prose.sweep_time_sentence(spent).startswith(
         "Over 2 invocations of the sweep on these results (3 and 1 trials, in the order they ran: a resume or a "
         "rerun adds to the results before it), training took 9.0 s of the sweep's ")
 
 
 def test_notes_say_what_costs_more_than_the_training():
     cheap = analysis.sweep_time(results.typed([trial(to_step=1.0, training=3.0, wall=4.5, breakdown_s=0.2)]))
-    assert cheap["notes"] == []
+    assert prose.sweep_time_notes(cheap) == []
     costly = analysis.sweep_time(results.typed([trial(to_step=5.0, training=1.0, wall=12.0, breakdown_s=3.0,
                                                       export_s=2.0)]))
-    assert any("measure.breakdown: false" in n for n in costly["notes"])
-    assert any("sweep.reuse_workers" in n for n in costly["notes"])
+    assert any("measure.breakdown: false" in n for n in prose.sweep_time_notes(costly))
+    assert any("sweep.reuse_workers" in n for n in prose.sweep_time_notes(costly))
 
 
 def test_no_account_without_a_record_that_can_tell():

@@ -189,7 +189,7 @@ def test_bad_cost_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
 def test_pricing_block_in_the_job_is_validated_and_carried_to_the_records():
     priced = job(pricing={"cpu": 0.04})
     assert plan.build(priced)[0].pricing == {"CPU": 0.04}
-    with pytest.raises(spec.SpecError, match="pricing: .*a price must be 0 or more"):
+    with pytest.raises(spec.SpecError, match="pricing: .*a price must be a finite number, 0 or more"):
         job(pricing={"cpu": -1})
 
 
