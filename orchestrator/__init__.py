@@ -1,3 +1,3 @@
 """Measure how a distributed training job scales, in PyTorch and TensorFlow, on Ray."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -85,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
     priced = advise.add_argument_group("cost (per resource-hour; overrides the job's pricing: block)")
     priced.add_argument("--price", metavar="PRICES", help="e.g. cpu=0.04,gpu=2.5,tpu=1.2")
     length = priced.add_mutually_exclusive_group()
-    length.add_argument("--train-steps", type=_number(int, 1, what="optimiser steps"), metavar="S", help="price training S steps (default: the trials' own)")
+    length.add_argument("--train-steps", type=_number(int, 1, what="optimiser steps"), metavar="S", help="price training S steps (strong scaling only; default: the samples the smallest count's trials trained on)")
     length.add_argument("--epochs", type=_number(float, 0, low_open=True, what="epochs"), metavar="E", help="price training E epochs of the training set")
     length.add_argument("--to-target", action="store_true", help="price training to training.target (measured counts)")
     priced.add_argument("--deadline", metavar="TIME", help="the cheapest size that trains by then, e.g. 2h, 90m")
@@ -339,7 +339,10 @@ def _report(args) -> int:
     out = Output(args.dir).open()
     from orchestrator.measuring import results
 
-    torn = results.scan(out.local).torn_note(f"{out.location}/{results.FILENAME}")
+    try:
+        torn = results.scan(out.local).torn_note(f"{out.location}/{results.FILENAME}")
+    except ValueError as err:  # a line that is JSON but no trial record: edited by hand
+        raise UserError(str(err)) from None
     if torn:
         print(f"orchestrator: note: {torn}", file=sys.stderr)
     for path in report.render(out.local):

@@ -128,15 +128,23 @@ _PER_POINT_CONFIG = ("per_worker_batch", "steps", "tpu", "replicas", "export")
 
 def curve_hash(plan: "TrialPlan", spec: JobSpec, arm) -> str:
     """The content every point of ``plan``'s curve shares: the plan without its per-point fields, and in their
-    place what the job fixes along the curve (the batch, the length, the resources, the TPU slice)."""
+    place, from the plan's own values, what stays fixed along the curve: the per-worker batch (weak scaling)
+    or the global batch (strong), the length (training.steps, or the epochs the steps come from), the
+    resources of one replica, the TPU slice's shape. Two jobs that plan the same point alike give it the same
+    hash however they are written (an explicit default, ``steps`` vs ``epochs`` giving the same steps still
+    differ: their other points do)."""
     content = {k: v for k, v in plan.identity().items() if k not in _PER_POINT}
     if plan.execution is not None:
         content["train_config"] = {k: v for k, v in content["train_config"].items() if k not in _PER_POINT_CONFIG}
+    per_replica = {k: v / (plan.workers if plan.strategy in SINGLE_WORKER_STRATEGIES else 1)
+                   for k, v in plan.resources_per_worker.items()}
     content["fixed"] = {
-        "batch": spec.batch.model_dump(by_alias=True) if spec.workload.is_builtin else None,
-        "length": {"steps": spec.training.steps, "epochs": spec.training.epochs},
-        "resources": spec.resources.model_dump(),
-        "tpu": arm.tpu.model_dump() if arm.tpu is not None else None,
+        "batch": (plan.global_batch if plan.scaling == "strong" else plan.per_worker_batch)
+        if plan.execution is not None else None,
+        "length": {"steps": spec.training.steps} if spec.training.steps is not None
+        else {"epochs": spec.training.epochs},
+        "resources": per_replica,
+        "tpu": {k: plan.tpu.get(k) for k in ("accelerator", "topology")} if plan.tpu else None,
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -47,7 +47,7 @@ DEFAULT_EXECUTION = {"torch": "eager", "tensorflow": "compiled"}
 BUILTIN_MODELS = ("mlp", "cnn", "emulated")
 DATASETS = ("digits", "synthetic")
 # What launches each trial's workers: Ray Train (restarts, checkpoints), or plain Ray actors in a placement
-# group (no restarts; a trial starts as many processes as it has workers). See orchestrator/launchers.
+# group (no restarts; a trial starts as many processes as it has workers). See orchestrator/running/launchers.
 LAUNCHERS = ("ray_train", "actors")
 
 # Upper bounds that catch typos (an extra zero or three) long before they reach a cluster.
@@ -578,6 +578,9 @@ def at_scale(spec: JobSpec, arm_key: str, workers: int) -> JobSpec:
     data = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     data["arms"] = [arm.model_dump(mode="json", by_alias=True, exclude_none=True)]
     data["sweep"] = {**data["sweep"], "workers": [workers], "adaptive": False, "repeats": 1}
+    if spec.batch.scaling == "weak" and spec.batch.global_ is not None:
+        # The per-worker batch the sweep ran (batch.global at its smallest count), not global / this count.
+        data["batch"] = {"per_worker": spec.per_worker_batch(spec.sweep.workers[0]), "scaling": "weak"}
     return parse(data, f"{spec.name} at {workers} worker(s) of {arm_key}")
 
 

@@ -6,5 +6,6 @@
 - ``breakdown``: a step's input, compute, exposed communication and wait; ``collective``: the all-reduce fit
 - ``tensorboard``, ``artifacts``, ``loc``: event files, the files workers wrote, lines of training code
 
-Pure but for ``results`` (files) and ``artifacts``. May import: job; nothing from running, modelling or report.
+Pure but for ``results``, ``locks`` and ``artifacts`` (files). May import: job, workloads (sizes, names);
+nothing from running, modelling or report.
 """

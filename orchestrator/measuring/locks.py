@@ -72,7 +72,9 @@ def claim(out_dir: str | Path, command: str) -> Iterator[None]:
         raise UserError(refusal(out, command, owner(out))) from None
     try:
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": time.time()}
-        (out / OWNER).write_text(json.dumps(info) + "\n")
+        tmp = out / f"{OWNER}.{os.getpid()}.tmp"  # replaced whole: a refused second writer never reads half of it
+        tmp.write_text(json.dumps(info) + "\n")
+        os.replace(tmp, out / OWNER)
         yield
     finally:
         with contextlib.suppress(OSError):

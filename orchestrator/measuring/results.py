@@ -294,7 +294,7 @@ class Scan:
             return None
         where = ", ".join(str(n) for n in self.torn)
         return (f"{path}: line(s) {where} are not JSON (a write cut off, e.g. a killed sweep) and were skipped; "
-                "the trial(s) they held run again on the next sweep")
+                "a trial no other line records runs again on the next sweep")
 
 
 def scan(out_dir: str | Path) -> Scan:

@@ -3,13 +3,15 @@
     analyze(results.Results, settings) -> dict      what report.json holds; every report format shows it
 
 The reports (orchestrator/report) only format this; ``recommend`` and ``share`` call it directly. No Ray, no
-files: the caller reads results.jsonl through orchestrator.results (latest record of each trial id).
+files: the caller reads results.jsonl through orchestrator.measuring.results (latest record of each trial id).
 
 Rules that keep the numbers true:
 - throughputs are compared (comparisons, the verdict, a shared plot axis) only in the same unit; curves in
   different units are compared by speedup over their own baseline, and the report says why;
 - efficiencies are compared only on the same baseline worker count and scaling mode;
-- superseded records (a trial id run again) never enter a curve; the report counts them.
+- superseded records (a trial id run again) never enter a curve; the report counts them;
+- stale points (measured under an earlier plan of their curve: results.current) enter no curve, fit,
+  verdict or cost; the report names them.
 """
 
 from __future__ import annotations
@@ -32,19 +34,27 @@ def horizon(model: fit.Fit, settings: dict) -> int:
 def accepted_counts(curve: scaling.Curve, top: int) -> list[int]:
     """The worker counts up to ``top`` that the job accepts, so that a recommendation is one `train` runs: under
     strong scaling with a global batch, the counts it divides (``batch.global``: the per-worker batch is
-    global / N, at least one sample); on TPU, whole slices (multiples of the hosts a slice has)."""
+    global / N, at least one sample); on TPU, whole slices (multiples of the hosts a slice has); for a built-in
+    workload, the counts whose workers' shards of the training set still hold a batch (the spec's own rules,
+    job.spec.JobSpec)."""
     record = curve.records[0]
-    counts = range(1, top + 1)
+    counts = list(range(1, top + 1))
     tpu = record.get("tpu") or {}
     if tpu.get("hosts"):
         counts = [n for n in counts if n % int(tpu["hosts"]) == 0]
     total = record.get("global_batch")
-    if curve.scaling == "strong" and record.builtin and total:
-        counts = [n for n in counts if int(total) % n == 0]  # the job spec's own rule (spec.JobSpec)
-    return list(counts) or [record.workers]
+    strong = curve.scaling == "strong" and record.builtin and total
+    if strong:
+        counts = [n for n in counts if int(total) % n == 0]
+    samples, per_worker = record.get("train_samples"), record.get("per_worker_batch")
+    if record.builtin and samples and (per_worker or strong):
+        chips = max(1, int(record.get("replicas") or record.workers) // max(1, record.workers))
+        counts = [n for n in counts
+                  if int(samples) // (n * chips) >= (int(total) // n if strong else int(per_worker))]
+    return counts or [record.workers]
 
 
-def counts_rule(curve: scaling.Curve) -> Optional[str]:
+def counts_rule(curve: scaling.Curve, top: int) -> Optional[str]:
     """Which counts ``accepted_counts`` keeps, where not every count: said beside a capped recommendation."""
     record = curve.records[0]
     rules = []
@@ -52,6 +62,9 @@ def counts_rule(curve: scaling.Curve) -> Optional[str]:
         rules.append(f"whole TPU slices (multiples of {record['tpu']['hosts']} hosts)")
     if curve.scaling == "strong" and record.builtin and record.get("global_batch"):
         rules.append(f"the counts that divide batch.global {record['global_batch']}")
+    if record.builtin and record.get("train_samples") and max(accepted_counts(curve, top)) < top and not rules:
+        rules.append(f"the counts whose workers' shards of the {record['train_samples']} training samples hold a "
+                     "batch")
     return " and ".join(rules) or None
 
 
@@ -120,7 +133,7 @@ def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
         predicted_speedup = rec.predicted_throughput / model.predict(curve.baseline_workers)
         row = {**key, **rec.to_dict(), "predicted_speedup": predicted_speedup, "model": model.model,
                "capped": rec.workers_above_threshold >= counts[-1], "largest_count": counts[-1],
-               "counts_rule": counts_rule(curve), "fit_below_mean": entry["fit_below_mean"],
+               "counts_rule": counts_rule(curve, top), "fit_below_mean": entry["fit_below_mean"],
                "r2": model.r2}
         if layout.what_if and physical is not None:
             entry["what_if"], row["what_if"] = what_if(physical, layout, settings, curve)
@@ -296,8 +309,8 @@ def costs(curves: list[scaling.Curve], fits: dict[str, object], settings: dict, 
     length = pricing.get("length") or ({"target": True} if target_rows else None) or fixed_work(curves)
     if not length:
         return {"prices": prices, "length": None, "rows": [], "answers": [],
-                "note": "no length to price: the trials count no samples; pass --train-steps (strong scaling), "
-                        "--epochs or --to-target"}
+                "note": "no length to price: the trials count no samples (a user's function that reports none); "
+                        "pass --train-steps (for a curve that scales strongly) or --to-target"}
     degenerate = steps_under_weak_scaling(curves, length)
     if degenerate:  # `recommend` refuses it (exit 2); a report re-rendered from older settings says it
         return {"prices": prices, "length": length, "rows": [], "answers": [], "refused": degenerate,
@@ -326,7 +339,7 @@ def costs(curves: list[scaling.Curve], fits: dict[str, object], settings: dict, 
                 continue
             units = (sample.get("per_worker_batch") or 1) * (n if curve.scaling != "strong" else sample.workers) \
                 if curve.metric == "samples_per_sec" else 1.0
-            if curve.scaling == "strong" and sample.get("global_batch"):
+            if curve.scaling == "strong" and sample.get("global_batch") and curve.metric == "samples_per_sec":
                 units = sample.get("global_batch")
             seconds = cost.seconds_for(length, throughput, units, (targets.get(n) or {}).get("samples"), train_samples)
             if seconds is None:
@@ -527,7 +540,7 @@ def analyze(found: results.Results, settings: Optional[dict] = None) -> dict:
     return {
         "job": first.job if first else None,
         "orchestrator_version": __version__,
-        "recorded_by": sorted({str((r.get("environment") or {}).get("orchestrator", "before 0.1.0"))
+        "recorded_by": sorted({str((r.get("environment") or {}).get("orchestrator", "unrecorded"))
                                for r in found.records}),
         "source": results.FILENAME,
         "trials": {"ok": len(ok), "failed": len(failed), "superseded": found.superseded,
@@ -543,8 +556,9 @@ def analyze(found: results.Results, settings: Optional[dict] = None) -> dict:
             for r in ok if r.get("failures")
         ],
         "settings": settings_ran(ok),
-        "adaptive": adaptive_savings(found.records),
-        "sweep_time": sweep_time(found.records),
+        # Time spent is time spent: stale points' trials ran too.
+        "adaptive": adaptive_savings(found.records + found.stale),
+        "sweep_time": sweep_time(found.records + found.stale),
         "environment": dict(first.get("environment") or {}) if first else {},
         "breakdown": step_breakdowns(curves),
         **predicted,

@@ -1,6 +1,6 @@
 """`orchestrator recommend DIR` and `share`: the analysis's recommendations, and acting on them.
 
-The numbers come from orchestrator.analysis (fits in orchestrator/modelling/fit.py), called directly on DIR's results.
+The numbers come from orchestrator.modelling.analysis (fits in orchestrator/modelling/fit.py), called directly on DIR's results.
 This module stores the settings beside the results, so that `orchestrator report` renders the same
 recommendation again, and turns a recommendation into a Ray ScalingConfig (fixed, or elastic between the knee
 and the recommended count) and the Kubernetes worker pods that hold it:

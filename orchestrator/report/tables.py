@@ -102,7 +102,8 @@ def trial_counts(data: dict) -> str:
                  "the job with this --out measures them again.")
     if t.get("torn_lines"):
         text += (f" Line(s) {', '.join(str(n) for n in t['torn_lines'])} of results.jsonl are not JSON (a write cut "
-                 "off by a killed process) and were skipped; their trials run again on the next sweep.")
+                 "off by a killed process) and were skipped; a trial no other line records runs again on the next "
+                 "sweep.")
     return text
 
 

@@ -544,7 +544,7 @@ def _pid_taken(pid: int, started: Optional[int]) -> bool:
 def mentions(cmdline: bytes, path: str) -> bool:
     """Whether a command line (NUL-separated, as /proc/PID/cmdline) names ``path`` or a path under it: as a
     whole path, never as the start of a longer name (``/tmp/x/n1-1`` is not in ``/tmp/x/n1-10``)."""
-    pattern = re.compile(re.escape(path.rstrip("/")) + r"(?![^/\s'\",:;=])")
+    pattern = re.compile(r"(?<![^\s'\",:;=])" + re.escape(path.rstrip("/")) + r"(?![^/\s'\",:;=])")
     return any(pattern.search(arg) for arg in cmdline.decode("utf-8", errors="replace").split("\0"))
 
 

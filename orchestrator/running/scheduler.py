@@ -193,7 +193,10 @@ def _sweep(spec: JobSpec, output: Output, out: Path, address: Optional[str], ver
 
     def run(plan: TrialPlan, index: int) -> dict:
         digest = plan_hash(plan)
-        if plan.trial_id in done and done[plan.trial_id].get("plan_hash") == digest:
+        before = done.get(plan.trial_id)
+        # The same plan, measured as a point of the same curve (a record from before curve hashes counts): done.
+        if before is not None and before.get("plan_hash") == digest and \
+                before.get("curve_hash") in (None, plan.curve_hash):
             outcome.skipped.append(plan.trial_id)
             progress.trial_skipped(plan)
             return dict(done[plan.trial_id].data)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -126,6 +127,13 @@ def run(spec: JobSpec, arm: str, workers: int, out_dir: str, address: Optional[s
         if before and before.get("job") != spec.name:
             raise UserError(f"{out / RECORD} is a training run of job {before.get('job')!r}, not {spec.name!r}; pass another --out")
         storage = scheduler.storage_path(spec, output)
+        if "://" in storage:
+            # Checkpoints at a URI: this command cannot read a plan file beside them, or set them aside, so the
+            # plan's hash is in the run's name (a changed job never meets another plan's checkpoints).
+            plan = replace(plan, run_name=f"{plan.run_name}-{digest[:8]}")
+            if fresh:
+                raise UserError(f"--fresh: the run's checkpoints are at {storage.rstrip('/')}/{plan.run_name}, which "
+                                "this command does not delete; remove that prefix to start over, or pass another --out")
         run_dir = Path(storage) / plan.run_name if "://" not in storage else None
         if before and before.get("status") == "ok" and before.get("plan_hash") == digest and not fresh:
             say(f"{plan.run_name} already trained in {out} ({RECORD}); pass --fresh to train it again")

@@ -178,7 +178,8 @@ class Runner:
             recorder.drop.remote(token)
         error = None
         if failure is not None:
-            error = diagnose(failure, plan, workers, _free_resources(), _alive_nodes()) or failure
+            error = diagnose(failure, plan, workers, _free_resources(), _alive_nodes(),
+                             pids=(getattr(trainer, "reuse", None) or {}).get("pids")) or failure
             if error is not failure:
                 error.__cause__ = failure
         return TrialRun(launched_wall=launched, ended_wall=ended, workers=workers, files=files, skipped_files=skipped,
@@ -239,7 +240,7 @@ def _collect(recorder, token: str, failed: bool) -> tuple[dict, list, list[dict]
 
 
 def diagnose(err: BaseException, plan: TrialPlan, workers: list[dict], free: dict[str, float],
-             alive_nodes: set[str] | None = None) -> TrialError | None:
+             alive_nodes: set[str] | None = None, pids: list[int] | None = None) -> TrialError | None:
     """A one-line account of a placement timeout, a stalled collective, or a worker whose node Ray lost
     (``alive_nodes``: the node ids alive after the failure; None: not known); None for other failures."""
     if _caused_by(err, "WorkerGroupStartupTimeoutError") or _caused_by(err, "PlacementTimeout"):
@@ -263,8 +264,11 @@ def diagnose(err: BaseException, plan: TrialPlan, workers: list[dict], free: dic
     views = [measure.rendezvous_view(w) for w in (measure.attempts(workers)[-1] if workers else [])]
     # The post-mortem of a wait at the first rendezvous that its own timeout (Gloo's, Horovod's) ended, or
     # that killed the waiting process: the launcher's watch would have named it a moment later.
-    early = measure.rendezvous_stall(views, plan.ray_workers, 0.9 * plan.collective_timeout_s, time.time(),
-                                     after_failure=True)
+    # Its wait is timed to when the waiting rank gave up (its error), or to now where it died without one.
+    gave_up = min((w["error"]["wall"] for w in workers if isinstance(w.get("error"), dict) and w["error"].get("wall")),
+                  default=time.time())
+    early = measure.rendezvous_stall(views, plan.ray_workers, 0.9 * plan.collective_timeout_s, gave_up,
+                                     after_failure=True, pids=pids)
     if early and not isinstance(err, TrialError):
         what = launchers.RENDEZVOUS.get(plan.strategy, "the first collective")
         return TrialError(measure.rendezvous_message(early, what, plan.collective_timeout_s),

@@ -68,6 +68,18 @@ def test_a_curve_hash_ignores_the_worker_count_and_repeat_and_nothing_else():
     assert len({p.per_worker_batch for p in plan.build(strong)}) == 3
 
 
+def test_the_curve_hash_follows_the_plan_not_how_the_job_is_written():
+    arms = [{"framework": "torch", "strategy": "ddp"}]
+    base = {p.curve_hash for p in plan.build(job(arms=arms))}
+    explicit = job(arms=arms, resources={"cpus_per_worker": 1, "threads_per_worker": 1})  # the defaults, written out
+    assert {p.curve_hash for p in plan.build(explicit)} == base
+    # Weak scaling with batch.global: the per-worker batch is global / the smallest count, so a sweep of [2, 4]
+    # runs other points than one of [1, 2] at the same count.
+    one = job(arms=arms, batch={"global": 128}, sweep={"workers": [1, 2]})
+    two = job(arms=arms, batch={"global": 128}, sweep={"workers": [2, 4]})
+    assert {p.curve_hash for p in plan.build(one)} != {p.curve_hash for p in plan.build(two)}
+
+
 def test_the_curve_hash_is_a_label_old_results_still_count_as_done():
     p = plan.build(job())[0]
     assert "curve_hash" not in p.identity()
@@ -152,6 +164,23 @@ def test_strong_scaling_recommends_only_counts_that_divide_the_global_batch(tmp_
     assert job_at.per_worker_batch(rec["workers"]) >= 1
 
 
+def test_recommendations_are_counts_whose_shards_still_hold_a_batch():
+    arms = [{"framework": "torch", "strategy": "ddp"}]
+    default = job(arms=arms, sweep={"workers": [1, 2]})
+    plans = [p for p in plan.build(default) if p.repeat == 0]
+    records = results.typed([line(p, rate) for p, rate in zip(plans, (1000.0, 1990.0))])
+    (curve,) = scaling.curves(records)
+    counts = analysis.accepted_counts(curve, 64)
+    assert max(counts) == plans[0].train_samples // plans[0].per_worker_batch and all(spec.at_scale(default, "torch/ddp", n) for n in counts[-3:])
+    with pytest.raises(spec.SpecError):
+        spec.at_scale(default, "torch/ddp", max(counts) + 1)
+
+
+def test_train_at_a_size_keeps_the_per_worker_batch_the_sweep_ran():
+    swept = job(arms=[{"framework": "torch", "strategy": "ddp"}], batch={"global": 128}, sweep={"workers": [1, 2]})
+    assert plan.training_plan(swept, "torch/ddp", 4).per_worker_batch == 128  # not 128 / 4
+
+
 # --- 4. resuming a changed training job -------------------------------------------------------------------------
 
 def test_a_changed_plan_never_resumes_the_old_checkpoints(tmp_path):
@@ -213,6 +242,15 @@ def test_two_processes_appending_at_once_lose_no_line(tmp_path):
     found = results.scan(tmp_path)
     assert found.torn == [] and len(found.lines) == 300
     assert {r["trial_id"] for r in found.lines} == {f"w{w}-{i}" for w in range(2) for i in range(150)}
+
+
+def test_report_of_a_hand_edited_line_exits_2_in_one_line(tmp_path, capsys):
+    results.append(tmp_path, record("torch", "ddp", 1, 0, 1000.0))
+    with open(tmp_path / results.FILENAME, "a") as handle:
+        handle.write("{}\n")
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a trial record" in err and "Traceback" not in err
 
 
 def test_a_torn_last_line_is_reported_and_skipped_and_the_next_record_gets_its_own_line(tmp_path):
@@ -351,6 +389,7 @@ def test_node_processes_are_matched_by_whole_path_not_prefix():
     assert emulated.mentions(b"python\0/tmp/oe/n1-1/session/x.py\0", "/tmp/oe/n1-1")
     assert not emulated.mentions(b"raylet\0--temp-dir=/tmp/oe/n1-10\0", "/tmp/oe/n1-1")
     assert not emulated.mentions(b"raylet\0/tmp/oe/n1-1x/a\0", "/tmp/oe/n1-1")
+    assert not emulated.mentions(b"raylet\0/x/tmp/oe/n1-1\0", "/tmp/oe/n1-1")
 
 
 def test_the_subnet_search_wraps_round():
