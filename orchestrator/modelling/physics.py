@@ -22,7 +22,11 @@ A step of N workers (times per step; S the gradient's bytes; b_N the per-worker 
                rule: the first 1 MiB, then 25 MiB) one after another, each once the backward has produced its
                bytes; Horovod fuses up to 64 MiB; TensorFlow's MultiWorkerMirrored packs the gradient into one
                all-reduce after the backward. exposed = what runs past the backward's end, with the calls
-               taking i (fitted, the in-step cost of a call over its cost alone) times their time alone.
+               taking i (fitted, the in-step cost of a call over its cost alone) times their time alone. A
+               backend may run more than one call at a time (``IN_FLIGHT``: ProcessGroupGloo hands its
+               collectives to Options.threads worker threads, 2 by default, so two of DDP's buckets are
+               all-reduced at once; NCCL's stream, Horovod's background thread and TensorFlow's one pack run one):
+               calls in flight pay their latency side by side and their bytes one after another on the link.
 
 The host's cores (where the workload measured each rank's process CPU per step and the cores it may run
 on), k the ranks per core of the busiest host: each hop of the algorithm waits for its rank to get a core, so
@@ -79,6 +83,9 @@ BACKWARD_SHARE = 2 / 3
 """The backward's share of the compute where the framework did not time it apart (TensorFlow's step)."""
 INFLATION_GRID = np.round(np.arange(0.5, 4.0001, 0.01), 4)
 
+IN_FLIGHT = {"gloo": 2}
+"""All-reduce calls a backend runs at once (ProcessGroupGloo's default Options.threads); others: one."""
+
 ALGORITHMS = {"gloo": ("ring",), "horovod": ("ring",), "ring": ("ring",), "grpc": ("ring",), "auto": ("ring",),
               "nccl": ("ring", "tree", "hierarchical")}
 """The all-reduce algorithms each recorded backend runs (lower case; unknown backends: the ring)."""
@@ -86,6 +93,10 @@ ALGORITHMS = {"gloo": ("ring",), "horovod": ("ring",), "ring": ("ring",), "grpc"
 
 def algorithms(backend: Optional[str]) -> tuple[str, ...]:
     return ALGORITHMS.get((backend or "").lower(), ("ring",))
+
+
+def in_flight(backend: Optional[str]) -> int:
+    return IN_FLIGHT.get((backend or "").lower(), 1)
 
 
 @dataclass(frozen=True)
@@ -128,25 +139,45 @@ def tree_hops(n: int) -> int:
     return 2 * math.ceil(math.log2(n)) if n > 1 else 0
 
 
-def ring_s(nbytes: float, n: int, link: Link) -> float:
+def ring_parts(nbytes: float, n: int, link: Link) -> tuple[float, float]:
+    """(latency, link time) of one ring all-reduce: a0 + 2(n-1) a_hop, and 2(n-1)/n S / B."""
     if n <= 1:
-        return 0.0
-    return link.a0_s + ring_hops(n) * link.hop_s + coll.bus_factor(n) * nbytes / link.bus_bytes_per_s
+        return 0.0, 0.0
+    return link.a0_s + ring_hops(n) * link.hop_s, coll.bus_factor(n) * nbytes / link.bus_bytes_per_s
 
 
-def tree_s(nbytes: float, n: int, link: Link) -> float:
+def tree_parts(nbytes: float, n: int, link: Link) -> tuple[float, float]:
     if n <= 1:
-        return 0.0
-    return link.a0_s + tree_hops(n) * link.hop_s + 2 * nbytes / link.bus_bytes_per_s
+        return 0.0, 0.0
+    return link.a0_s + tree_hops(n) * link.hop_s, 2 * nbytes / link.bus_bytes_per_s
 
 
-def hierarchical_s(nbytes: float, per_node: int, nodes: int, intra: Link, inter: Link) -> float:
+def hierarchical_parts(nbytes: float, per_node: int, nodes: int, intra: Link, inter: Link) -> tuple[float, float]:
     """Reduce-scatter inside each node, a ring across nodes (the node's m rings of S/m share its link), then an
     all-gather inside the node."""
     m, k = per_node, nodes
-    inside = (ring_hops(m) * intra.hop_s + coll.bus_factor(m) * nbytes / intra.bus_bytes_per_s) if m > 1 else 0.0
-    across = (ring_hops(k) * inter.hop_s + coll.bus_factor(k) * nbytes / inter.bus_bytes_per_s) if k > 1 else 0.0
-    return inter.a0_s + inside + across if m * k > 1 else 0.0
+    if m * k <= 1:
+        return 0.0, 0.0
+    latency, wire = inter.a0_s, 0.0
+    if m > 1:
+        latency += ring_hops(m) * intra.hop_s
+        wire += coll.bus_factor(m) * nbytes / intra.bus_bytes_per_s
+    if k > 1:
+        latency += ring_hops(k) * inter.hop_s
+        wire += coll.bus_factor(k) * nbytes / inter.bus_bytes_per_s
+    return latency, wire
+
+
+def ring_s(nbytes: float, n: int, link: Link) -> float:
+    return sum(ring_parts(nbytes, n, link))
+
+
+def tree_s(nbytes: float, n: int, link: Link) -> float:
+    return sum(tree_parts(nbytes, n, link))
+
+
+def hierarchical_s(nbytes: float, per_node: int, nodes: int, intra: Link, inter: Link) -> float:
+    return sum(hierarchical_parts(nbytes, per_node, nodes, intra, inter))
 
 
 def contended(link: Link, ranks_per_core: float) -> Link:
@@ -155,25 +186,32 @@ def contended(link: Link, ranks_per_core: float) -> Link:
     return replace(link, hop_s=link.hop_s * max(1.0, ranks_per_core))
 
 
-def call_s(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, backend: Optional[str],
-           ranks_per_core: float = 0.0) -> float:
-    """One all-reduce call of ``nbytes`` over ``n`` ranks, ``per_node`` to a node, by the backend's fastest
-    algorithm. Across nodes a flat ring or tree is as fast as its slowest link, the inter-node one."""
+def call_parts(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, backend: Optional[str],
+               ranks_per_core: float = 0.0) -> tuple[float, float]:
+    """(latency, link time) of one all-reduce call of ``nbytes`` over ``n`` ranks, ``per_node`` to a node, by
+    the backend's fastest algorithm. Across nodes a flat ring or tree is as fast as its slowest link, the
+    inter-node one."""
     if n <= 1:
-        return 0.0
+        return 0.0, 0.0
     per_node = max(1, min(per_node, n))
     nodes = math.ceil(n / per_node)
     intra, inter = contended(intra, ranks_per_core), contended(inter, ranks_per_core)
     link = inter if nodes > 1 else intra
-    times = []
+    options = []
     for algorithm in algorithms(backend):
         if algorithm == "ring":
-            times.append(ring_s(nbytes, n, link))
+            options.append(ring_parts(nbytes, n, link))
         elif algorithm == "tree":
-            times.append(tree_s(nbytes, n, link))
+            options.append(tree_parts(nbytes, n, link))
         elif algorithm == "hierarchical" and nodes > 1 and per_node > 1:
-            times.append(hierarchical_s(nbytes, per_node, nodes, intra, inter))
-    return min(times)
+            options.append(hierarchical_parts(nbytes, per_node, nodes, intra, inter))
+    return min(options, key=sum)
+
+
+def call_s(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, backend: Optional[str],
+           ranks_per_core: float = 0.0) -> float:
+    """One all-reduce call's time alone (``call_parts`` summed)."""
+    return sum(call_parts(nbytes, n, per_node, intra, inter, backend, ranks_per_core))
 
 
 def buckets(gradient_bytes: int, framework: str, recorded: Optional[list[int]] = None) -> list[int]:
@@ -196,20 +234,26 @@ def buckets(gradient_bytes: int, framework: str, recorded: Optional[list[int]] =
     return out
 
 
-def exposed_s(calls: list[float], sizes: list[int], backward_s: float, overlap: bool) -> float:
-    """The all-reduce time past the backward's end. ``calls[i]`` is bucket i's all-reduce (seconds); with
-    ``overlap`` bucket i starts once the backward has produced its bytes (in proportion to the bytes) and the
-    previous call is done; without, the calls run one after another after the backward."""
+def exposed_s(calls: list, sizes: list[int], backward_s: float, overlap: bool, in_flight: int = 1) -> float:
+    """The all-reduce time past the backward's end. ``calls[i]`` is bucket i's all-reduce (seconds), or its
+    (latency, link time); with ``overlap`` bucket i starts once the backward has produced its bytes (in
+    proportion to the bytes) and one of the backend's ``in_flight`` calls has ended; calls in flight pay their
+    latency side by side and their link time one after another (one link). Without ``overlap`` the calls
+    start after the backward. With one call in flight they run one after another: their sum."""
     if not calls:
         return 0.0
-    if not overlap:
-        return float(sum(calls))
-    total, done, end = float(sum(sizes)), 0.0, 0.0
-    for seconds, size in zip(calls, sizes):
+    parts = [c if isinstance(c, tuple) else (0.0, float(c)) for c in calls]
+    slots = max(1, int(in_flight))
+    total, done, link_free, ends = float(sum(sizes)), 0.0, 0.0, []
+    start_floor = 0.0 if overlap else backward_s
+    for i, ((latency, wire), size) in enumerate(zip(parts, sizes)):
         done += size
-        ready = backward_s * done / total
-        end = max(ready, end) + seconds
-    return max(0.0, end - backward_s)
+        ready = backward_s * done / total if overlap else start_floor
+        start = max(ready, ends[i - slots] if i >= slots else 0.0)
+        end = max(start + latency, link_free) + wire
+        link_free = end
+        ends.append(end)
+    return max(0.0, max(ends) - backward_s)
 
 
 @lru_cache(maxsize=None)
@@ -447,13 +491,22 @@ class Physical:
             return 0.0
         return self.cpu_comm * coll.bus_factor(n)
 
-    def calls(self, n: int) -> tuple[list[float], list[int]]:
+    def call_parts(self, n: int) -> tuple[list[tuple[float, float]], list[int]]:
+        """Each call's (latency, link time), seconds; a call as slow as its host's cores make it (the CPU work
+        past its latency counted as link time)."""
         sizes = buckets(self.gradient_bytes, self.framework, list(self.bucket_bytes) if self.bucket_bytes else None)
         intra, inter = self.links()
         k, cpu = self.ranks_per_core(n), 1e-3 * self.cpu_comm_ms(n)
         total = float(sum(sizes))
-        return [cpu_bound_s(call_s(s, n, self.per_node(n), intra, inter, self.backend, k), cpu * s / total, k)
-                for s in sizes], sizes
+        out = []
+        for s in sizes:
+            latency, wire = call_parts(s, n, self.per_node(n), intra, inter, self.backend, k)
+            out.append((latency, cpu_bound_s(latency + wire, cpu * s / total, k) - latency))
+        return out, sizes
+
+    def calls(self, n: int) -> tuple[list[float], list[int]]:
+        parts, sizes = self.call_parts(n)
+        return [latency + wire for latency, wire in parts], sizes
 
     def cpu_floor_ms(self, n: int) -> float:
         """The step can go no faster than the host's cores do every rank's CPU work of a step."""
@@ -469,11 +522,12 @@ class Physical:
     def exposed_ms(self, n: int, inflation: Optional[float] = None) -> float:
         if n <= 1:
             return 0.0
-        calls, sizes = self.calls(n)
+        parts, sizes = self.call_parts(n)
         scale = self.inflation if inflation is None else inflation
         backward = 1e-3 * self.backward_share * self.base_ms(n)
         overlap = not self.framework.startswith("tensorflow")
-        return 1e3 * exposed_s([scale * c for c in calls], sizes, backward, overlap=overlap)
+        return 1e3 * exposed_s([(scale * a, scale * b) for a, b in parts], sizes, backward, overlap=overlap,
+                               in_flight=in_flight(self.backend) if self.framework == "torch" else 1)
 
     def step_ms(self, n: int, inflation: Optional[float] = None) -> float:
         return max(self.base_ms(n) + self.wait_ms(n) + self.exposed_ms(n, inflation), self.cpu_floor_ms(n))
@@ -516,7 +570,9 @@ class Physical:
                          "bound on the model's error"),
                 "assumptions": list(self.assumptions),
                 "params": {"framework": self.framework, "backend": self.backend,
-                           "algorithms": list(algorithms(self.backend)), "local_c0_ms": self.c0_ms,
+                           "algorithms": list(algorithms(self.backend)),
+                           "calls_in_flight": in_flight(self.backend) if self.framework == "torch" else 1,
+                           "local_c0_ms": self.c0_ms,
                            "local_ms_per_sample": self.c1_ms,
                            "local_ratio": {str(c): r for c, r in zip(self.counts, self.ratios)},
                            "k_one_worker": self.k1, "sigma_relative": self.sigma_rel,

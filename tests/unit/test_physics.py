@@ -107,6 +107,25 @@ def test_exposed_all_reduce_of_buckets_against_the_backward_by_hand():
     assert physics.exposed_s([0.001] * 3, [1, 1, 1], 0.3, overlap=True) == pytest.approx(0.001)
 
 
+def test_gloos_two_calls_in_flight_pay_their_latency_side_by_side_and_their_bytes_one_after_another():
+    # two buckets of 10 ms latency + 5 ms on the link, a 20 ms backward: ready at 10 and 20 ms.
+    # One in flight (NCCL's stream): ends at 25 and 40 ms -> 20 ms exposed.
+    calls = [(0.01, 0.005), (0.01, 0.005)]
+    assert physics.exposed_s(calls, [1, 1], 0.02, overlap=True) == pytest.approx(0.020)
+    # Two (gloo's worker threads): the second starts at 20 ms, its latency ends at 30, then its 5 ms -> 15 ms
+    assert physics.exposed_s(calls, [1, 1], 0.02, overlap=True, in_flight=2) == pytest.approx(0.015)
+    # calls that are all bytes gain nothing from a second thread: the link takes them one after another
+    wire = [(0.0, 0.015), (0.0, 0.015)]
+    assert physics.exposed_s(wire, [1, 1], 0.02, overlap=True, in_flight=2) == pytest.approx(
+        physics.exposed_s(wire, [1, 1], 0.02, overlap=True))
+    # floats are all link time; a call's parts add up to its time alone
+    assert physics.exposed_s([0.01] * 3, [1, 1, 1], 0.02, overlap=True, in_flight=2) == pytest.approx(
+        physics.exposed_s([0.01] * 3, [1, 1, 1], 0.02, overlap=True))
+    assert sum(physics.call_parts(MB, 16, 1, LINK, LINK, "gloo", 8)) == pytest.approx(
+        physics.call_s(MB, 16, 1, LINK, LINK, "gloo", 8))
+    assert physics.in_flight("gloo") == 2 and physics.in_flight("nccl") == 1 and physics.in_flight(None) == 1
+
+
 def test_expected_maximum_of_normal_draws():
     assert physics.expected_max_normal(1) == 0.0
     assert physics.expected_max_normal(2) == pytest.approx(1 / math.sqrt(math.pi), rel=1e-4)
