@@ -3,7 +3,11 @@ workers (orchestrator/running/emulated.py: nodes in network namespaces, tbf-shap
 node unshaped; orchestrator/workloads/device_time.py: compute as device time, real gradients over gloo). Needs
 root; about an hour on 2 cores.
 
-    .venv/bin/python bench/prediction_scale.py [--only NAME,...] [--analyse-only]
+    .venv/bin/python bench/prediction_scale.py [--only NAME,...] [--analyse-only] [--keep PREVIOUS.json --keep-date D]
+
+``--keep`` carries the cases not named by ``--only`` from a previous results file (each of its points marked
+``"measured_on": D``), for a change that cannot move their predictions (e.g. one that only touches jobs of
+several all-reduce calls a step): the summary then covers every case, and the table says which are carried.
 
 Cases (``CASES``): two gradient sizes -- ``compute-bound`` (256 KiB of gradient under 95 ms of device time a
 step) and ``comm-bound`` (2 MiB under 48 ms) -- each in two layouts, 1 worker per node (16 nodes) and 2 per
@@ -229,6 +233,9 @@ def write(data: dict) -> None:
              "| case | workers | nodes | rate | measured (samples/s) | physical | error | in band | curve fit | error | "
              "missed most by (measured − predicted, ms) |",
              "|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|"]
+    if data.get("carried"):
+        lines[4:4] = [f"Cases {', '.join(data['carried']['cases'])}: measured and predicted on "
+                      f"{data['carried']['from']} and carried with `--keep` from that run's results (not re-run).", ""]
     for r in data["points"]:
         if not r.get("measured"):
             lines.append(f"| {r['case']} | {r['workers']} | | {r['rate']} | no successful trial | | | | | | |")
@@ -256,6 +263,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", help=f"comma-separated cases of {', '.join(CASES)}")
     parser.add_argument("--analyse-only", action="store_true", help="reuse the sweep directories")
+    parser.add_argument("--keep", help="a previous prediction-scale.json whose cases not run now are carried")
+    parser.add_argument("--keep-date", help="when --keep's points were measured (for the table)")
     args = parser.parse_args()
     cases = args.only.split(",") if args.only else list(CASES)
     unknown = [c for c in cases if c not in CASES]
@@ -263,7 +272,37 @@ def main() -> None:
         raise SystemExit(f"--only: unknown case(s) {unknown}; known: {', '.join(CASES)}")
     if not args.analyse_only:
         measure(cases)
-    write(analyse(list(CASES) if args.analyse_only and not args.only else cases))
+    data = analyse(list(CASES) if args.analyse_only and not args.only else cases)
+    if args.keep:
+        if not args.keep_date:
+            parser.error("--keep needs --keep-date (when its points were measured)")
+        data = keep(data, json.loads(Path(args.keep).read_text()), args.keep_date, set(cases))
+    write(data)
+
+
+def keep(data: dict, previous: dict, date: str, run: set) -> dict:
+    """``data`` with the points of every case not in ``run`` taken from ``previous`` (marked with ``date``), and
+    the summary recomputed over all of them."""
+    carried = [{**r, "measured_on": r.get("measured_on") or date} for r in previous["points"] if r["case"] not in run]
+    if not carried:
+        return data
+    rows = list(data["points"]) + carried
+    order = list(CASES)
+    rows.sort(key=lambda r: (order.index(r["case"]) if r["case"] in order else len(order)))
+    scored = [r for r in rows if r.get("measured")]
+
+    def errors(key, subset):
+        values = [abs(r[key]) for r in subset]
+        return {"median_error": statistics.median(values), "max_error": max(values)} if values else None
+
+    cases = [c for c in order if any(r["case"] == c for r in rows)]
+    data = {**data, "points": rows, "carried": {"from": date, "cases": sorted({r["case"] for r in carried})}}
+    data["summary"] = {"physical": errors("physical_error", scored), "curve_fit": errors("curve_fit_error", scored),
+                       "held_out_points": len(scored),
+                       "by_case": {c: {"physical": errors("physical_error", [r for r in scored if r["case"] == c]),
+                                       "curve_fit": errors("curve_fit_error", [r for r in scored if r["case"] == c])}
+                                   for c in cases}}
+    return data
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ A step of N workers (times per step; S the gradient's bytes; b_N the per-worker 
                all-reduce after the backward. exposed = what runs past the backward's end, with the calls
                taking i (fitted, the in-step cost of a call over its cost alone) times their time alone. A
                backend may run more than one call at a time (``IN_FLIGHT``: ProcessGroupGloo hands its
-               collectives to Options.threads worker threads, 2 by default, so two of DDP's buckets are
+               collectives to Options.threads worker threads, 2 with one interface, so two of DDP's buckets are
                all-reduced at once; NCCL's stream, Horovod's background thread and TensorFlow's one pack run one):
                calls in flight pay their latency side by side and their bytes one after another on the link.
 
@@ -242,7 +242,7 @@ def exposed_s(calls: list, sizes: list[int], backward_s: float, overlap: bool, i
     start after the backward. With one call in flight they run one after another: their sum."""
     if not calls:
         return 0.0
-    parts = [c if isinstance(c, tuple) else (0.0, float(c)) for c in calls]
+    parts = [tuple(c) if isinstance(c, (tuple, list)) else (0.0, float(c)) for c in calls]
     slots = max(1, int(in_flight))
     total, done, link_free, ends = float(sum(sizes)), 0.0, 0.0, []
     start_floor = 0.0 if overlap else backward_s
