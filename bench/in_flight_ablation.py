@@ -18,14 +18,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
 from orchestrator.job import rates  # noqa: E402
 from orchestrator.measuring import results  # noqa: E402
 from orchestrator.modelling import physics, scaling  # noqa: E402
+from prediction_scale import FIT_RATE, RATES, RUNS  # noqa: E402
 
-RUNS = ROOT / "bench/runs/scale"
 CASES = ("comm-bound-1pn", "comm-bound-2pn")
-RATES = ("100mbit", "200mbit", "400mbit")
-FIT_RATE = "200mbit"
 
 
 def errors(in_flight: int) -> list[dict]:

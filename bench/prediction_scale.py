@@ -202,22 +202,26 @@ def analyse(cases: list[str]) -> dict:
                     "model_chosen_without_what_if": entry["model"],
                     "model_params": (entry if entry["model"] == "physical" else entry["alternatives"]["physical"])["params"],
                 })
-    scored = [r for r in rows if r.get("measured")]
-
-    def errors(key, subset=None):
-        values = [abs(r[key]) for r in (subset if subset is not None else scored)]
-        return {"median_error": statistics.median(values), "max_error": max(values)} if values else None
-
-    by_case = {name: {"physical": errors("physical_error", [r for r in scored if r["case"] == name]),
-                      "curve_fit": errors("curve_fit_error", [r for r in scored if r["case"] == name])}
-               for name in cases}
     return {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "kernel": platform.release()},
             "command": "bench/prediction_scale.py " + " ".join(sys.argv[1:]),
             "fit_rate": FIT_RATE, "rates": list(RATES), "fit_counts": FIT_COUNTS, "held_counts": HELD_COUNTS,
             "compute": "emulated: device time (the CPU idle), real gradients all-reduced over gloo",
-            "summary": {"physical": errors("physical_error"), "curve_fit": errors("curve_fit_error"),
-                        "held_out_points": len(scored), "by_case": by_case},
-            "points": rows}
+            "summary": summary(rows, cases), "points": rows}
+
+
+def summary(rows: list[dict], cases: list[str]) -> dict:
+    """Median and max absolute error of both families over the measured points, and by case."""
+    scored = [r for r in rows if r.get("measured")]
+
+    def errors(key, subset):
+        values = [abs(r[key]) for r in subset]
+        return {"median_error": statistics.median(values), "max_error": max(values)} if values else None
+
+    return {"physical": errors("physical_error", scored), "curve_fit": errors("curve_fit_error", scored),
+            "held_out_points": len(scored),
+            "by_case": {c: {"physical": errors("physical_error", [r for r in scored if r["case"] == c]),
+                            "curve_fit": errors("curve_fit_error", [r for r in scored if r["case"] == c])}
+                        for c in cases}}
 
 
 def write(data: dict) -> None:
@@ -289,19 +293,9 @@ def keep(data: dict, previous: dict, date: str, run: set) -> dict:
     rows = list(data["points"]) + carried
     order = list(CASES)
     rows.sort(key=lambda r: (order.index(r["case"]) if r["case"] in order else len(order)))
-    scored = [r for r in rows if r.get("measured")]
-
-    def errors(key, subset):
-        values = [abs(r[key]) for r in subset]
-        return {"median_error": statistics.median(values), "max_error": max(values)} if values else None
-
     cases = [c for c in order if any(r["case"] == c for r in rows)]
     data = {**data, "points": rows, "carried": {"from": date, "cases": sorted({r["case"] for r in carried})}}
-    data["summary"] = {"physical": errors("physical_error", scored), "curve_fit": errors("curve_fit_error", scored),
-                       "held_out_points": len(scored),
-                       "by_case": {c: {"physical": errors("physical_error", [r for r in scored if r["case"] == c]),
-                                       "curve_fit": errors("curve_fit_error", [r for r in scored if r["case"] == c])}
-                                   for c in cases}}
+    data["summary"] = summary(rows, cases)
     return data
 
 

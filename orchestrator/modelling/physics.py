@@ -245,10 +245,9 @@ def exposed_s(calls: list, sizes: list[int], backward_s: float, overlap: bool, i
     parts = [tuple(c) if isinstance(c, (tuple, list)) else (0.0, float(c)) for c in calls]
     slots = max(1, int(in_flight))
     total, done, link_free, ends = float(sum(sizes)), 0.0, 0.0, []
-    start_floor = 0.0 if overlap else backward_s
     for i, ((latency, wire), size) in enumerate(zip(parts, sizes)):
         done += size
-        ready = backward_s * done / total if overlap else start_floor
+        ready = backward_s * done / total if overlap else backward_s
         start = max(ready, ends[i - slots] if i >= slots else 0.0)
         end = max(start + latency, link_free) + wire
         link_free = end
@@ -519,6 +518,11 @@ class Physical:
         """The step's all-reduce calls alone, one after another."""
         return 1e3 * sum(self.calls(n)[0]) if n > 1 else 0.0
 
+    def calls_in_flight(self) -> int:
+        """DDP's buckets go to the backend as they fill (gloo's threads may run two); Horovod's one background
+        thread and TensorFlow's pack make one call at a time."""
+        return in_flight(self.backend) if self.framework == "torch" else 1
+
     def exposed_ms(self, n: int, inflation: Optional[float] = None) -> float:
         if n <= 1:
             return 0.0
@@ -527,7 +531,7 @@ class Physical:
         backward = 1e-3 * self.backward_share * self.base_ms(n)
         overlap = not self.framework.startswith("tensorflow")
         return 1e3 * exposed_s([(scale * a, scale * b) for a, b in parts], sizes, backward, overlap=overlap,
-                               in_flight=in_flight(self.backend) if self.framework == "torch" else 1)
+                               in_flight=self.calls_in_flight())
 
     def step_ms(self, n: int, inflation: Optional[float] = None) -> float:
         return max(self.base_ms(n) + self.wait_ms(n) + self.exposed_ms(n, inflation), self.cpu_floor_ms(n))
@@ -571,7 +575,7 @@ class Physical:
                 "assumptions": list(self.assumptions),
                 "params": {"framework": self.framework, "backend": self.backend,
                            "algorithms": list(algorithms(self.backend)),
-                           "calls_in_flight": in_flight(self.backend) if self.framework == "torch" else 1,
+                           "calls_in_flight": self.calls_in_flight(),
                            "local_c0_ms": self.c0_ms,
                            "local_ms_per_sample": self.c1_ms,
                            "local_ratio": {str(c): r for c, r in zip(self.counts, self.ratios)},
