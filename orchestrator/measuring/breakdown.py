@@ -88,7 +88,7 @@ def trial(workers: list[dict], step_s: float) -> Optional[dict]:
     fitted = coll.from_record(bench, n, size) if bench else None
     if fitted is not None and size:
         out["ring_bound_ms"] = 1e3 * ring_bound_s(size, n, fitted.bus_bytes_per_s)
-        out["allreduce_ms"] = 1e3 * fitted.seconds(size)
+        out["allreduce_ms"] = 1e3 * fitted.seconds(size, coll.pipelined(out.get("backend")))
         if "exposed_comm_ms" in out and out["allreduce_ms"] > 0 and not out.get("parts_exceed_step"):
             out["overlap_fraction"] = min(1.0, max(0.0, 1 - out["exposed_comm_ms"] / out["allreduce_ms"]))
     elif n <= 1:

@@ -38,8 +38,11 @@ more a rank neither binds.
 
 One call of n ranks, m per node over k nodes, by algorithm (``call_s``):
 
-    ring          a0 + 2(n-1) a_hop + 2(n-1)/n S / B           a flat ring (gloo, TensorFlow's RING, Horovod
-                                                               over gloo): as fast as its slowest link
+    ring          a0 + 2(n-1) a_hop + 2(n-1)/n S / B           a flat ring (TensorFlow's RING, Horovod): as
+                                                               fast as its slowest link
+                  max(a0 + 2(n-1) a_hop + W/2, W)              gloo's ring, W = 2(n-1)/n S / B: two segments
+                                                               a chunk, one in flight while the other is
+                                                               reduced, so the bytes run under the latency
     tree          a0 + 2 ceil(log2 n) a_hop + 2 S / B          NCCL's tree (NCCL only)
     hierarchical  a0 + 2(m-1) a_intra + 2(m-1)/m S / B_intra   reduce-scatter and all-gather in the node
                      + 2(k-1) a_inter + 2(k-1)/k S / B_inter   a ring across nodes (NCCL only: gloo has none)
@@ -139,11 +142,14 @@ def tree_hops(n: int) -> int:
     return 2 * math.ceil(math.log2(n)) if n > 1 else 0
 
 
-def ring_parts(nbytes: float, n: int, link: Link) -> tuple[float, float]:
-    """(latency, link time) of one ring all-reduce: a0 + 2(n-1) a_hop, and 2(n-1)/n S / B."""
+def ring_parts(nbytes: float, n: int, link: Link, pipelined: bool = False) -> tuple[float, float]:
+    """(latency, link time) of one ring all-reduce: a0 + 2(n-1) a_hop, and W = 2(n-1)/n S / B; ``pipelined``
+    (gloo's two segments a chunk, ``coll.ring_parts``), only the latency the other segment's bytes leave
+    uncovered, max(0, a0 + 2(n-1) a_hop - W/2)."""
     if n <= 1:
         return 0.0, 0.0
-    return link.a0_s + ring_hops(n) * link.hop_s, coll.bus_factor(n) * nbytes / link.bus_bytes_per_s
+    return coll.ring_parts(link.a0_s + ring_hops(n) * link.hop_s, coll.bus_factor(n) * nbytes / link.bus_bytes_per_s,
+                           pipelined)
 
 
 def tree_parts(nbytes: float, n: int, link: Link) -> tuple[float, float]:
@@ -168,8 +174,8 @@ def hierarchical_parts(nbytes: float, per_node: int, nodes: int, intra: Link, in
     return latency, wire
 
 
-def ring_s(nbytes: float, n: int, link: Link) -> float:
-    return sum(ring_parts(nbytes, n, link))
+def ring_s(nbytes: float, n: int, link: Link, pipelined: bool = False) -> float:
+    return sum(ring_parts(nbytes, n, link, pipelined))
 
 
 def tree_s(nbytes: float, n: int, link: Link) -> float:
@@ -200,7 +206,7 @@ def call_parts(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, b
     options = []
     for algorithm in algorithms(backend):
         if algorithm == "ring":
-            options.append(ring_parts(nbytes, n, link))
+            options.append(ring_parts(nbytes, n, link, coll.pipelined(backend)))
         elif algorithm == "tree":
             options.append(tree_parts(nbytes, n, link))
         elif algorithm == "hierarchical" and nodes > 1 and per_node > 1:

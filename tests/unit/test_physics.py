@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from orchestrator.job import rates
-from orchestrator.measuring import results
+from orchestrator.measuring import collective as coll, results
 from orchestrator.modelling import analysis, physics, scaling
 from orchestrator.running import emulated
 from orchestrator.cli import main
@@ -64,7 +64,7 @@ def test_ring_tree_and_hierarchical_all_reduce_by_hand():
 def test_ring_only_backends_never_take_a_tree_and_never_fall_with_one_more_worker():
     for backend in ("gloo", "horovod", "RING", "grpc", None, "something-new"):
         times = [physics.call_s(MB, n, 1, LINK, LINK, backend) for n in range(2, 257)]
-        assert times == [physics.ring_s(MB, n, LINK) for n in range(2, 257)]
+        assert times == [physics.ring_s(MB, n, LINK, pipelined=backend == "gloo") for n in range(2, 257)]
         assert all(b >= a for a, b in zip(times, times[1:]))
     # NCCL's tuner takes the tree where it is faster (64 ranks here), the ring where that is (2 ranks)
     assert physics.call_s(MB, 64, 1, LINK, LINK, "nccl") == pytest.approx(physics.tree_s(MB, 64, LINK))
@@ -75,8 +75,27 @@ def test_ring_only_backends_never_take_a_tree_and_never_fall_with_one_more_worke
 def test_across_nodes_a_flat_ring_goes_at_the_inter_node_link():
     fast = physics.Link(a0_s=0.0, hop_s=1e-5, bus_bytes_per_s=1e10)
     # 4 ranks on one node: the intra link; 8 at 4 per node: the inter one
-    assert physics.call_s(MB, 4, 4, fast, LINK, "gloo") == pytest.approx(physics.ring_s(MB, 4, fast))
-    assert physics.call_s(MB, 8, 4, fast, LINK, "gloo") == pytest.approx(physics.ring_s(MB, 8, LINK))
+    assert physics.call_s(MB, 4, 4, fast, LINK, "grpc") == pytest.approx(physics.ring_s(MB, 4, fast))
+    assert physics.call_s(MB, 8, 4, fast, LINK, "grpc") == pytest.approx(physics.ring_s(MB, 8, LINK))
+    assert physics.call_s(MB, 8, 4, fast, LINK, "gloo") == pytest.approx(physics.ring_s(MB, 8, LINK, True))
+
+
+def test_gloos_ring_runs_a_segments_bytes_under_the_others_latency():
+    # gloo cuts each chunk in two segments, one in flight while the other is reduced: max(alpha + W/2, W).
+    # 1 MB over 2 ranks: alpha 1 + 2 * 0.5 = 2 ms, W 10 ms: bandwidth-bound, 10 ms (one at a time: 12 ms)
+    assert physics.ring_s(MB, 2, LINK, pipelined=True) == pytest.approx(10e-3)
+    assert physics.ring_parts(MB, 2, LINK, pipelined=True) == pytest.approx((0.0, 10e-3))
+    # over 4: alpha 4 ms, W 15 ms: 15 ms
+    assert physics.ring_s(MB, 4, LINK, pipelined=True) == pytest.approx(15e-3)
+    # 10 kB over 16: alpha 1 + 30 * 0.5 = 16 ms, W = 1.875 * 1e4 / 1e8 = 0.1875 ms: latency-bound, 16 + W/2
+    assert physics.ring_s(1e4, 16, LINK, pipelined=True) == pytest.approx(16e-3 + 0.1875e-3 / 2)
+    # the exposed latency is what the bytes leave uncovered: 16 - W/2; its link time W
+    latency, wire = physics.ring_parts(1e4, 16, LINK, pipelined=True)
+    assert latency == pytest.approx(16e-3 - 0.1875e-3 / 2) and wire == pytest.approx(0.1875e-3)
+    # the measured collective's own time of a call follows the same rule
+    c = coll.Collective(workers=2, alpha_s=2e-3, bus_bytes_per_s=1e8, spread=0.02, peak_busbw_bytes_per_s=1e8)
+    assert c.seconds(MB) == pytest.approx(12e-3) and c.seconds(MB, pipelined_=True) == pytest.approx(10e-3)
+    assert coll.pipelined("Gloo") and not coll.pipelined("nccl") and not coll.pipelined(None)
 
 
 def test_buckets_by_framework():
@@ -457,4 +476,4 @@ def test_hops_wait_for_a_core_where_ranks_share_them():
     assert physics.contended(LINK, 8).hop_s == pytest.approx(8 * LINK.hop_s)
     assert physics.contended(LINK, 0.5).hop_s == LINK.hop_s
     assert physics.call_s(MB, 16, 1, LINK, LINK, "gloo", 8) == pytest.approx(
-        physics.ring_s(MB, 16, physics.contended(LINK, 8)))
+        physics.ring_s(MB, 16, physics.contended(LINK, 8), pipelined=True))
