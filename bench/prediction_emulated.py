@@ -58,7 +58,9 @@ def sweep(cluster: emulated.Emulated, model: str, workers: int, rate: str, repea
     out = RUNS / f"{model}-w{workers}-{rate}"
     out.mkdir(parents=True, exist_ok=True)
     spec = out / "job.yaml"
-    spec.write_text(yaml.safe_dump(job(f"{model}-w{workers}-{rate}", MODELS[model], workers, repeats)))
+    # One job name for every count and rate: the 1- and 2-worker sweeps at the fit rate make one curve (its
+    # points share a curve_hash, which the job's name is part of), as one sweep of [1, 2] would.
+    spec.write_text(yaml.safe_dump(job(model, MODELS[model], workers, repeats)))
     started = time.monotonic()
     done = subprocess.run([str(ROOT / ".venv/bin/orchestrator"), "sweep", str(spec), "--out", str(out),
                            "--address", cluster.data["gcs_address"]],

@@ -18,7 +18,8 @@ gloo's ring all-reduce (gloo/allreduce.cc) cuts each rank's chunk into two segme
 maximum segment size) and keeps one in flight while it reduces the other: of each of its 2(n-1) steps, one
 segment's bytes run under the other's latency. A step takes max(a_hop + w, 2w) (w: one segment's link
 time), the call max(alpha + W/2, W): latency-bound it pays alpha and half the bytes, bandwidth-bound the bytes
-alone. (Measured over tbf-shaped links at 8-16 ranks: 2 MiB took W within 2%, where alpha + W was 20-60% more.)
+alone. (The 2 MiB point of 18 trials' microbenchmarks at 8-16 ranks over tbf-shaped links: median distance
+5.3% from max(alpha + W/2, W), 15.9% from alpha + W; bench/results/prediction-scale.md's sweeps.)
 
 Units: seconds and bytes per second inside; the record keeps ``alpha_us`` and ``bus_gb_per_s`` (10^9 bytes/s).
 """

@@ -29,8 +29,10 @@ A step of N workers (times per step; S the gradient's bytes; b_N the per-worker 
                calls in flight pay their latency side by side and their bytes one after another on the link.
 
 The host's cores (where the workload measured each rank's process CPU per step and the cores it may run
-on), k the ranks per core of the busiest host: each hop of the algorithm waits for its rank to get a core, so
-it takes max(1, k) times its latency (a_hop is fitted against hops(n) max(1, k) of each measured trial); a
+on), k the ranks per core of the busiest host: each hop of the algorithm waits for its rank to get a core,
+behind half the other k-1 ranks of that core on average (round robin, the message arriving at a random point
+of the turn), so it takes q(k) = (1 + max(1, k)) / 2 times its latency (a_hop is fitted against hops(n) q(k)
+of each measured trial); a
 call takes at least k times its CPU work (processor sharing; the all-reduce's CPU per step over the 1-worker
 step's, u 2(N-1)/N, in proportion to the bytes a rank moves); the step at least k times a rank's whole CPU. Where every measured rank ran on one
 host (the emulated cluster) every predicted rank does; else a node's workers share its cores. With a core or
@@ -186,10 +188,17 @@ def hierarchical_s(nbytes: float, per_node: int, nodes: int, intra: Link, inter:
     return sum(hierarchical_parts(nbytes, per_node, nodes, intra, inter))
 
 
+def core_queue(ranks_per_core: Optional[float]) -> float:
+    """q(k) = (1 + max(1, k)) / 2: what a hop's latency is multiplied by where k ranks share a core. The
+    receiving rank runs once the ranks ahead of it on its core have had their turn; with the message arriving
+    at a random point of the round, half of the other k - 1 are ahead on average. 1 with a core a rank."""
+    return (1.0 + max(1.0, ranks_per_core or 1.0)) / 2
+
+
 def contended(link: Link, ranks_per_core: float) -> Link:
-    """A link whose every hop waits for its rank to get a core: each step of the algorithm needs every rank
-    to run, so with k ranks a core a hop takes k times its latency (k <= 1: a core each, as measured)."""
-    return replace(link, hop_s=link.hop_s * max(1.0, ranks_per_core))
+    """A link whose every hop waits for its rank to get a core (``core_queue``; k <= 1: a core each, as
+    measured)."""
+    return replace(link, hop_s=link.hop_s * core_queue(ranks_per_core))
 
 
 def call_parts(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, backend: Optional[str],
@@ -274,9 +283,9 @@ def expected_max_normal(n: int) -> float:
 
 
 def fit_latency(points: list[tuple], hops: Callable[[int], int] = ring_hops) -> tuple[float, float]:
-    """(a0, a_hop) >= 0 from (n, alpha(n)[, k]) with alpha = a0 + hops(n) max(1, k) a_hop, least squares (k:
-    the trial's ranks per core, ``contended``); with one count (or hops that do not vary) all of it per hop."""
-    weight = [hops(p[0]) * max(1.0, p[2] if len(p) > 2 and p[2] else 1.0) for p in points]
+    """(a0, a_hop) >= 0 from (n, alpha(n)[, k]) with alpha = a0 + hops(n) q(k) a_hop, least squares (k: the
+    trial's ranks per core, ``core_queue``); with one count (or hops that do not vary) all of it per hop."""
+    weight = [hops(p[0]) * core_queue(p[2] if len(p) > 2 else None) for p in points]
     if len({p[0] for p in points}) < 2 or np.ptp(weight) == 0:
         return 0.0, statistics.fmean(p[1] for p in points) / max(statistics.fmean(weight), 1)
     return nonnegative_line(weight, [p[1] for p in points])

@@ -469,11 +469,13 @@ def test_ranks_sharing_a_hosts_cores_slow_the_all_reduce_and_floor_the_step():
 
 
 def test_hops_wait_for_a_core_where_ranks_share_them():
-    # per-hop latency 0.3 ms at a core a rank; alpha measured at 2 (k 1), 3 (k 1.5), 4 (k 2) ranks
-    points = [(n, 2 * (n - 1) * max(1.0, n / 2) * 0.3e-3, n / 2) for n in (2, 3, 4)]
+    # per-hop latency 0.3 ms at a core a rank; with k ranks a core a hop waits behind half the other k - 1:
+    # q(2) = 1.5, q(8) = 4.5. alpha measured at 2 (k 1), 3 (k 1.5), 4 (k 2) ranks
+    assert [physics.core_queue(k) for k in (None, 0.5, 1, 2, 8)] == [1.0, 1.0, 1.0, 1.5, 4.5]
+    points = [(n, 2 * (n - 1) * (1 + max(1.0, n / 2)) / 2 * 0.3e-3, n / 2) for n in (2, 3, 4)]
     a0, hop = physics.fit_latency(points)
     assert a0 == pytest.approx(0.0, abs=1e-9) and hop == pytest.approx(0.3e-3)
-    assert physics.contended(LINK, 8).hop_s == pytest.approx(8 * LINK.hop_s)
+    assert physics.contended(LINK, 8).hop_s == pytest.approx(4.5 * LINK.hop_s)
     assert physics.contended(LINK, 0.5).hop_s == LINK.hop_s
     assert physics.call_s(MB, 16, 1, LINK, LINK, "gloo", 8) == pytest.approx(
         physics.ring_s(MB, 16, physics.contended(LINK, 8), pipelined=True))
