@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.job import rates  # noqa: E402
-from orchestrator.measuring import results
+from orchestrator.measuring import collective as coll, results
 from orchestrator.modelling import fit, physics, scaling
 from orchestrator.running import emulated
 
@@ -138,7 +138,12 @@ def _measured_terms(records) -> dict:
     """What a held-out trial's own breakdown measured (for diagnosis only): its all-reduce alone and parts."""
     b = records[0].get("breakdown") or {}
     c = b.get("collective") or {}
-    return {"allreduce_ms": b.get("allreduce_ms"), "alpha_us": c.get("alpha_us"), "bus_gb_per_s": c.get("bus_gb_per_s"),
+    # The all-reduce alone from the stored fit by today's rule (records measured before a rule changed keep
+    # their own allreduce_ms): the one Collective.seconds the breakdown uses.
+    fitted = coll.from_record(c, records[0].workers, b.get("gradient_bytes")) if c else None
+    alone = (1e3 * fitted.seconds(b["gradient_bytes"], coll.pipelined(b.get("backend")))
+             if fitted is not None and b.get("gradient_bytes") else b.get("allreduce_ms"))
+    return {"allreduce_ms": alone, "alpha_us": c.get("alpha_us"), "bus_gb_per_s": c.get("bus_gb_per_s"),
             "exposed_comm_ms": b.get("exposed_comm_ms"), "wait_ms": b.get("wait_ms"),
             "local_ms": (b.get("input_ms") or 0) + (b.get("compute_ms") or 0) if b.get("compute_ms") else None,
             "step_ms": b.get("step_ms")}

@@ -11,7 +11,8 @@ Per rank r, from the interleaved blocks (medians per step; "local" = the same st
 
 The collective on its own, with nccl-tests' definitions for all-reduce over n ranks:
 
-    algbw = S / t        busbw = algbw * 2(n - 1) / n        t(S) = alpha + 2(n - 1)/n S / B
+    algbw = S / t        busbw = algbw * 2(n - 1) / n        t(S) = alpha + W, W = 2(n - 1)/n S / B
+                                                             (gloo's pipelined ring: max(alpha + W/2, W))
     (alpha, B and their spread fitted once, orchestrator/measuring/collective.py, and read from the record by every consumer)
     ring bound of the gradient's all-reduce = 2(n - 1) / n * S / B
     overlap = 1 - exposed / t(S_gradient), not given where the parts add up to more than the step

@@ -9,16 +9,17 @@ definitions for all-reduce over n ranks (algbw = S / t, busbw = algbw * 2(n-1)/n
     latency alpha     the median, over the messages below 64 KiB, of t - 2(n-1)/n S / B: one call's fixed cost
                       at this n, every hop included (the gradient's own size where no message was small)
     spread            the median relative distance of the points from alpha + 2(n-1)/n S / B: the
-                      microbenchmark's own noise, which the model's band carries
+                      microbenchmark's own noise, which the model's band carries (the fit knows no backend:
+                      for gloo's pipelined ring its mid sizes sit below alpha + W, which widens the spread)
 
     t(S) = alpha + 2(n-1)/n S / B                  one segment at a time (NCCL's tuner, TensorFlow, Horovod)
     t(S) = max(alpha + W / 2, W),  W = 2(n-1)/n S / B   gloo's ring (``PIPELINED``)
 
-gloo's ring all-reduce (gloo/allreduce.cc) cuts each rank's chunk into two segments (or more, of at most its
-maximum segment size) and keeps one in flight while it reduces the other: of each of its 2(n-1) steps, one
-segment's bytes run under the other's latency. A step takes max(a_hop + w, 2w) (w: one segment's link
-time), the call max(alpha + W/2, W): latency-bound it pays alpha and half the bytes, bandwidth-bound the bytes
-alone. (The 2 MiB point of 18 trials' microbenchmarks at 8-16 ranks over tbf-shaped links: median distance
+gloo's ring all-reduce (gloo/allreduce.cc) cuts each rank's chunk into two segments and keeps one in flight
+while it reduces the other: of each of its 2(n-1) steps, one segment's bytes run under the other's latency.
+A step takes max(a_hop + w, 2w) (w: one segment's link time), the call max(alpha + W/2, W): latency-bound
+it pays alpha and half the bytes, bandwidth-bound the bytes alone. Above 2n MiB a chunk has p = S / (n MiB)
+segments (gloo's segments are 1 MiB at most), still two in flight: the hops take p/2 times alpha. (The 2 MiB point of 18 trials' microbenchmarks at 8-16 ranks over tbf-shaped links: median distance
 5.3% from max(alpha + W/2, W), 15.9% from alpha + W; bench/results/prediction-scale.md's sweeps.)
 
 Units: seconds and bytes per second inside; the record keeps ``alpha_us`` and ``bus_gb_per_s`` (10^9 bytes/s).
@@ -37,19 +38,31 @@ LARGE_MESSAGE = 64 * 1024
 SPREAD_FLOOR = 0.02
 PIPELINED = ("gloo",)
 """Backends whose ring keeps a segment in flight while it reduces another (lower case)."""
+GLOO_MAX_SEGMENT = 1 << 20
+"""gloo's AllreduceOptions::kMaxSegmentSize: a segment's bytes at most."""
 
 
 def pipelined(backend: Optional[str]) -> bool:
     return (backend or "").lower() in PIPELINED
 
 
-def ring_parts(latency_s: float, wire_s: float, pipelined_: bool) -> tuple[float, float]:
-    """(exposed latency, link time) of one ring call of ``latency_s`` latency and ``wire_s`` link time: the
-    latency whole, or, pipelined, what of it the other segment's bytes leave uncovered, max(0, alpha - W/2)
-    (their sum max(alpha + W/2, W))."""
+def segments_per_rank(nbytes: float, n: int) -> float:
+    """Segments of a rank's chunk in gloo's ring: two, or more of at most ``GLOO_MAX_SEGMENT`` (1 MiB), as
+    max(2, S / (n 1 MiB)); gloo rounds it up to a whole number, left out here so that a call never gets
+    faster with one more rank."""
+    return max(2.0, nbytes / (max(1, n) * GLOO_MAX_SEGMENT))
+
+
+def ring_parts(latency_s: float, wire_s: float, pipelined_: bool, segments: float = 2.0,
+               fixed_s: float = 0.0) -> tuple[float, float]:
+    """(exposed latency, link time) of one ring call: ``fixed_s`` (a call's own cost, never hidden) plus
+    ``latency_s`` of hops, and ``wire_s`` = W. One segment at a time: all of it. Pipelined (two segments in
+    flight): each of a chunk's ``segments`` pays its hops two at a time, so the hops take segments/2 times
+    ``latency_s``, and only what the other segment's bytes leave uncovered is exposed, max(0, that - W/2)
+    (the call: fixed + max(hops + W/2, W))."""
     if pipelined_:
-        return max(0.0, latency_s - wire_s / 2), wire_s
-    return latency_s, wire_s
+        return fixed_s + max(0.0, segments / 2 * latency_s - wire_s / 2), wire_s
+    return fixed_s + latency_s, wire_s
 
 
 def bus_factor(n: int) -> float:
@@ -72,7 +85,8 @@ class Collective:
 
     def seconds(self, nbytes: float, pipelined_: bool = False) -> float:
         """One call of ``nbytes`` alone: alpha + W, or gloo's pipelined ring max(alpha + W/2, W)."""
-        return sum(ring_parts(self.alpha_s, bus_factor(self.workers) * nbytes / self.bus_bytes_per_s, pipelined_))
+        return sum(ring_parts(self.alpha_s, bus_factor(self.workers) * nbytes / self.bus_bytes_per_s, pipelined_,
+                              segments_per_rank(nbytes, self.workers)))
 
     def to_dict(self) -> dict:
         return {"alpha_us": 1e6 * self.alpha_s, "bus_gb_per_s": self.bus_bytes_per_s / 1e9, "spread": self.spread}

@@ -42,7 +42,7 @@ One call of n ranks, m per node over k nodes, by algorithm (``call_s``):
 
     ring          a0 + 2(n-1) a_hop + 2(n-1)/n S / B           a flat ring (TensorFlow's RING, Horovod): as
                                                                fast as its slowest link
-                  max(a0 + 2(n-1) a_hop + W/2, W)              gloo's ring, W = 2(n-1)/n S / B: two segments
+                  a0 + max(2(n-1) a_hop + W/2, W)              gloo's ring, W = 2(n-1)/n S / B: two segments
                                                                a chunk, one in flight while the other is
                                                                reduced, so the bytes run under the latency
     tree          a0 + 2 ceil(log2 n) a_hop + 2 S / B          NCCL's tree (NCCL only)
@@ -146,12 +146,12 @@ def tree_hops(n: int) -> int:
 
 def ring_parts(nbytes: float, n: int, link: Link, pipelined: bool = False) -> tuple[float, float]:
     """(latency, link time) of one ring all-reduce: a0 + 2(n-1) a_hop, and W = 2(n-1)/n S / B; ``pipelined``
-    (gloo's two segments a chunk, ``coll.ring_parts``), only the latency the other segment's bytes leave
-    uncovered, max(0, a0 + 2(n-1) a_hop - W/2)."""
+    (gloo's segments two in flight, ``coll.ring_parts``), a0 and only the hops' latency the other segment's
+    bytes leave uncovered, max(0, p/2 2(n-1) a_hop - W/2), p a chunk's segments (2 up to 2n MiB)."""
     if n <= 1:
         return 0.0, 0.0
-    return coll.ring_parts(link.a0_s + ring_hops(n) * link.hop_s, coll.bus_factor(n) * nbytes / link.bus_bytes_per_s,
-                           pipelined)
+    return coll.ring_parts(ring_hops(n) * link.hop_s, coll.bus_factor(n) * nbytes / link.bus_bytes_per_s, pipelined,
+                           coll.segments_per_rank(nbytes, n), fixed_s=link.a0_s)
 
 
 def tree_parts(nbytes: float, n: int, link: Link) -> tuple[float, float]:

@@ -231,7 +231,8 @@ BREAKDOWN_NOTE = ("Per step, from blocks of steps with and without the gradient 
                   "exposed communication = what the all-reduce adds beyond that; other = the timed steps' median "
                   "step beyond their sum (negative where a training step took less than its parts timed apart: it "
                   "can overlap them, and the blocks run at another moment). All-reduce "
-                  "alone = the gradient's all-reduce in the microbenchmark (alpha + 2(n−1)/n · S / B, fitted once: B "
+                  "alone = the gradient's all-reduce in the microbenchmark (alpha + W, W = 2(n−1)/n · S / B; over gloo's "
+                  "pipelined ring max(alpha + W/2, W); fitted once: B "
                   "from the slope over messages of 64 KiB and up, alpha from the smaller ones); ring bound = "
                   "2(n−1)/n · S / B (nccl-tests' busbw = algbw · 2(n−1)/n; the best single point's in brackets); "
                   "overlap = 1 − exposed / all-reduce alone.")

@@ -81,12 +81,13 @@ def test_across_nodes_a_flat_ring_goes_at_the_inter_node_link():
 
 
 def test_gloos_ring_runs_a_segments_bytes_under_the_others_latency():
-    # gloo cuts each chunk in two segments, one in flight while the other is reduced: max(alpha + W/2, W).
-    # 1 MB over 2 ranks: alpha 1 + 2 * 0.5 = 2 ms, W 10 ms: bandwidth-bound, 10 ms (one at a time: 12 ms)
-    assert physics.ring_s(MB, 2, LINK, pipelined=True) == pytest.approx(10e-3)
-    assert physics.ring_parts(MB, 2, LINK, pipelined=True) == pytest.approx((0.0, 10e-3))
-    # over 4: alpha 4 ms, W 15 ms: 15 ms
-    assert physics.ring_s(MB, 4, LINK, pipelined=True) == pytest.approx(15e-3)
+    # gloo cuts each chunk in two segments, one in flight while the other is reduced: a0 + max(hops + W/2, W).
+    # 1 MB over 2 ranks: a0 1 ms, hops 2 * 0.5 = 1 ms, W 10 ms: bandwidth-bound, 1 + 10 = 11 ms (one at a
+    # time: 12 ms); the call's own a0 is never hidden
+    assert physics.ring_s(MB, 2, LINK, pipelined=True) == pytest.approx(11e-3)
+    assert physics.ring_parts(MB, 2, LINK, pipelined=True) == pytest.approx((1e-3, 10e-3))
+    # over 4: hops 3 ms, W 15 ms: 1 + 15 = 16 ms
+    assert physics.ring_s(MB, 4, LINK, pipelined=True) == pytest.approx(16e-3)
     # 10 kB over 16: alpha 1 + 30 * 0.5 = 16 ms, W = 1.875 * 1e4 / 1e8 = 0.1875 ms: latency-bound, 16 + W/2
     assert physics.ring_s(1e4, 16, LINK, pipelined=True) == pytest.approx(16e-3 + 0.1875e-3 / 2)
     # the exposed latency is what the bytes leave uncovered: 16 - W/2; its link time W
@@ -96,6 +97,23 @@ def test_gloos_ring_runs_a_segments_bytes_under_the_others_latency():
     c = coll.Collective(workers=2, alpha_s=2e-3, bus_bytes_per_s=1e8, spread=0.02, peak_busbw_bytes_per_s=1e8)
     assert c.seconds(MB) == pytest.approx(12e-3) and c.seconds(MB, pipelined_=True) == pytest.approx(10e-3)
     assert coll.pipelined("Gloo") and not coll.pipelined("nccl") and not coll.pipelined(None)
+
+
+def test_gloos_segments_are_a_mebibyte_at_most_and_its_latency_grows_with_them():
+    mib = 1 << 20
+    # two segments a chunk up to 2n MiB; 25 MiB over 8 ranks: 25 / 8 = 3.125 segments a chunk
+    assert coll.segments_per_rank(mib, 2) == 2 and coll.segments_per_rank(25 * mib, 8) == pytest.approx(3.125)
+    # hops 2 * 7 * 0.5 = 7 ms, times 3.125 / 2; W = 1.75 * 25 MiB / 1e8
+    wire = 1.75 * 25 * mib / 1e8
+    latency, link = physics.ring_parts(25 * mib, 8, LINK, pipelined=True)
+    assert link == pytest.approx(wire) and latency == pytest.approx(1e-3 + max(0.0, 3.125 / 2 * 7e-3 - wire / 2))
+    slow = physics.Link(a0_s=0.0, hop_s=20e-3, bus_bytes_per_s=1e9)  # latency-bound: 1.5625 x the hops
+    assert physics.ring_s(25 * mib, 8, slow, True) == pytest.approx(3.125 / 2 * 14 * 20e-3 + 1.75 * 25 * mib / 2e9)
+    # never faster with one more rank, for any bucket size
+    for size in (mib, 25 * mib, 200 * mib):
+        for link_ in (LINK, slow):
+            times = [physics.call_s(size, n, 1, link_, link_, "gloo") for n in range(2, 129)]
+            assert all(b >= a - 1e-12 for a, b in zip(times, times[1:])), size
 
 
 def test_buckets_by_framework():
