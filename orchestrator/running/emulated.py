@@ -53,6 +53,7 @@ from orchestrator.errors import UserError
 DEFAULT_STATE = Path("/tmp/orchestrator-emulated")
 STATE_FILE = "state.json"
 BIN = Path(sys.executable).parent
+GSO_MAX_BYTES = 64 * 1024  # the largest packet the stack hands a qdisc (GSO/TSO)
 MAX_SHARE = 8  # node CPUs per core at most with --share-cores (accelerator-like workers: compute as device time)
 NODE_MB = 300  # a Ray node's own processes (raylet, agents), with its share of the head's, idle
 WORKER_MB = 400  # one training worker (torch imported, a model of a few MiB, DDP's buckets)
@@ -231,14 +232,13 @@ class Emulated:
 
     def shape(self, rate_bps: float) -> None:
         """Every node's link at ``rate_bps``, both directions (tbf on both ends of its veth)."""
-        # The bucket holds one 64 KiB GSO packet, or 2 ms at the rate; the queue up to 100 ms. (A 16 KiB bucket
-        # made the link slower than its rate: gloo's bus bandwidth 0.67-0.80 of 300 Mbit/s, against 0.88-0.94.)
+        # The queue holds up to 100 ms at the rate; the bucket: ``tbf_bucket_bytes``.
         straggler = self.data.get("straggler") or {}
         for node in self.data["nodes"]:
             rate = rate_bps
             if node["index"] == straggler.get("node") and straggler.get("rate_bps"):
                 rate = min(rate_bps, straggler["rate_bps"])  # the straggler's link stays the slower one
-            burst = max(64 * 1024, int(rate / 8 * 0.002))
+            burst = tbf_bucket_bytes(rate)
             for dev, namespace in ((node["host_if"], None), (node["ns_if"], node["namespace"])):
                 try:
                     _run("tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rates.tc(rate),
@@ -392,6 +392,14 @@ class Emulated:
                 "nodes": [{k: n[k] for k in ("index", "namespace", "ip", "cores")} | {"running": _alive(n["pid"], n.get("pid_start"))}
                           for n in self.data["nodes"]],
                 "shared_cores": shared_cores(self.data["nodes"])}
+
+
+def tbf_bucket_bytes(rate_bps: float) -> int:
+    """The tbf bucket of a link at ``rate_bps``: 2 ms at the rate, and never less than two 64 KiB GSO packets
+    with their headers. A packet larger than the bucket is cut into MTU segments in the qdisc, and with one
+    64 KiB bucket that cost grew with the node count: 16 concurrent flows at 200 Mbit/s, one a link, carried
+    0.65 of the rate each (4 flows: 0.95); with 128 KiB, 0.95 at 4 and at 16 (bench/README.md, "Links")."""
+    return max(2 * GSO_MAX_BYTES, int(rate_bps / 8 * 0.002))
 
 
 def shared_cores(nodes: list[dict]) -> dict[int, list[int]]:

@@ -375,6 +375,12 @@ def test_emulated_nodes_are_pinned_to_the_cores_this_process_may_use():
     assert emulated.usable_cores() == sorted(os.sched_getaffinity(0))
 
 
+def test_a_link_bucket_holds_two_gso_packets_or_two_ms_at_the_rate():
+    assert emulated.tbf_bucket_bytes(100e6) == emulated.tbf_bucket_bytes(400e6) == 128 * 1024
+    assert emulated.tbf_bucket_bytes(1e9) == 250_000  # 2 ms at 1 Gbit/s
+    assert all(emulated.tbf_bucket_bytes(r) > emulated.GSO_MAX_BYTES + 100 for r in (1e6, 50e6, 10e9))
+
+
 def test_a_recorded_pid_is_only_ours_while_its_start_time_matches():
     fields = emulated.stat_fields(Path("/proc/self/stat").read_text())
     started = int(fields[19])
