@@ -225,6 +225,11 @@ class Emulated:
         _run("ip", "link", "set", host_if, "master", self.data["bridge"])
         _run("ip", "link", "set", host_if, "up")
         _run("ip", "link", "set", "lo", "up", namespace=namespace)
+        # The link's queue is the tbf in the node's own namespace, so TCP autocorking (a small write held while
+        # the socket's earlier packets are still queued on the host) held the last bytes of every gloo message
+        # behind the previous message's wait for tokens: a message of one GSO packet and a tail (64 KiB
+        # segments: a 1 MiB bucket over 8 ranks) took 3x its wire time (bench/link_flows.py). Per namespace.
+        _run("sh", "-c", "echo 0 > /proc/sys/net/ipv4/tcp_autocorking", namespace=namespace, check=False)
         _run("ip", "addr", "add", f"{ip}/{prefixlen}", "dev", ns_if, namespace=namespace)
         _run("ip", "link", "set", ns_if, "up", namespace=namespace)
         _run("ip", "route", "add", "default", "via", self.data["bridge_ip"], namespace=namespace)
@@ -398,7 +403,7 @@ def tbf_bucket_bytes(rate_bps: float) -> int:
     """The tbf bucket of a link at ``rate_bps``: 2 ms at the rate, and never less than two 64 KiB GSO packets
     with their headers. A packet larger than the bucket is cut into MTU segments in the qdisc, and with one
     64 KiB bucket that cost grew with the node count: 16 concurrent flows at 200 Mbit/s, one a link, carried
-    0.65 of the rate each (4 flows: 0.95); with 128 KiB, 0.95 at 4 and at 16 (bench/README.md, "Links")."""
+    0.65 of the rate each (4 flows: 0.95); with 128 KiB, 0.95 at 4 and at 16 (bench/link_flows.py, bench/results/link-flows.md)."""
     return max(2 * GSO_MAX_BYTES, int(rate_bps / 8 * 0.002))
 
 

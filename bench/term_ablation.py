@@ -1,0 +1,96 @@
+"""The physical model's terms switched one at a time, side by side on the same records: every case of
+prediction_scale.py (bench/runs/scale/), fitted and predicted as that bench does (the what-if through the
+model's own functions, equal to `orchestrator recommend --bandwidth RATE --measured-link 200mbit`). Variants:
+
+    the model            as shipped
+    one segment at once  gloo's ring not pipelined: a call takes alpha + W (the model: max(alpha + W/2, W))
+    one call in flight   DDP's buckets all-reduced one at a time (the model: ProcessGroupGloo's two threads)
+    core queue k         a hop behind all k - 1 other ranks of its core and its own turn: k times its latency
+                         (the model: (1 + k)/2, behind half of them)
+    no core queue        a hop's latency as at a core a rank, whatever the ranks per core
+    no host CPU terms    neither the calls' CPU-bound time nor the step's CPU floor
+
+    .venv/bin/python bench/term_ablation.py
+
+Writes bench/results/term-ablation.json; asserts nothing. Needs the sweeps of bench/prediction_scale.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+from orchestrator.job import rates  # noqa: E402
+from orchestrator.measuring import collective as coll, results  # noqa: E402
+from orchestrator.modelling import physics, scaling  # noqa: E402
+from prediction_scale import CASES, FIT_RATE, RUNS  # noqa: E402
+
+
+@contextlib.contextmanager
+def patched(module, name: str, value):
+    saved = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, saved)
+
+
+def unchanged(model):
+    return model
+
+
+VARIANTS = {  # name: (a context the fit and prediction run in, a change to the fitted model)
+    "the model": (contextlib.nullcontext, unchanged),
+    "one segment at once": (lambda: patched(coll, "PIPELINED", ()), unchanged),
+    "one call in flight": (lambda: patched(physics, "IN_FLIGHT", {}), unchanged),
+    "core queue k": (lambda: patched(physics, "core_queue", lambda k: max(1.0, k or 1.0)), unchanged),
+    "no core queue": (lambda: patched(physics, "core_queue", lambda k: 1.0), unchanged),
+    "no host CPU terms": (contextlib.nullcontext, lambda m: replace(m, cpu_comm=None, cpu_base_ms=None)),
+}
+
+
+def errors(context, change) -> list[dict]:
+    rows = []
+    with context():
+        for case, (_, _, _, case_rates) in CASES.items():
+            (curve,) = scaling.curves(results.load(RUNS / case / "fit").ok)
+            model = change(physics.fit_curve(curve))
+            for rate in case_rates:
+                what_if = model.with_layout(physics.Layout(inter_node_bps=rates.parse(rate, "rate"),
+                                                           measured_link_bps=rates.parse(FIT_RATE, "rate")))
+                for r in results.load(RUNS / case / f"held-{rate}").ok:
+                    measured, predicted = scaling.rate(r, curve.metric), what_if.predict(r.workers)
+                    rows.append({"case": case, "workers": r.workers, "rate": rate, "measured": measured,
+                                 "predicted": predicted, "error": predicted / measured - 1})
+    return rows
+
+
+def stats(rows: list[dict]) -> dict:
+    values = [abs(r["error"]) for r in rows]
+    return {"median_error": statistics.median(values), "max_error": max(values)}
+
+
+def main() -> None:
+    out = {}
+    for name, (context, change) in VARIANTS.items():
+        rows = errors(context, change)
+        by_case = {case: stats([r for r in rows if r["case"] == case]) for case in CASES}
+        out[name] = {**stats(rows), "by_case": by_case, "points": rows}
+        print(f"{name:20s} median {out[name]['median_error']:6.1%}  max {out[name]['max_error']:6.1%}  "
+              f"({len(rows)} held-out points)  "
+              + "  ".join(f"{c} {e['median_error']:.1%}/{e['max_error']:.1%}" for c, e in by_case.items()))
+    (ROOT / "bench/results/term-ablation.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
