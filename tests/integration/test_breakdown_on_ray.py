@@ -72,7 +72,13 @@ def test_exposed_communication_is_near_zero_alone_and_positive_at_two(measured):
         assert two["exposed_comm_ms"] > 0 and two["exposed_comm_ms"] > 3 * one["exposed_comm_ms"], two
         bench = two["collective"]
         assert bench["busbw_peak_gb_per_s"] > 0 and len(bench["points"]) >= 5
-        assert two["ring_bound_ms"] > 0 and two["allreduce_ms"] > 0 and 0 <= two["overlap_fraction"] <= 1
+        assert two["ring_bound_ms"] > 0 and two["allreduce_ms"] > 0
+        # where the blocks' parts came out longer than the timed step (noise on 2 shared cores, seen in a CI run),
+        # no overlap is claimed from them; otherwise it is a fraction
+        if two["parts_exceed_step"]:
+            assert "overlap_fraction" not in two, two
+        else:
+            assert 0 <= two["overlap_fraction"] <= 1, two
         assert two["backend"] in ("gloo", "RING") and "collective" not in one
         assert [r["rank"] for r in two["ranks"]] == [0, 1]
 
