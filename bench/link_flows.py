@@ -1,10 +1,16 @@
-"""What a shaped link of the emulated cluster carries when many links carry at once: N network namespaces on a
-bridge, each link shaped as orchestrator/running/emulated.py shapes it (tbf on both ends of its veth), N TCP
-flows in a ring (node i sends to node i+1, as a ring all-reduce does), each for a few seconds; the rate each
-flow got over the link's rate, for the tbf bucket the emulated cluster uses (``emulated.tbf_bucket_bytes``) and
-for the one it used before (one 64 KiB GSO packet, or 2 ms at the rate). No Ray: the links alone.
+"""What the emulated cluster's shaped links carry when many carry at once, on the cluster's own links
+(``Emulated.make_links``: the namespaces, veths and tbf of orchestrator/running/emulated.py; no Ray):
+
+- ``flows``: N TCP flows in a ring (node i sends to node i+1, as a ring all-reduce does), each for a few
+  seconds; the rate each got over the link's, for the tbf bucket the cluster uses (``emulated.tbf_bucket_bytes``)
+  and for the one it used before (one 64 KiB GSO packet, or 2 ms at the rate).
+- ``gloo``: a gloo all-reduce of one message over N ranks, one a node, with TCP autocorking off (as the
+  cluster sets it in every node's namespace) and on (the kernel's default); its median time over the ring's
+  wire time W = 2(n-1)/n S / rate. With autocorking on, a message of one GSO packet and a tail waited behind
+  the previous message's tokens.
 
     sudo .venv/bin/python bench/link_flows.py [--nodes 4,8,16] [--rates 100mbit,200mbit,400mbit] [--seconds 4]
+        [--gloo-nodes 8,16] [--gloo-rate 400mbit] [--gloo-kib 1024,2048] [--skip flows|gloo]
 
 Writes bench/results/link-flows.{json,md}; asserts nothing. Root (namespaces and tc).
 """
@@ -17,6 +23,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,8 +33,6 @@ sys.path.insert(0, str(ROOT))
 from orchestrator.job import rates  # noqa: E402
 from orchestrator.running import emulated  # noqa: E402
 
-PREFIX = "olf"
-SUBNET = "10.214.77"
 PORT = 5301
 BUCKETS = {
     "tbf_bucket_bytes (now)": emulated.tbf_bucket_bytes,
@@ -48,49 +53,73 @@ else:
     while time.monotonic() - t < float(sys.argv[4]): s.sendall(buf)
     s.close()
 """
+# rank world master nbytes iterations: prints the median of the timed all-reduces (seconds) on rank 0
+GLOO = r"""
+import statistics, sys, time, datetime
+import torch, torch.distributed as dist
+rank, world, master, nbytes, iters = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+dist.init_process_group("gloo", init_method=f"tcp://{master}", rank=rank, world_size=world,
+                        timeout=datetime.timedelta(seconds=120))
+x = torch.ones(nbytes // 4)
+for _ in range(3):
+    dist.all_reduce(x)
+took = []
+for _ in range(iters):
+    dist.barrier(); t = time.perf_counter(); dist.all_reduce(x); took.append(time.perf_counter() - t)
+if rank == 0:
+    print(statistics.median(took))
+dist.destroy_process_group()
+"""
 
 
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True)
+def links(nodes: int, rate_bps: float, bucket=None) -> emulated.Emulated:
+    cluster = emulated.Emulated(Path(tempfile.mkdtemp(prefix="link-flows-")))
+    cluster.make_links(nodes, rate_bps, share_cores=True, progress=lambda *_: None)
+    if bucket is not None:
+        cluster.shape(rate_bps, bucket)
+    return cluster
 
 
-def down(nodes: int) -> None:
-    for i in range(nodes):
-        subprocess.run(["ip", "netns", "delete", f"{PREFIX}{i}"], capture_output=True)
-    subprocess.run(["ip", "link", "delete", f"{PREFIX}br"], capture_output=True)
+def in_node(node: dict, *command: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(["ip", "netns", "exec", node["namespace"], *command], **kwargs)
 
 
-def flows(nodes: int, rate_bps: float, bucket: int, seconds: float) -> list[float]:
+def flows(nodes: int, rate_bps: float, bucket, seconds: float) -> list[float]:
     """Bytes per second each of ``nodes`` ring flows carried over links shaped at ``rate_bps``."""
-    down(32)
-    sh("ip", "link", "add", f"{PREFIX}br", "type", "bridge")
-    sh("ip", "addr", "add", f"{SUBNET}.1/24", "dev", f"{PREFIX}br")
-    sh("ip", "link", "set", f"{PREFIX}br", "up")
+    cluster = links(nodes, rate_bps, bucket)
     try:
-        for i in range(nodes):
-            ns, host, inner = f"{PREFIX}{i}", f"{PREFIX}h{i}", f"{PREFIX}n{i}"
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "add", host, "type", "veth", "peer", "name", inner)
-            sh("ip", "link", "set", inner, "netns", ns)
-            sh("ip", "link", "set", host, "master", f"{PREFIX}br")
-            sh("ip", "link", "set", host, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-            sh("ip", "-n", ns, "addr", "add", f"{SUBNET}.{10 + i}/24", "dev", inner)
-            sh("ip", "-n", ns, "link", "set", inner, "up")
-            for dev, where in ((host, []), (inner, ["ip", "netns", "exec", ns])):
-                sh(*where, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rates.tc(rate_bps),
-                   "burst", str(bucket), "latency", "100ms")
-        receivers = [subprocess.Popen(["ip", "netns", "exec", f"{PREFIX}{i}", sys.executable, "-c", FLOW, "recv",
-                                       str(PORT)], stdout=subprocess.PIPE, text=True) for i in range(nodes)]
+        ring = cluster.data["nodes"]
+        receivers = [in_node(n, sys.executable, "-c", FLOW, "recv", str(PORT), stdout=subprocess.PIPE, text=True)
+                     for n in ring]
         time.sleep(1.0)
-        senders = [subprocess.Popen(["ip", "netns", "exec", f"{PREFIX}{i}", sys.executable, "-c", FLOW, "send",
-                                     f"{SUBNET}.{10 + (i + 1) % nodes}", str(PORT), str(seconds)])
-                   for i in range(nodes)]
+        senders = [in_node(n, sys.executable, "-c", FLOW, "send", ring[(i + 1) % nodes]["ip"], str(PORT),
+                           str(seconds)) for i, n in enumerate(ring)]
         for p in senders:
             p.wait(timeout=seconds + 30)
         return [float(p.communicate(timeout=30)[0]) for p in receivers]
     finally:
-        down(nodes)
+        cluster.down(progress=lambda *_: None)
+
+
+def gloo(nodes: int, rate_bps: float, nbytes: int, autocork: bool, iterations: int = 10) -> float:
+    """The median time of a gloo all-reduce of ``nbytes`` over ``nodes`` ranks, one a node."""
+    cluster = links(nodes, rate_bps)
+    try:
+        ring = cluster.data["nodes"]
+        if autocork:
+            for n in ring:
+                subprocess.run(["ip", "netns", "exec", n["namespace"], "sh", "-c",
+                                "echo 1 > /proc/sys/net/ipv4/tcp_autocorking"], check=True)
+        master = f"{ring[0]['ip']}:{PORT + 1}"
+        ranks = [in_node(n, "env", f"GLOO_SOCKET_IFNAME={n['ns_if']}", sys.executable, "-c", GLOO, str(i),
+                         str(nodes), master, str(nbytes), str(iterations), stdout=subprocess.PIPE, text=True)
+                 for i, n in enumerate(ring)]
+        outs = [p.communicate(timeout=600)[0] for p in ranks]
+        if any(p.returncode for p in ranks):
+            raise RuntimeError(f"a gloo rank failed: exit codes {[p.returncode for p in ranks]}")
+        return float(outs[0])
+    finally:
+        cluster.down(progress=lambda *_: None)
 
 
 def main() -> None:
@@ -98,28 +127,56 @@ def main() -> None:
     parser.add_argument("--nodes", default="4,8,16")
     parser.add_argument("--rates", default="100mbit,200mbit,400mbit")
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--gloo-nodes", default="8,16")
+    parser.add_argument("--gloo-rate", default="400mbit")
+    parser.add_argument("--gloo-kib", default="1024,2048")
+    parser.add_argument("--skip", choices=("flows", "gloo"))
     args = parser.parse_args()
-    rows = []
-    for rate in args.rates.split(","):
-        bps = rates.parse(rate, "--rates")
-        for n in (int(x) for x in args.nodes.split(",")):
-            for name, bucket_of in BUCKETS.items():
-                got = flows(n, bps, bucket_of(bps), args.seconds)
-                share = [8 * g / bps for g in got]
-                rows.append({"rate": rate, "nodes": n, "bucket": name, "bucket_bytes": bucket_of(bps),
-                             "mean_share": statistics.fmean(share), "min_share": min(share)})
-                print(f"{rate:>8s} {n:3d} flows  {name:28s} each {statistics.fmean(share):.2f} of the rate "
-                      f"(min {min(share):.2f})", flush=True)
+    rows, gloo_rows = [], []
+    if args.skip != "flows":
+        for rate in args.rates.split(","):
+            bps = rates.parse(rate, "--rates")
+            for n in (int(x) for x in args.nodes.split(",")):
+                for name, bucket_of in BUCKETS.items():
+                    got = flows(n, bps, bucket_of, args.seconds)
+                    share = [8 * g / bps for g in got]
+                    rows.append({"rate": rate, "nodes": n, "bucket": name, "bucket_bytes": bucket_of(bps),
+                                 "mean_share": statistics.fmean(share), "min_share": min(share)})
+                    print(f"{rate:>8s} {n:3d} flows  {name:28s} each {statistics.fmean(share):.2f} of the rate "
+                          f"(min {min(share):.2f})", flush=True)
+    if args.skip != "gloo":
+        bps = rates.parse(args.gloo_rate, "--gloo-rate")
+        for n in (int(x) for x in args.gloo_nodes.split(",")):
+            for kib in (int(x) for x in args.gloo_kib.split(",")):
+                wire = 2 * (n - 1) / n * kib * 1024 * 8 / bps
+                row = {"rate": args.gloo_rate, "nodes": n, "bytes": kib * 1024, "wire_ms": 1e3 * wire}
+                for autocork in (False, True):
+                    took = gloo(n, bps, kib * 1024, autocork)
+                    row["autocork_on_ms" if autocork else "autocork_off_ms"] = 1e3 * took
+                gloo_rows.append(row)
+                print(f"gloo {n:3d} ranks {kib:5d} KiB at {args.gloo_rate}: autocorking off "
+                      f"{row['autocork_off_ms']:.1f} ms, on {row['autocork_on_ms']:.1f} ms (wire {row['wire_ms']:.1f} ms)",
+                      flush=True)
     out = ROOT / "bench/results"
     meta = {"command": "sudo .venv/bin/python bench/link_flows.py " + " ".join(sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d"), "kernel": platform.release(), "seconds": args.seconds}
-    (out / "link-flows.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
-    lines = ["# What one shaped link carries while every link of the emulated cluster carries a flow", "",
-             f"`{meta['command']}` on {meta['date']} (kernel {meta['kernel']}): N namespaces on a bridge, tbf on both "
-             f"ends of every veth, N TCP flows in a ring for {args.seconds:g} s; each flow's rate over the link's.", "",
-             "| rate | flows | tbf bucket | bytes | each flow (mean) | slowest flow |", "|---|---:|---|---:|---:|---:|"]
-    lines += [f"| {r['rate']} | {r['nodes']} | {r['bucket']} | {r['bucket_bytes']:,} | {r['mean_share']:.2f} | "
-              f"{r['min_share']:.2f} |" for r in rows]
+    (out / "link-flows.json").write_text(json.dumps({**meta, "rows": rows, "gloo": gloo_rows}, indent=2) + "\n")
+    lines = ["# What the emulated cluster's shaped links carry while every link carries", "",
+             f"`{meta['command']}` on {meta['date']} (kernel {meta['kernel']}), on the cluster's own links "
+             "(`Emulated.make_links`: namespaces on a bridge, tbf on both ends of every veth), no Ray."]
+    if rows:
+        lines += ["", f"N TCP flows in a ring for {args.seconds:g} s; each flow's rate over the link's.", "",
+                  "| rate | flows | tbf bucket | bytes | each flow (mean) | slowest flow |",
+                  "|---|---:|---|---:|---:|---:|"]
+        lines += [f"| {r['rate']} | {r['nodes']} | {r['bucket']} | {r['bucket_bytes']:,} | {r['mean_share']:.2f} | "
+                  f"{r['min_share']:.2f} |" for r in rows]
+    if gloo_rows:
+        lines += ["", "A gloo all-reduce of one message, one rank a node, median of 10; W = 2(n-1)/n S / rate.", "",
+                  "| rate | ranks | message | W (ms) | autocorking off (ms) | on (ms) | on / off |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['rate']} | {r['nodes']} | {r['bytes'] // 1024} KiB | {r['wire_ms']:.1f} | "
+                  f"{r['autocork_off_ms']:.1f} | {r['autocork_on_ms']:.1f} | "
+                  f"{r['autocork_on_ms'] / r['autocork_off_ms']:.2f} |" for r in gloo_rows]
     (out / "link-flows.md").write_text("\n".join(lines) + "\n")
 
 

@@ -450,6 +450,8 @@ class Physical:
     """u, ms: the all-reduce's CPU per step per rank is u 2(N-1)/N (in proportion to the bytes a rank moves)."""
     one_host: bool = False
     host_cores: Optional[int] = None
+    measured_ranks_per_core: Optional[float] = None
+    """The most ranks per core any measured trial ran (None: not measured)."""
     loo_by_count: dict = field(default_factory=dict)
     r2: float = 1.0
     rmse_relative: float = 0.0
@@ -605,7 +607,8 @@ class Physical:
                            "repeat_spread": self.repeat_spread, "collective_spread": self.collective_spread,
                            "cpu_base_ms": self.cpu_base_ms,
                            "cpu_comm_ms_per_bus_factor": self.cpu_comm,
-                           "one_host": self.one_host, "host_cores": self.host_cores}}
+                           "one_host": self.one_host, "host_cores": self.host_cores,
+                           "measured_ranks_per_core": self.measured_ranks_per_core}}
 
 
 def what_if_problem(model: Physical, layout: Layout) -> Optional[str]:
@@ -630,9 +633,29 @@ def what_if_problem(model: Physical, layout: Layout) -> Optional[str]:
     return None
 
 
-def what_if_assumptions(model: Physical, layout: Layout) -> list[str]:
-    """What a what-if takes for granted beyond the measurements, in words."""
+def beyond_measured_sharing(model: Physical, top: int) -> Optional[tuple[int, float]]:
+    """(the first count, the ranks per core at ``top``) where more ranks share a host core than in any
+    measured trial (None where none do, or sharing was not measured): the host-CPU terms (processor sharing,
+    ``core_queue``) are extrapolated there; the host's own per-rank CPU and wake-up costs, which grow with
+    the sharing, were never measured at it."""
+    measured = model.measured_ranks_per_core
+    if not measured or not model.host_cores:
+        return None
+    limit = max(1.0, measured) + 1e-9
+    first = next((n for n in range(2, int(top) + 1) if model.ranks_per_core(n) > limit), None)
+    return (first, model.ranks_per_core(int(top))) if first else None
+
+
+def what_if_assumptions(model: Physical, layout: Layout, top: Optional[int] = None) -> list[str]:
+    """What a what-if takes for granted beyond the measurements, in words (``top``: the largest count it
+    predicts)."""
     out = []
+    beyond = beyond_measured_sharing(model.with_layout(layout), top) if top else None
+    if beyond:
+        out.append(f"from {beyond[0]} workers on, more ranks share a host core than in any measured trial "
+                   f"({model.measured_ranks_per_core:.1f} a core measured, {beyond[1]:.1f} at {top}): the host-CPU "
+                   "terms are extrapolated there, and a host's per-rank CPU and wake-up costs that grow with the "
+                   "sharing are not in them (expect it slower; measure one trial at that sharing to know)")
     if layout.inter_node_bps:
         if model.inter is None:
             out.append("the link between nodes was never measured: its bus bandwidth is taken as the rate itself and "
@@ -715,7 +738,9 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
                      collective_spread=statistics.fmean(t.collective.spread for t in multi),
                      units_per_step=units_per_step, per_worker_batch=per_worker_batch, measured=counts,
                      assumptions=assumptions, cpu_base_ms=cpu_base, cpu_comm=cpu_comm, one_host=one_host,
-                     host_cores=host_cores)
+                     host_cores=host_cores,
+                     measured_ranks_per_core=max((t.ranks_per_core for t in trials if t.ranks_per_core),
+                                                 default=None))
     model.inflation = fit_inflation(model, multi)
     x = np.asarray([t.throughput for t in trials])
     fitted = np.asarray([model.predict(t.workers) for t in trials])

@@ -45,7 +45,7 @@ import sys
 import time
 from contextlib import closing
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from orchestrator.job import rates
 from orchestrator.errors import UserError
@@ -145,6 +145,27 @@ class Emulated:
     def up(self, nodes: int, rate_bps: float, cpus_per_node: int = 1, share_cores: bool = False,
            dashboard: bool = False, progress=print, straggler: Optional[dict] = None) -> None:
         """``straggler``: {"node": i, "rate_bps": slower link, "compute_scale": longer device time} (either)."""
+        self.make_links(nodes, rate_bps, cpus_per_node, share_cores, progress, straggler)
+        try:
+            self._start_head(dashboard)
+            progress(f"Ray head at {self.data['gcs_address']} (0 CPUs: the driver's node)")
+            # A few nodes at a time (as many as the machine has cores): 16 raylets starting at once on 2 cores
+            # miss Ray's own start-up deadline.
+            started, cores = 0, self.data["host_cores"]
+            for batch in range(0, nodes, cores):
+                for node in self.data["nodes"][batch:batch + cores]:
+                    self._start_node(node)
+                    started += 1
+                self.wait_for_nodes(started, progress=progress if started == nodes else (lambda *_: None))
+        except BaseException:
+            progress("up failed: removing what it made")
+            self.down(progress=lambda *_: None)
+            raise
+
+    def make_links(self, nodes: int, rate_bps: float, cpus_per_node: int = 1, share_cores: bool = False,
+                   progress=print, straggler: Optional[dict] = None) -> None:
+        """The nodes' namespaces on the bridge, their links shaped, no Ray yet (``up`` starts it; a bench of
+        the links alone stops here, and ``down`` removes what this made)."""
         if self.data:
             raise UserError(f"an emulated cluster is already up with state in {self.dir}; run 'down' first, "
                             "or pass another --state directory")
@@ -184,16 +205,6 @@ class Emulated:
                 progress(f"straggler: node {straggler['node']}"
                          + (f", its link at {rates.show(straggler['rate_bps'])}" if straggler.get("rate_bps") else "")
                          + (f", its device time x{straggler['compute_scale']:g}" if straggler.get("compute_scale") else ""))
-            self._start_head(dashboard)
-            progress(f"Ray head at {self.data['gcs_address']} (0 CPUs: the driver's node)")
-            # A few nodes at a time (as many as the machine has cores): 16 raylets starting at once on 2 cores
-            # miss Ray's own start-up deadline.
-            started = 0
-            for batch in range(0, nodes, cores):
-                for node in self.data["nodes"][batch:batch + cores]:
-                    self._start_node(node)
-                    started += 1
-                self.wait_for_nodes(started, progress=progress if started == nodes else (lambda *_: None))
         except BaseException:
             progress("up failed: removing what it made")
             self.down(progress=lambda *_: None)
@@ -228,23 +239,25 @@ class Emulated:
         # The link's queue is the tbf in the node's own namespace, so TCP autocorking (a small write held while
         # the socket's earlier packets are still queued on the host) held the last bytes of every gloo message
         # behind the previous message's wait for tokens: a message of one GSO packet and a tail (64 KiB
-        # segments: a 1 MiB bucket over 8 ranks) took 3x its wire time (measured by hand on 8 namespaces at
-        # 400 Mbit/s, 121 ms against 39 ms; the note on issue #32). Per namespace.
+        # segments: a 1 MiB bucket over 8 ranks) took 2x its wire time (82 ms against 40 ms with it off, at
+        # 400 Mbit/s: bench/link_flows.py). Per namespace.
         _run("sh", "-c", "echo 0 > /proc/sys/net/ipv4/tcp_autocorking", namespace=namespace, check=False)
         _run("ip", "addr", "add", f"{ip}/{prefixlen}", "dev", ns_if, namespace=namespace)
         _run("ip", "link", "set", ns_if, "up", namespace=namespace)
         _run("ip", "route", "add", "default", "via", self.data["bridge_ip"], namespace=namespace)
         self.save()
 
-    def shape(self, rate_bps: float) -> None:
-        """Every node's link at ``rate_bps``, both directions (tbf on both ends of its veth)."""
-        # The queue holds up to 100 ms at the rate; the bucket: ``tbf_bucket_bytes``.
+    def shape(self, rate_bps: float, bucket: Optional[Callable[[float], int]] = None) -> None:
+        """Every node's link at ``rate_bps``, both directions (tbf on both ends of its veth); ``bucket``: the
+        tbf bucket at a rate (``tbf_bucket_bytes``; a bench of the links passes others)."""
+        # The queue holds up to 100 ms at the rate.
+        bucket = bucket or tbf_bucket_bytes
         straggler = self.data.get("straggler") or {}
         for node in self.data["nodes"]:
             rate = rate_bps
             if node["index"] == straggler.get("node") and straggler.get("rate_bps"):
                 rate = min(rate_bps, straggler["rate_bps"])  # the straggler's link stays the slower one
-            burst = tbf_bucket_bytes(rate)
+            burst = bucket(rate)
             for dev, namespace in ((node["host_if"], None), (node["ns_if"], node["namespace"])):
                 try:
                     _run("tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rates.tc(rate),
@@ -404,7 +417,7 @@ def tbf_bucket_bytes(rate_bps: float) -> int:
     """The tbf bucket of a link at ``rate_bps``: 2 ms at the rate, and never less than two 64 KiB GSO packets
     with their headers. A packet larger than the bucket is cut into MTU segments in the qdisc, and with one
     64 KiB bucket that cost grew with the node count: 16 concurrent flows at 200 Mbit/s, one a link, carried
-    0.65 of the rate each (4 flows: 0.95); with 128 KiB, 0.95 at 4 and at 16 (bench/link_flows.py, bench/results/link-flows.md)."""
+    0.58 of the rate each (4 flows: 0.94); with 128 KiB, 0.95 at 4 and at 16 (bench/link_flows.py, bench/results/link-flows.md)."""
     return max(2 * GSO_MAX_BYTES, int(rate_bps / 8 * 0.002))
 
 

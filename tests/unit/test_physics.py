@@ -486,6 +486,24 @@ def test_ranks_sharing_a_hosts_cores_slow_the_all_reduce_and_floor_the_step():
     assert model.with_layout(physics.Layout(workers_per_node=1)).cpu_floor_ms(16) == 0.0
 
 
+def test_a_what_if_past_the_measured_core_sharing_says_its_cpu_terms_are_extrapolated():
+    lines = truth_trials()
+    for line in lines:
+        n = line["workers"]
+        line["per_worker"] = [{"rank": r, "hostname": "vm", "cpu_set": [r % 2], "cpu_per_step_s": 2e-3}
+                              for r in range(n)]
+    model = physics.fit_curve(curve_of(lines))
+    top = max(line["workers"] for line in lines)
+    assert model.measured_ranks_per_core == pytest.approx(top / 2)
+    # up to the measured sharing: nothing to say; beyond it the first count past it, and the sharing at the top
+    assert physics.beyond_measured_sharing(model, top) is None
+    assert physics.beyond_measured_sharing(model, 16) == (top + 1, 8.0)
+    said = physics.what_if_assumptions(model, physics.Layout(), 16)
+    assert any(f"from {top + 1} workers on" in a and "8.0 at 16" in a for a in said)
+    # a node's workers on cores of their own (a what-if spreading them): 1 a core, within what was measured
+    assert physics.beyond_measured_sharing(model.with_layout(physics.Layout(workers_per_node=1)), 16) is None
+
+
 def test_hops_wait_for_a_core_where_ranks_share_them():
     # per-hop latency 0.3 ms at a core a rank; with k ranks a core a hop waits behind half the other k - 1:
     # q(2) = 1.5, q(8) = 4.5. alpha measured at 2 (k 1), 3 (k 1.5), 4 (k 2) ranks
