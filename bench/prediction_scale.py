@@ -143,7 +143,10 @@ def _measured_terms(records) -> dict:
     fitted = coll.from_record(c, records[0].workers, b.get("gradient_bytes")) if c else None
     alone = (1e3 * fitted.seconds(b["gradient_bytes"], coll.pipelined(b.get("backend")))
              if fitted is not None and b.get("gradient_bytes") else b.get("allreduce_ms"))
+    cpu = [w["cpu_per_step_s"] for r in records for w in (r.get("per_worker") or [])
+           if w.get("cpu_per_step_s") is not None]
     return {"allreduce_ms": alone, "alpha_us": c.get("alpha_us"), "bus_gb_per_s": c.get("bus_gb_per_s"),
+            "cpu_per_rank_ms": 1e3 * statistics.fmean(cpu) if cpu else None,
             "exposed_comm_ms": b.get("exposed_comm_ms"), "wait_ms": b.get("wait_ms"),
             "local_ms": (b.get("input_ms") or 0) + (b.get("compute_ms") or 0) if b.get("compute_ms") else None,
             "step_ms": b.get("step_ms")}
@@ -264,6 +267,24 @@ def write(data: dict) -> None:
             if e["physical"]:
                 lines.append(f"| {name} | {100 * e['physical']['median_error']:.1f}% | {100 * e['physical']['max_error']:.1f}% | "
                              f"{100 * e['curve_fit']['median_error']:.1f}% | {100 * e['curve_fit']['max_error']:.1f}% |")
+    host = [r for r in data["points"] if r.get("measured") and r["predicted_parts"].get("alpha_ms") is not None]
+    if host:
+        lines += ["", "The host's terms at each held-out point, the trial's own measurement against the model's "
+                  "(diagnosis only): a call's latency (the microbenchmark's alpha), a rank's process CPU a step, "
+                  "the local step.", "",
+                  "| case | workers | rate | ranks a core | alpha measured / model (ms) | CPU a rank measured / "
+                  "model (ms) | local step measured / model (ms) |", "|---|---:|---|---:|---:|---:|---:|"]
+
+        def pair(measured, model):
+            return (f"{measured:.1f} / {model:.1f} ({measured / model:.2f}x)" if measured is not None and model
+                    else "")
+
+        for r in host:
+            m, p = r["measured_breakdown"], r["predicted_parts"]
+            lines.append(f"| {r['case']} | {r['workers']} | {r['rate']} | {p['ranks_per_core']:g} | "
+                         f"{pair(m['alpha_us'] / 1e3 if m.get('alpha_us') is not None else None, p['alpha_ms'])} | "
+                         f"{pair(m.get('cpu_per_rank_ms'), p.get('cpu_per_rank_ms'))} | "
+                         f"{pair(m.get('local_ms'), p['local_ms'])} |")
     (OUT / "prediction-scale.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

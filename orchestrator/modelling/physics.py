@@ -524,6 +524,19 @@ class Physical:
         parts, sizes = self.call_parts(n)
         return [latency + wire for latency, wire in parts], sizes
 
+    def alpha_ms(self, n: int) -> float:
+        """A call's latency at n as the all-reduce microbenchmark measures it (its fit's intercept):
+        a0 + 2(n-1) q(k) a_hop on the link the ranks cross."""
+        if n <= 1:
+            return 0.0
+        intra, inter = self.links()
+        link = inter if math.ceil(n / self.per_node(n)) > 1 else intra
+        return 1e3 * (link.a0_s + ring_hops(n) * core_queue(self.ranks_per_core(n)) * link.hop_s)
+
+    def cpu_per_rank_ms(self, n: int) -> Optional[float]:
+        """A rank's process CPU per step at n (the 1-worker trials' and the all-reduce's); None: not measured."""
+        return None if self.cpu_base_ms is None else self.cpu_base_ms + self.cpu_comm_ms(n)
+
     def cpu_floor_ms(self, n: int) -> float:
         """The step can go no faster than the host's cores do every rank's CPU work of a step."""
         if self.cpu_base_ms is None:
@@ -566,6 +579,7 @@ class Physical:
                 "inflation": self.inflation,
                 "exposed_comm_ms": self.exposed_ms(n), "step_ms": self.step_ms(n),
                 "cpu_floor_ms": self.cpu_floor_ms(n), "ranks_per_core": self.ranks_per_core(n),
+                "alpha_ms": self.alpha_ms(n), "cpu_per_rank_ms": self.cpu_per_rank_ms(n),
                 "bus_gb_per_s": link.bus_bytes_per_s / 1e9 if n > 1 else None, "nodes": nodes}
 
     def sigma(self, n: int) -> float:
