@@ -140,12 +140,13 @@ def _measured_terms(records) -> dict:
     c = b.get("collective") or {}
     # The all-reduce alone from the stored fit by today's rule (records measured before a rule changed keep
     # their own allreduce_ms): the one Collective.seconds the breakdown uses.
-    fitted = coll.from_record(c, records[0].workers, b.get("gradient_bytes")) if c else None
+    fitted = coll.from_record(c, records[0].workers, b.get("gradient_bytes"), b.get("backend")) if c else None
     alone = (1e3 * fitted.seconds(b["gradient_bytes"], coll.pipelined(b.get("backend")))
              if fitted is not None and b.get("gradient_bytes") else b.get("allreduce_ms"))
     cpu = [w["cpu_per_step_s"] for r in records for w in (r.get("per_worker") or [])
            if w.get("cpu_per_step_s") is not None]
-    return {"allreduce_ms": alone, "alpha_us": c.get("alpha_us"), "bus_gb_per_s": c.get("bus_gb_per_s"),
+    return {"allreduce_ms": alone, "alpha_us": 1e6 * fitted.alpha_s if fitted else c.get("alpha_us"),
+            "bus_gb_per_s": fitted.bus_bytes_per_s / 1e9 if fitted else c.get("bus_gb_per_s"),
             "cpu_per_rank_ms": 1e3 * statistics.fmean(cpu) if cpu else None,
             "exposed_comm_ms": b.get("exposed_comm_ms"), "wait_ms": b.get("wait_ms"),
             "local_ms": (b.get("input_ms") or 0) + (b.get("compute_ms") or 0) if b.get("compute_ms") else None,

@@ -40,7 +40,8 @@ def ring_bound_s(gradient_bytes: int, n: int, busbw_bytes_per_s: float) -> float
     return bus_factor(n) * gradient_bytes / busbw_bytes_per_s
 
 
-def collective(points: list[dict], n: int, gradient_bytes: Optional[int] = None) -> Optional[dict]:
+def collective(points: list[dict], n: int, gradient_bytes: Optional[int] = None,
+               backend: Optional[str] = None) -> Optional[dict]:
     """The microbenchmark's points (bytes, seconds: the slowest rank's) with algbw and busbw, and the one fit of
     the collective (orchestrator/measuring/collective.py) that the model and the reports read: ``alpha_us``,
     ``bus_gb_per_s``, ``spread``; ``beta_ns_per_kib`` is its slope, ``busbw_peak_gb_per_s`` the best point's."""
@@ -51,7 +52,7 @@ def collective(points: list[dict], n: int, gradient_bytes: Optional[int] = None)
         algbw = p["bytes"] / p["seconds"] if p["seconds"] > 0 else 0.0
         rows.append({"bytes": p["bytes"], "time_ms": 1e3 * p["seconds"], "algbw_gb_per_s": algbw / 1e9,
                      "busbw_gb_per_s": algbw * bus_factor(n) / 1e9})
-    fitted = coll.fit([(p["bytes"], p["seconds"]) for p in points], n, gradient_bytes)
+    fitted = coll.fit([(p["bytes"], p["seconds"]) for p in points], n, gradient_bytes, coll.pipelined(backend))
     out = {"points": rows, "busbw_peak_gb_per_s": max(r["busbw_gb_per_s"] for r in rows)}
     if fitted is not None:
         out.update(fitted.to_dict())
@@ -83,10 +84,10 @@ def trial(workers: list[dict], step_s: float) -> Optional[dict]:
         sizes = [p["bytes"] for p in collectives[0]]
         slowest = [{"bytes": b, "seconds": max(c[i]["seconds"] for c in collectives if len(c) > i)}
                    for i, b in enumerate(sizes)]
-        out["collective"] = collective(slowest, n, first.get("gradient_bytes"))
+        out["collective"] = collective(slowest, n, first.get("gradient_bytes"), out.get("backend"))
     bench = out.get("collective")
     size = out.get("gradient_bytes")
-    fitted = coll.from_record(bench, n, size) if bench else None
+    fitted = coll.from_record(bench, n, size, out.get("backend")) if bench else None
     if fitted is not None and size:
         out["ring_bound_ms"] = 1e3 * ring_bound_s(size, n, fitted.bus_bytes_per_s)
         out["allreduce_ms"] = 1e3 * fitted.seconds(size, coll.pipelined(out.get("backend")))

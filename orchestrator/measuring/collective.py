@@ -82,6 +82,8 @@ class Collective:
     """Relative noise of the points about t(S) (at least 2%)."""
     peak_busbw_bytes_per_s: float
     """The highest busbw of any one point (what nccl-tests prints last), for reference only."""
+    pipelined: bool = False
+    """Fitted by gloo's rule, max(alpha + W/2, W) (else alpha + W)."""
 
     def seconds(self, nbytes: float, pipelined_: bool = False) -> float:
         """One call of ``nbytes`` alone: alpha + W, or gloo's pipelined ring max(alpha + W/2, W)."""
@@ -89,15 +91,22 @@ class Collective:
                               segments_per_rank(nbytes, self.workers)))
 
     def to_dict(self) -> dict:
-        return {"alpha_us": 1e6 * self.alpha_s, "bus_gb_per_s": self.bus_bytes_per_s / 1e9, "spread": self.spread}
+        return {"alpha_us": 1e6 * self.alpha_s, "bus_gb_per_s": self.bus_bytes_per_s / 1e9, "spread": self.spread,
+                "rule": "pipelined" if self.pipelined else "serial"}
 
 
-def fit(points: list[tuple[float, float]], n: int, gradient_bytes: Optional[float] = None) -> Optional[Collective]:
-    """The collective from (bytes, seconds) points over ``n`` ranks; None with fewer than two usable points or
-    one rank."""
+def fit(points: list[tuple[float, float]], n: int, gradient_bytes: Optional[float] = None,
+        pipelined_: bool = False) -> Optional[Collective]:
+    """The collective from (bytes, seconds) points over ``n`` ranks, by the backend's rule (``pipelined_``:
+    gloo's, ``_fit_pipelined``); None with fewer than two usable points or one rank."""
     rows = sorted((float(b), float(t)) for b, t in points if t and t > 0 and b > 0)
     if n <= 1 or len(rows) < 2:
         return None
+    linear = _fit_serial(rows, n, gradient_bytes)
+    return _fit_pipelined(rows, n, linear) if pipelined_ else linear
+
+
+def _fit_serial(rows: list[tuple[float, float]], n: int, gradient_bytes: Optional[float]) -> Collective:
     large = [r for r in rows if r[0] >= LARGE_MESSAGE]
     use = large if len(large) >= 2 else rows
     sizes, times = np.asarray([r[0] for r in use]), np.asarray([r[1] for r in use])
@@ -118,19 +127,55 @@ def fit(points: list[tuple[float, float]], n: int, gradient_bytes: Optional[floa
                       peak_busbw_bytes_per_s=peak)
 
 
-def from_rows(rows: list[dict], n: int, gradient_bytes: Optional[float] = None) -> Optional[Collective]:
+def _fit_pipelined(rows: list[tuple[float, float]], n: int, linear: Collective) -> Collective:
+    """alpha and B of t(S) = max(alpha + W/2, W) (segments as ``segments_per_rank``), least relative squares
+    over every point: B on a log grid about the straight line's (latency-bound, the line's slope is half the
+    rule's, so its B twice the rule's), alpha for each B the best of the points' own t - W/2 (and 0). Where
+    every point is bandwidth-bound the rule leaves alpha free up to W/2: the straight line's is kept."""
+    sizes, times = np.asarray([r[0] for r in rows]), np.asarray([r[1] for r in rows])
+    factor = bus_factor(n)
+    best = (np.inf, linear.alpha_s, linear.bus_bytes_per_s)
+    for bus in linear.bus_bytes_per_s * np.logspace(-1.0, 0.5, 301):
+        wire = factor * sizes / bus
+        hops = np.maximum(2.0, sizes / (max(1, n) * GLOO_MAX_SEGMENT)) / 2
+        candidates = np.unique(np.concatenate([[0.0, linear.alpha_s], np.maximum(0.0, (times - wire / 2) / hops)]))
+        for alpha in candidates:
+            model = np.maximum(hops * alpha + wire / 2, wire)
+            error = float((((model - times) / times) ** 2).sum())
+            if error < best[0] - 1e-15:
+                best = (error, float(alpha), float(bus))
+    _, alpha, bus = best
+    wire = factor * sizes / bus
+    hops = np.maximum(2.0, sizes / (max(1, n) * GLOO_MAX_SEGMENT)) / 2
+    if not (times > wire * (1 + SPREAD_FLOOR)).any():  # bandwidth-bound throughout: alpha unconstrained
+        alpha = min(linear.alpha_s, float((wire / 2).min()))
+    model = np.maximum(hops * alpha + wire / 2, wire)
+    spread = statistics.median(float(abs(t - m) / t) for t, m in zip(times, model))
+    return Collective(workers=n, alpha_s=alpha, bus_bytes_per_s=bus, spread=max(SPREAD_FLOOR, spread),
+                      peak_busbw_bytes_per_s=linear.peak_busbw_bytes_per_s, pipelined=True)
+
+
+def from_rows(rows: list[dict], n: int, gradient_bytes: Optional[float] = None,
+              pipelined_: bool = False) -> Optional[Collective]:
     """From a record's points (``bytes``, ``time_ms``), as orchestrator.measuring.breakdown stores them."""
-    return fit([(p["bytes"], 1e-3 * p["time_ms"]) for p in rows if p.get("time_ms")], n, gradient_bytes)
+    return fit([(p["bytes"], 1e-3 * p["time_ms"]) for p in rows if p.get("time_ms")], n, gradient_bytes, pipelined_)
 
 
-def from_record(bench: Optional[dict], n: int, gradient_bytes: Optional[float] = None) -> Optional[Collective]:
-    """The collective a record's breakdown stored (``alpha_us``, ``bus_gb_per_s``, ``spread``), else fitted from
-    its points (records written before the fit was stored)."""
+def from_record(bench: Optional[dict], n: int, gradient_bytes: Optional[float] = None,
+                backend: Optional[str] = None) -> Optional[Collective]:
+    """The collective a record's breakdown stored (``alpha_us``, ``bus_gb_per_s``, ``spread``, ``rule``), else
+    fitted from its points by the backend's rule (records written before the fit was stored, or fitted by
+    another rule than ``backend``'s: a gloo record fitted as alpha + W)."""
     if not bench or n <= 1:
         return None
-    if bench.get("bus_gb_per_s"):
+    wanted = "pipelined" if pipelined(backend) else "serial"
+    if bench.get("bus_gb_per_s") and (bench.get("rule") or "serial") == wanted:
         return Collective(workers=n, alpha_s=1e-6 * float(bench.get("alpha_us") or 0.0),
                           bus_bytes_per_s=1e9 * float(bench["bus_gb_per_s"]),
                           spread=max(SPREAD_FLOOR, float(bench.get("spread") or 0.0)),
-                          peak_busbw_bytes_per_s=1e9 * float(bench.get("busbw_peak_gb_per_s") or bench["bus_gb_per_s"]))
-    return from_rows(bench.get("points") or [], n, gradient_bytes)
+                          peak_busbw_bytes_per_s=1e9 * float(bench.get("busbw_peak_gb_per_s") or bench["bus_gb_per_s"]),
+                          pipelined=wanted == "pipelined")
+    found = from_rows(bench.get("points") or [], n, gradient_bytes, wanted == "pipelined")
+    if found is None and bench.get("bus_gb_per_s"):  # no points kept: the stored fit, by its own rule
+        return from_record({**bench, "rule": wanted}, n, gradient_bytes, backend)
+    return found

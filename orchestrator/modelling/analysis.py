@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Optional
 
 from orchestrator import __version__
-from orchestrator.measuring import results
+from orchestrator.measuring import collective as coll, results
 from orchestrator.modelling import beyond_speed, cost, fit, physics, scaling
 from orchestrator.job.plan import builtin_entrypoint, fresh_processes_reason
 
@@ -130,6 +130,9 @@ def predictions(curves: list[scaling.Curve], settings: dict) -> dict:
                                   for name, m in others.items() if m is not None and m is not model}}
         if model is physical:
             entry["parts_at_recommended"] = physical.parts(rec.workers_above_threshold)
+            caveat = physics.sharing_caveat(physical, counts[-1])
+            if caveat:
+                entry["assumptions"] = [*entry["assumptions"], caveat]
         predicted_speedup = rec.predicted_throughput / model.predict(curve.baseline_workers)
         row = {**key, **rec.to_dict(), "predicted_speedup": predicted_speedup, "model": model.model,
                "capped": rec.workers_above_threshold >= counts[-1], "largest_count": counts[-1],
@@ -239,8 +242,13 @@ def step_breakdowns(curves: list[scaling.Curve]) -> dict:
             if benches:
                 row["collective"] = benches[0]
                 row["busbw_peak_gb_per_s"] = _mean([c["busbw_peak_gb_per_s"] for c in benches])
+                # through the one fit, by the backend's rule (a record fitted by another rule is refitted)
+                fitted = [f for c in benches if (f := coll.from_record(c, workers, row["gradient_bytes"],
+                                                                       row["backend"])) is not None]
+                fits = [{**f.to_dict(), "beta_ns_per_kib": 1e9 * 1024 * coll.bus_factor(workers) / f.bus_bytes_per_s}
+                        for f in fitted]
                 for key in ("alpha_us", "beta_ns_per_kib", "bus_gb_per_s", "spread"):
-                    row[key] = _mean([c.get(key) for c in benches])
+                    row[key] = _mean([f.get(key) for f in fits])
             row["parts_exceed_step"] = any(b.get("parts_exceed_step") for b in found)
             row["ranks"] = found[0].get("ranks")
             row["framework_timers"] = found[0].get("framework_timers")

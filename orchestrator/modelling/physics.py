@@ -375,7 +375,7 @@ def from_record(record, metric: str, throughput: float) -> Optional[Trial]:
     n = record.workers
     between = float(b.get("wait_ms") or 0.0) / expected_max_normal(n) if n > 1 else 0.0
     within = float(b.get("local_step_sd_ms") or 0.0)
-    result = coll.from_record(b.get("collective"), record.workers, size) if record.workers > 1 else None
+    result = coll.from_record(b.get("collective"), record.workers, size, b.get("backend")) if record.workers > 1 else None
     buckets_ = b.get("bucket_bytes")
     cpu = host_load(record.get("per_worker") or [])
     return Trial(workers=record.workers, nodes=max(1, len(set(record.get("nodes") or [])) or 1),
@@ -660,16 +660,24 @@ def beyond_measured_sharing(model: Physical, top: int) -> Optional[tuple[int, fl
     return (first, model.ranks_per_core(int(top))) if first else None
 
 
+def sharing_caveat(model: Physical, top: int) -> Optional[str]:
+    """``beyond_measured_sharing`` in words (None where the predictions stay within the measured sharing)."""
+    beyond = beyond_measured_sharing(model, top)
+    if not beyond:
+        return None
+    return (f"from {beyond[0]} workers on, more ranks share a host core than in any measured trial "
+            f"({model.measured_ranks_per_core:.1f} a core measured, {beyond[1]:.1f} at {top}): the host-CPU "
+            "terms are extrapolated there, and a host's per-rank CPU and wake-up costs that grow with the "
+            "sharing are not in them (expect it slower; measure one trial at that sharing to know)")
+
+
 def what_if_assumptions(model: Physical, layout: Layout, top: Optional[int] = None) -> list[str]:
     """What a what-if takes for granted beyond the measurements, in words (``top``: the largest count it
     predicts)."""
     out = []
-    beyond = beyond_measured_sharing(model.with_layout(layout), top) if top else None
-    if beyond:
-        out.append(f"from {beyond[0]} workers on, more ranks share a host core than in any measured trial "
-                   f"({model.measured_ranks_per_core:.1f} a core measured, {beyond[1]:.1f} at {top}): the host-CPU "
-                   "terms are extrapolated there, and a host's per-rank CPU and wake-up costs that grow with the "
-                   "sharing are not in them (expect it slower; measure one trial at that sharing to know)")
+    caveat = sharing_caveat(model.with_layout(layout), top) if top else None
+    if caveat:
+        out.append(caveat)
     if layout.inter_node_bps:
         if model.inter is None:
             out.append("the link between nodes was never measured: its bus bandwidth is taken as the rate itself and "
@@ -756,6 +764,11 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
                      measured_ranks_per_core=max((t.ranks_per_core for t in trials if t.ranks_per_core),
                                                  default=None))
     model.inflation = fit_inflation(model, multi)
+    if model.inflation < 1:
+        model.assumptions.append(
+            f"the all-reduce calls taken in the step as {model.inflation:.2f} of their time alone (fitted to the "
+            "timed steps; below 1 no call is slower alone, so the modelled overlap with the backward misses "
+            "some of what the steps show)" + (" (the fit's lower bound)" if model.inflation <= INFLATION_GRID[0] else ""))
     x = np.asarray([t.throughput for t in trials])
     fitted = np.asarray([model.predict(t.workers) for t in trials])
     ss_tot = float(((x - x.mean()) ** 2).sum())

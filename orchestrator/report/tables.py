@@ -325,6 +325,8 @@ def model_phrase(fitted: dict) -> str:
                  f"({parts['exposed_comm_ms']:.2f} ms exposed)")
         if parts.get("bus_gb_per_s"):
             text += f" at {parts['bus_gb_per_s']:.3g} GB/s bus bandwidth"
+    if fitted.get("assumptions"):
+        text += " (assumed: " + "; ".join(fitted["assumptions"]) + ")"
     return text
 
 

@@ -50,7 +50,8 @@ def _worker(rank, local_fetch, local_step, sync_step, collective=None):
 
 
 def test_parts_sum_to_the_sync_step_and_a_straggler_makes_the_others_wait():
-    bench = [{"bytes": b, "seconds": 1e-4 + b * 1e-9} for b in (4096, 1 << 18, 1 << 20, 1 << 22)]
+    # the points of gloo's ring (the backend the workers report): alpha 0.1 ms, W = S / 1e9 B/s over 2 ranks
+    bench = [{"bytes": b, "seconds": max(1e-4 + b * 1e-9 / 2, b * 1e-9)} for b in (4096, 1 << 18, 1 << 20, 1 << 22)]
     # rank 1 computes 2 ms more (a straggler); both all-reduce in lockstep: sync step 9 ms on both
     fast = _worker(0, 0.5e-3, 4e-3, 9e-3, bench)
     slow = _worker(1, 0.5e-3, 6e-3, 9e-3, bench)
@@ -61,9 +62,13 @@ def test_parts_sum_to_the_sync_step_and_a_straggler_makes_the_others_wait():
     for r in ranks.values():
         assert r["input_ms"] + r["compute_ms"] + r["wait_ms"] + r["exposed_comm_ms"] == pytest.approx(9.0)
     assert out["measured_sum_ms"] == pytest.approx(9.0) and out["other_ms"] == pytest.approx(0.2)
-    # all-reduce alone of the 1 MB gradient over gloo's pipelined ring: alpha 0.1 ms, W = 1e6 * 1 ns = 1 ms,
-    # max(0.1 + 0.5, 1.0) = 1.0 ms (one segment at a time it would be 1.1); exposed 2.5 ms > it: no overlap
-    assert out["allreduce_ms"] == pytest.approx(1.0, rel=1e-3) and out["overlap_fraction"] == 0.0
+    # all-reduce alone of the 1 MB gradient over gloo's pipelined ring, fitted by its rule: alpha 0.1 ms,
+    # W = 1e6 * 1 ns = 1 ms, max(0.1 + 0.5, 1.0) = 1.0 ms (one segment at a time it would be 1.1); exposed
+    # 2.5 ms > it: no overlap
+    assert out["collective"]["rule"] == "pipelined"
+    assert out["collective"]["bus_gb_per_s"] == pytest.approx(1.0, rel=0.01)
+    assert out["collective"]["alpha_us"] == pytest.approx(100.0, rel=0.02)
+    assert out["allreduce_ms"] == pytest.approx(1.0, rel=0.01) and out["overlap_fraction"] == 0.0
     assert out["collective"]["busbw_peak_gb_per_s"] == pytest.approx(max(
         b["bytes"] / b["seconds"] / 1e9 for b in bench))
     assert breakdown.largest_part(out) == "compute_ms"
@@ -107,7 +112,8 @@ def test_a_bad_breakdown_setting_exits_2_naming_the_field(tmp_path, capsys):
 
 
 def test_the_report_names_the_largest_cost_and_carries_the_numbers(tmp_path):
-    bench = [{"bytes": b, "seconds": 1e-4 + b * 1e-9} for b in (4096, 1 << 18, 1 << 20)]
+    # gloo's ring (the workers' backend): alpha 0.1 ms, B 1e9 B/s over 2 ranks
+    bench = [{"bytes": b, "seconds": max(1e-4 + b * 1e-9 / 2, b * 1e-9)} for b in (4096, 1 << 18, 1 << 20)]
     for n, sync in ((1, 5e-3), (2, 9e-3)):
         workers = [_worker(r, 0.5e-3, 4e-3, sync, bench if n > 1 else None) for r in range(n)]
         for w in workers:
@@ -188,3 +194,24 @@ def test_growth_is_a_ratio_only_over_a_part_that_is_there():
     # nor over one worker's, whatever it measured; over 2 workers' it is a ratio
     assert "x its" not in breakdown_sentence("tf", [row(1, 1.7, 5.0), row(2, 7.65, 11.3)])
     assert "2.0x its 3.80 ms at 2 worker(s)" in breakdown_sentence("tf", [row(2, 3.8, 7.4), row(4, 7.65, 11.3)])
+
+
+def test_a_gloo_microbenchmark_is_fitted_by_gloos_own_rule():
+    from orchestrator.measuring import collective as coll
+
+    # 16 ranks, alpha 65 ms, bus bandwidth 380 Mbit/s: latency-bound up to 1 MiB, where a straight line's slope
+    # is half the rule's (its B about twice the link's)
+    n, alpha, bus = 16, 65e-3, 380e6 / 8
+    sizes = [4096, 36176, 107520, 319556, 949720, 2097152, 2822556, 8388608]
+    points = [(s, sum(coll.ring_parts(alpha, coll.bus_factor(n) * s / bus, True, coll.segments_per_rank(s, n))))
+              for s in sizes]
+    found = coll.fit(points, n, pipelined_=True)
+    assert found.pipelined and found.alpha_s == pytest.approx(alpha, rel=0.01)
+    assert found.bus_bytes_per_s == pytest.approx(bus, rel=0.01) and found.spread == coll.SPREAD_FLOOR
+    assert coll.fit(points, n).bus_bytes_per_s > 1.1 * bus  # alpha + W read off the same points
+    # a gloo record fitted as alpha + W (before the rule) is refitted from its points; NCCL's keeps its own
+    stored = {**coll.fit(points, n).to_dict(), "rule": None,
+              "points": [{"bytes": s, "time_ms": 1e3 * t} for s, t in points]}
+    assert coll.from_record(stored, n, backend="gloo").bus_bytes_per_s == pytest.approx(bus, rel=0.01)
+    assert coll.from_record(stored, n, backend="nccl").bus_bytes_per_s == pytest.approx(
+        coll.fit(points, n).bus_bytes_per_s)

@@ -504,6 +504,20 @@ def test_a_what_if_past_the_measured_core_sharing_says_its_cpu_terms_are_extrapo
     assert physics.beyond_measured_sharing(model.with_layout(physics.Layout(workers_per_node=1)), 16) is None
 
 
+
+def test_the_main_recommendation_past_the_measured_core_sharing_says_so_too(tmp_path):
+    lines = truth_trials()
+    for line in lines:
+        line["per_worker"] = [{"rank": r, "hostname": "vm", "cpu_set": [r % 2], "cpu_per_step_s": 2e-3}
+                              for r in range(line["workers"])]
+    out = _sweep_dir(tmp_path / "sweep", lines)
+    assert main(["recommend", str(out), "--max-workers", "16"]) == 0
+    (entry,) = json.loads((out / "report.json").read_text())["fits"]
+    assert entry["model"] == "physical"
+    assert any("from 5 workers on, more ranks share a host core" in a for a in entry["assumptions"])
+    assert "more ranks share a host core" in (out / "report.md").read_text()
+
+
 def test_hops_wait_for_a_core_where_ranks_share_them():
     # per-hop latency 0.3 ms at a core a rank; with k ranks a core a hop waits behind half the other k - 1:
     # q(2) = 1.5, q(8) = 4.5. alpha measured at 2 (k 1), 3 (k 1.5), 4 (k 2) ranks
