@@ -494,12 +494,19 @@ class Physical:
         inter = at_rate(self.inter, lay.inter_node_bps, self.intra, lay.measured_link_bps)
         return intra, inter
 
+    def emulated_nodes(self) -> bool:
+        """The measured trials ran over several nodes that were all one host (the emulated cluster): any
+        layout of them stays on that host's cores."""
+        return self.one_host and self.measured_per_node is not None
+
     def ranks_per_core(self, n: int) -> float:
         """Ranks per host core at n: every rank on the one host where the measured trials ran them all on one
-        (the emulated cluster), else a node's workers on its cores."""
+        and no what-if spreads them over nodes, or where those trials' nodes were themselves one host (the
+        emulated cluster, whatever the layout); else a node's workers on its cores."""
         if not self.host_cores:
             return 0.0
-        ranks = n if self.one_host and not self.layout.workers_per_node else min(n, self.per_node(n))
+        shared = self.one_host and (not self.layout.workers_per_node or self.emulated_nodes())
+        ranks = n if shared else min(n, self.per_node(n))
         return ranks / self.host_cores
 
     def cpu_comm_ms(self, n: int) -> float:
@@ -695,7 +702,10 @@ def what_if_assumptions(model: Physical, layout: Layout, top: Optional[int] = No
         out.append("the link within a node was never measured: taken as the inter-node one")
     if layout.workers_per_node:
         out.append(f"{layout.workers_per_node} worker(s) per node, ranks placed node by node (contiguous)")
-        if model.one_host and model.host_cores:
+        if model.emulated_nodes() and model.host_cores:
+            out.append(f"every rank on one host of {model.host_cores} core(s), as the measured trials' nodes were "
+                       "(an emulated cluster)")
+        elif model.one_host and model.host_cores:
             out.append(f"each node's workers on {model.host_cores} core(s) of their own (the sweep ran every rank on "
                        "one host)")
     elif model.one_host and model.host_cores:

@@ -482,8 +482,16 @@ def test_ranks_sharing_a_hosts_cores_slow_the_all_reduce_and_floor_the_step():
     # 8 * (1 + 15) = 128 ms
     assert model.ranks_per_core(16) == 8 and model.cpu_floor_ms(16) == pytest.approx(128.0)
     assert model.step_ms(16) >= 128.0
-    # spread over hosts of 2 cores a node (a what-if), the same job has no such floor
-    assert model.with_layout(physics.Layout(workers_per_node=1)).cpu_floor_ms(16) == 0.0
+    # its nodes were one host (an emulated cluster): any layout of them stays on its cores, the floor with it
+    assert model.emulated_nodes()
+    assert model.with_layout(physics.Layout(workers_per_node=1)).cpu_floor_ms(16) == pytest.approx(128.0)
+    # measured on one machine (one node), a what-if spreading the workers over nodes of 2 cores has no such floor
+    single = truth_trials(per_node=4)
+    for line, timed in zip(single, lines):
+        line["per_worker"] = timed["per_worker"]
+    alone = physics.fit_curve(curve_of(single))
+    assert alone.one_host and not alone.emulated_nodes() and alone.cpu_floor_ms(16) == pytest.approx(128.0)
+    assert alone.with_layout(physics.Layout(workers_per_node=1)).cpu_floor_ms(16) == 0.0
 
 
 def test_a_what_if_past_the_measured_core_sharing_says_its_cpu_terms_are_extrapolated():
@@ -500,8 +508,10 @@ def test_a_what_if_past_the_measured_core_sharing_says_its_cpu_terms_are_extrapo
     assert physics.beyond_measured_sharing(model, 16) == (top + 1, 8.0)
     said = physics.what_if_assumptions(model, physics.Layout(), 16)
     assert any(f"from {top + 1} workers on" in a and "8.0 at 16" in a for a in said)
-    # a node's workers on cores of their own (a what-if spreading them): 1 a core, within what was measured
-    assert physics.beyond_measured_sharing(model.with_layout(physics.Layout(workers_per_node=1)), 16) is None
+    # restating the measured layout (1 a node, the nodes one host) changes nothing, the caveat included
+    same = model.with_layout(physics.Layout(workers_per_node=1))
+    assert same.predict(16) == pytest.approx(model.predict(16))
+    assert physics.beyond_measured_sharing(same, 16) == (top + 1, 8.0)
 
 
 
