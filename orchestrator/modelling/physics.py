@@ -45,13 +45,17 @@ One call of n ranks, m per node over k nodes, by algorithm (``call_s``):
                   a0 + max(2(n-1) a_hop + W/2, W)              gloo's ring, W = 2(n-1)/n S / B: two segments
                                                                a chunk, one in flight while the other is
                                                                reduced, so the bytes run under the latency
-    tree          a0 + 2 ceil(log2 n) a_hop + 2 S / B          NCCL's tree (NCCL only)
+    tree          a0 + 2 ceil(log2 k) a_inter                  NCCL's tree (NCCL only): a double binary
+                     + 2(m-1) a_intra + 2 S / B_inter          tree over the nodes, a chain inside each
     hierarchical  a0 + 2(m-1) a_intra + 2(m-1)/m S / B_intra   reduce-scatter and all-gather in the node
-                     + 2(k-1) a_inter + 2(k-1)/k S / B_inter   a ring across nodes (NCCL only: gloo has none)
+                     + 2(k-1) a_inter + 2(k-1)/k S / B_inter   a ring across nodes: Horovod's opt-in
+                                                               HOROVOD_HIERARCHICAL_ALLREDUCE, no
+                                                               recorded backend's default
 
 The backend picks which (``ALGORITHMS``): torch's ProcessGroupGloo calls gloo's ring all-reduce (no
 algorithm is named, so gloo takes its ring); TensorFlow's collective ops over gRPC run a ring; NCCL's tuner
-takes the fastest of ring, tree and its node-hierarchical schedule. No prediction of a ring-only backend can
+takes the faster of its ring (whose inter-node links carry 2(n-1)/n S, as nccl-tests' bus bandwidth says)
+and its tree. No prediction of a ring-only backend can
 fall when one worker is added unless a measured term (r(N), the wait) says so.
 
 Link classes: a trial whose ranks ran on one node measured the intra-node link, one across nodes the
@@ -92,7 +96,7 @@ IN_FLIGHT = {"gloo": 2}
 """All-reduce calls a backend runs at once (ProcessGroupGloo's default Options.threads); others: one."""
 
 ALGORITHMS = {"gloo": ("ring",), "horovod": ("ring",), "ring": ("ring",), "grpc": ("ring",), "auto": ("ring",),
-              "nccl": ("ring", "tree", "hierarchical")}
+              "nccl": ("ring", "tree")}
 """The all-reduce algorithms each recorded backend runs (lower case; unknown backends: the ring)."""
 
 
@@ -154,10 +158,16 @@ def ring_parts(nbytes: float, n: int, link: Link, pipelined: bool = False) -> tu
                            coll.segments_per_rank(nbytes, n), fixed_s=link.a0_s)
 
 
-def tree_parts(nbytes: float, n: int, link: Link) -> tuple[float, float]:
+def tree_parts(nbytes: float, n: int, link: Link, per_node: int = 1, intra: Optional[Link] = None) -> tuple[float, float]:
+    """NCCL's tree over ``n`` ranks, ``per_node`` to a node: a double binary tree over the nodes (``link``
+    between them), a chain through each node's ranks (``intra``, else ``link``); the bytes twice over the
+    link between nodes (within one node, the node's own)."""
     if n <= 1:
         return 0.0, 0.0
-    return link.a0_s + tree_hops(n) * link.hop_s, 2 * nbytes / link.bus_bytes_per_s
+    per_node = max(1, min(per_node, n))
+    nodes, inside = math.ceil(n / per_node), intra or link
+    latency = (link if nodes > 1 else inside).a0_s + tree_hops(nodes) * link.hop_s + 2 * (per_node - 1) * inside.hop_s
+    return latency, 2 * nbytes / (link if nodes > 1 else inside).bus_bytes_per_s
 
 
 def hierarchical_parts(nbytes: float, per_node: int, nodes: int, intra: Link, inter: Link) -> tuple[float, float]:
@@ -180,8 +190,8 @@ def ring_s(nbytes: float, n: int, link: Link, pipelined: bool = False) -> float:
     return sum(ring_parts(nbytes, n, link, pipelined))
 
 
-def tree_s(nbytes: float, n: int, link: Link) -> float:
-    return sum(tree_parts(nbytes, n, link))
+def tree_s(nbytes: float, n: int, link: Link, per_node: int = 1, intra: Optional[Link] = None) -> float:
+    return sum(tree_parts(nbytes, n, link, per_node, intra))
 
 
 def hierarchical_s(nbytes: float, per_node: int, nodes: int, intra: Link, inter: Link) -> float:
@@ -217,7 +227,7 @@ def call_parts(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, b
         if algorithm == "ring":
             options.append(ring_parts(nbytes, n, link, coll.pipelined(backend)))
         elif algorithm == "tree":
-            options.append(tree_parts(nbytes, n, link))
+            options.append(tree_parts(nbytes, n, inter, per_node, intra))
         elif algorithm == "hierarchical" and nodes > 1 and per_node > 1:
             options.append(hierarchical_parts(nbytes, per_node, nodes, intra, inter))
     return min(options, key=sum)

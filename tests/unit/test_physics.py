@@ -72,6 +72,20 @@ def test_ring_only_backends_never_take_a_tree_and_never_fall_with_one_more_worke
     assert physics.algorithms("gloo") == ("ring",) and "tree" in physics.algorithms("NCCL")
 
 
+def test_nccl_across_nodes_is_its_ring_or_its_tree_over_the_nodes_never_a_hierarchical_schedule():
+    fast = physics.Link(a0_s=0.0, hop_s=1e-5, bus_bytes_per_s=1e10)
+    # 16 ranks at 8 a node: the ring's links between nodes carry 2 * 15/16 S = 18.75 ms of bytes at 1e8 B/s,
+    # the tree over 2 nodes 2 S = 20 ms; hierarchical (1 * S across) would say 10 ms, which NCCL does not run
+    ring = physics.ring_s(MB, 16, LINK)
+    tree = physics.tree_s(MB, 16, LINK, per_node=8, intra=fast)
+    assert tree == pytest.approx(1e-3 + 2 * 0.5e-3 + 14 * 1e-5 + 20e-3)
+    assert physics.call_s(MB, 16, 8, fast, LINK, "nccl") == pytest.approx(min(ring, tree))
+    assert physics.call_s(MB, 16, 8, fast, LINK, "nccl") > physics.hierarchical_s(MB, 8, 2, fast, LINK)
+    for per_node in (1, 4, 8):
+        times = [physics.call_s(25 * MB, n, per_node, fast, LINK, "nccl") for n in range(2, 300)]
+        assert all(b >= a for a, b in zip(times, times[1:]))
+
+
 def test_across_nodes_a_flat_ring_goes_at_the_inter_node_link():
     fast = physics.Link(a0_s=0.0, hop_s=1e-5, bus_bytes_per_s=1e10)
     # 4 ranks on one node: the intra link; 8 at 4 per node: the inter one
