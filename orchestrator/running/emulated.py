@@ -201,6 +201,11 @@ class Emulated:
                 self._make_node(i, hosts[10 + i], net.prefixlen, usable)
             self.shape(rate_bps)
             progress(f"links shaped at {rates.show(rate_bps)} (tbf on both ends of every node's veth)")
+            corked = [n["index"] for n in self.data["nodes"] if n.get("tcp_autocorking")]
+            if corked:
+                progress(f"warning: TCP autocorking stayed on in node(s) {corked} (net.ipv4.tcp_autocorking could "
+                         "not be set in their namespaces): a gloo message's tail may wait behind the previous "
+                         "message's tokens, up to 2x a call's wire time (bench/link_flows.py)")
             if straggler:
                 progress(f"straggler: node {straggler['node']}"
                          + (f", its link at {rates.show(straggler['rate_bps'])}" if straggler.get("rate_bps") else "")
@@ -242,6 +247,8 @@ class Emulated:
         # segments: a 1 MiB bucket over 8 ranks) took 2x its wire time (82 ms against 40 ms with it off, at
         # 400 Mbit/s: bench/link_flows.py). Per namespace.
         _run("sh", "-c", "echo 0 > /proc/sys/net/ipv4/tcp_autocorking", namespace=namespace, check=False)
+        corked = _run("cat", "/proc/sys/net/ipv4/tcp_autocorking", namespace=namespace, check=False).stdout.strip()
+        node["tcp_autocorking"] = int(corked) if corked.isdigit() else None  # None: this kernel has no such knob
         _run("ip", "addr", "add", f"{ip}/{prefixlen}", "dev", ns_if, namespace=namespace)
         _run("ip", "link", "set", ns_if, "up", namespace=namespace)
         _run("ip", "route", "add", "default", "via", self.data["bridge_ip"], namespace=namespace)
@@ -408,7 +415,8 @@ class Emulated:
         return {**{k: self.data.get(k) for k in ("name", "subnet", "gcs_address", "rate_bps", "cpus_per_node",
                                                  "host_cores", "share_cores", "straggler")},
                 "rate": rates.show(self.data["rate_bps"]),
-                "nodes": [{k: n[k] for k in ("index", "namespace", "ip", "cores")} | {"running": _alive(n["pid"], n.get("pid_start"))}
+                "nodes": [{k: n[k] for k in ("index", "namespace", "ip", "cores")}
+                          | {"running": _alive(n["pid"], n.get("pid_start")), "tcp_autocorking": n.get("tcp_autocorking")}
                           for n in self.data["nodes"]],
                 "shared_cores": shared_cores(self.data["nodes"])}
 
