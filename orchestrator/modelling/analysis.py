@@ -156,7 +156,7 @@ def what_if(physical: physics.Physical, layout: physics.Layout, settings: dict, 
     baseline = curve.baseline_workers
     counts = accepted_counts(curve, top)
     rec = fit.recommend(model, settings["threshold"], top, baseline=baseline, counts=counts)
-    assumptions = list(physics.what_if_assumptions(physical, layout, counts[-1]))
+    assumptions = [*physical.assumptions, *physics.what_if_assumptions(physical, layout, counts[-1])]
     problem = physics.what_if_problem(physical, layout)
     entry = {"layout": layout.to_dict(), "assumptions": assumptions, "changes_nothing": problem,
              "predicted": _predicted(model, counts, baseline),

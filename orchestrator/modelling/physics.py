@@ -91,6 +91,8 @@ HOROVOD_FUSION = 64 * MIB
 BACKWARD_SHARE = 2 / 3
 """The backward's share of the compute where the framework did not time it apart (TensorFlow's step)."""
 INFLATION_GRID = np.round(np.arange(0.5, 4.0001, 0.01), 4)
+INFLATION_NOTED = 0.9
+"""A fitted in-step factor below this is said in the model's assumptions (above it: within the steps' noise)."""
 
 IN_FLIGHT = {"gloo": 2}
 """All-reduce calls a backend runs at once (ProcessGroupGloo's default Options.threads); others: one."""
@@ -784,11 +786,12 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
                      measured_ranks_per_core=max((t.ranks_per_core for t in trials if t.ranks_per_core),
                                                  default=None))
     model.inflation = fit_inflation(model, multi)
-    if model.inflation < 1:
+    if model.inflation < INFLATION_NOTED:
         model.assumptions.append(
-            f"the all-reduce calls taken in the step as {model.inflation:.2f} of their time alone (fitted to the "
-            "timed steps; below 1 no call is slower alone, so the modelled overlap with the backward misses "
-            "some of what the steps show)" + (" (the fit's lower bound)" if model.inflation <= INFLATION_GRID[0] else ""))
+            f"the all-reduce calls taken in the step as {model.inflation:.2f} of their time alone"
+            + (", the fit's lower bound" if model.inflation <= INFLATION_GRID[0] else "")
+            + " (fitted to the timed steps: a call is no faster in a step than alone, so the modelled overlap "
+            "with the backward misses some of what the steps show)")
     x = np.asarray([t.throughput for t in trials])
     fitted = np.asarray([model.predict(t.workers) for t in trials])
     ss_tot = float(((x - x.mean()) ** 2).sum())
