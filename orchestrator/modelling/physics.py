@@ -34,8 +34,10 @@ behind half the other k-1 ranks of that core on average (round robin, the messag
 of the turn), so it takes q(k) = (1 + max(1, k)) / 2 times its latency (a_hop is fitted against hops(n) q(k)
 of each measured trial); a
 call takes at least k times its CPU work (processor sharing; the all-reduce's CPU per step over the 1-worker
-step's, u 2(N-1)/N, in proportion to the bytes a rank moves); the step at least k times a rank's whole CPU. Where every measured rank ran on one
-host (the emulated cluster) every predicted rank does; else a node's workers share its cores. With a core or
+step's, u 2(N-1)/N, in proportion to the bytes a rank moves); the local step at least k times a rank's CPU
+without the all-reduce (the 1-worker trials'), the step at least k times a rank's whole CPU. Where every measured
+rank ran on one host (the emulated cluster, whatever layout a what-if names for its nodes) every predicted rank
+does; else a node's workers share its cores. With a core or
 more a rank neither binds.
 
 One call of n ranks, m per node over k nodes, by algorithm (``call_s``):
@@ -480,7 +482,9 @@ class Physical:
         return max(1e-6, self.c0_ms + self.c1_ms * self.per_worker_batch(n)) * held_ratio(self.counts, self.ratios, n)
 
     def base_ms(self, n: int) -> float:
-        return self.k1 * self.local_ms(n)
+        k = self.ranks_per_core(n)
+        floor = k * self.cpu_base_ms if self.cpu_base_ms is not None and k > 1 else 0.0
+        return max(self.k1 * self.local_ms(n), floor)
 
     def wait_ms(self, n: int) -> float:
         return self.sigma_rel * self.local_ms(n) * expected_max_normal(n)

@@ -496,6 +496,8 @@ def test_ranks_sharing_a_hosts_cores_slow_the_all_reduce_and_floor_the_step():
     # 8 * (1 + 15) = 128 ms
     assert model.ranks_per_core(16) == 8 and model.cpu_floor_ms(16) == pytest.approx(128.0)
     assert model.step_ms(16) >= 128.0
+    # the local step (2 ms) can go no faster than the core does its 8 ranks' local CPU (1 ms each): 8 ms
+    assert model.base_ms(4) == pytest.approx(model.k1 * model.local_ms(4)) and model.base_ms(16) == pytest.approx(8.0)
     # its nodes were one host (an emulated cluster): any layout of them stays on its cores, the floor with it
     assert model.emulated_nodes()
     assert model.with_layout(physics.Layout(workers_per_node=1)).cpu_floor_ms(16) == pytest.approx(128.0)
