@@ -9,6 +9,9 @@ model's own functions, equal to `orchestrator recommend --bandwidth RATE --measu
                          (the model: (1 + k)/2, behind half of them)
     no core queue        a hop's latency as at a core a rank, whatever the ranks per core
     no host CPU terms    neither the calls' CPU-bound time nor the step's CPU floor
+    CPU of the bytes alone  the all-reduce's CPU a rank u_b 2(n-1)/n, no u_h 2(n-1) for its messages
+    factor, no credit    the steps' calls faster than alone as an in-step factor down to 0.5 of their time alone,
+                         latency and bytes alike (the model: c bytes an idle link sends at once, i >= 1)
 
     .venv/bin/python bench/term_ablation.py
 
@@ -23,6 +26,8 @@ import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,6 +54,20 @@ def unchanged(model):
     return model
 
 
+def bytes_alone(rows, ys):
+    """The all-reduce's CPU on its first column (the bytes) alone, through the origin."""
+    xs = [r[0] for r in rows]
+    return sum(x * y for x, y in zip(xs, ys)) / sum(x * x for x in xs), 0.0
+
+
+@contextlib.contextmanager
+def stacked(*contexts):
+    with contextlib.ExitStack() as stack:
+        for c in contexts:
+            stack.enter_context(c)
+        yield
+
+
 VARIANTS = {  # name: (a context the fit and prediction run in, a change to the fitted model)
     "the model": (contextlib.nullcontext, unchanged),
     "one segment at once": (lambda: patched(coll, "PIPELINED", ()), unchanged),
@@ -56,6 +75,10 @@ VARIANTS = {  # name: (a context the fit and prediction run in, a change to the 
     "core queue k": (lambda: patched(physics, "core_queue", lambda k: max(1.0, k or 1.0)), unchanged),
     "no core queue": (lambda: patched(physics, "core_queue", lambda k: 1.0), unchanged),
     "no host CPU terms": (contextlib.nullcontext, lambda m: replace(m, cpu_comm=None, cpu_base_ms=None)),
+    "CPU of the bytes alone": (lambda: patched(physics, "nonnegative_least_squares", bytes_alone), unchanged),
+    "factor, no credit": (lambda: stacked(patched(physics, "CREDIT_GRID", [0]),
+                                          patched(physics, "INFLATION_GRID", np.round(np.arange(0.5, 4.0001, 0.01), 4))),
+                          unchanged),
 }
 
 

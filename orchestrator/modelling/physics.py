@@ -22,7 +22,11 @@ A step of N workers (times per step; S the gradient's bytes; b_N the per-worker 
                rule: the first 1 MiB, then 25 MiB) one after another, each once the backward has produced its
                bytes; Horovod fuses up to 64 MiB; TensorFlow's MultiWorkerMirrored packs the gradient into one
                all-reduce after the backward. exposed = what runs past the backward's end, with the calls
-               taking i (fitted, the in-step cost of a call over its cost alone) times their time alone. A
+               taking i >= 1 times their time alone (the compute's contention for the host) less the link
+               time of c bytes that a link idle through the compute sends at once, ahead of its rate (a
+               token bucket c deep, refilled while the link idles: a shaped link's, as tbf has; the
+               microbenchmark's back-to-back calls never find it). i and c are fitted to the timed steps of
+               the measured counts (c with i = 1, then i); c stays bytes under a what-if rate. A
                backend may run more than one call at a time (``IN_FLIGHT``: ProcessGroupGloo hands its
                collectives to Options.threads worker threads, 2 with one interface, so two of DDP's buckets are
                all-reduced at once; NCCL's stream, Horovod's background thread and TensorFlow's one pack run one):
@@ -34,7 +38,8 @@ behind half the other k-1 ranks of that core on average (round robin, the messag
 of the turn), so it takes q(k) = (1 + max(1, k)) / 2 times its latency (a_hop is fitted against hops(n) q(k)
 of each measured trial); a
 call takes at least k times its CPU work (processor sharing; the all-reduce's CPU per step over the 1-worker
-step's, u 2(N-1)/N, in proportion to the bytes a rank moves); the local step at least k times a rank's CPU
+step's, u_b 2(N-1)/N + u_h 2(N-1): the bytes a rank moves and the messages it sends, a hop of each call, by
+non-negative least squares); the local step at least k times a rank's CPU
 without the all-reduce (the 1-worker trials'), the step at least k times a rank's whole CPU. Where every measured
 rank ran on one host (the emulated cluster, whatever layout a what-if names for its nodes) every predicted rank
 does; else a node's workers share its cores. With a core or
@@ -92,8 +97,8 @@ DDP_BUCKET = 25 * MIB
 HOROVOD_FUSION = 64 * MIB
 BACKWARD_SHARE = 2 / 3
 """The backward's share of the compute where the framework did not time it apart (TensorFlow's step)."""
-INFLATION_GRID = np.round(np.arange(0.5, 4.0001, 0.01), 4)
-INFLATION_NOTED = 0.9
+INFLATION_GRID = np.round(np.arange(1.0, 4.0001, 0.01), 4)
+CREDIT_GRID = np.arange(0, 2 * MIB + 1, 4096)
 """A fitted in-step factor below this is said in the model's assumptions (above it: within the steps' noise)."""
 
 IN_FLIGHT = {"gloo": 2}
@@ -263,22 +268,31 @@ def buckets(gradient_bytes: int, framework: str, recorded: Optional[list[int]] =
     return out
 
 
-def exposed_s(calls: list, sizes: list[int], backward_s: float, overlap: bool, in_flight: int = 1) -> float:
+def exposed_s(calls: list, sizes: list[int], backward_s: float, overlap: bool, in_flight: int = 1,
+              credit_s: float = 0.0, idle_s: float = math.inf) -> float:
     """The all-reduce time past the backward's end. ``calls[i]`` is bucket i's all-reduce (seconds), or its
     (latency, link time); with ``overlap`` bucket i starts once the backward has produced its bytes (in
     proportion to the bytes) and one of the backend's ``in_flight`` calls has ended; calls in flight pay their
     latency side by side and their link time one after another (one link). Without ``overlap`` the calls
-    start after the backward. With one call in flight they run one after another: their sum."""
+    start after the backward. With one call in flight they run one after another: their sum.
+
+    ``credit_s``: the link time an idle link sends at once (a token bucket that deep, refilled a second a
+    second while the link idles, ``idle_s`` before the backward began: the step's other parts since the
+    previous step's calls): a call's link time less the credit it finds."""
     if not calls:
         return 0.0
     parts = [tuple(c) if isinstance(c, (tuple, list)) else (0.0, float(c)) for c in calls]
     slots = max(1, int(in_flight))
-    total, done, link_free, ends = float(sum(sizes)), 0.0, 0.0, []
+    total, done, link_free, ends, tokens = float(sum(sizes)), 0.0, -max(0.0, idle_s), [], 0.0
     for i, ((latency, wire), size) in enumerate(zip(parts, sizes)):
         done += size
         ready = backward_s * done / total if overlap else backward_s
         start = max(ready, ends[i - slots] if i >= slots else 0.0)
-        end = max(start + latency, link_free) + wire
+        sending = max(start + latency, link_free)
+        tokens = min(max(0.0, credit_s), tokens + sending - link_free)
+        used = min(tokens, wire)
+        tokens -= used
+        end = sending + wire - used
         link_free = end
         ends.append(end)
     return max(0.0, max(ends) - backward_s)
@@ -331,6 +345,25 @@ def nonnegative_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
     if c1 < 0:
         return float(y.mean()), 0.0
     return float(c0), float(c1)
+
+
+def nonnegative_least_squares(rows: list[list[float]], ys: list[float]) -> tuple[float, ...]:
+    """x >= 0 minimising |A x - y| for a few columns: the unconstrained solution where it is non-negative, else
+    the best over the subsets of columns (each solved the same way; a handful of columns, so exhaustive)."""
+    a, y = np.asarray(rows, float), np.asarray(ys, float)
+    columns = a.shape[1]
+    best, best_error = np.zeros(columns), float((y ** 2).sum())
+    for mask in range(1, 1 << columns):
+        keep = [j for j in range(columns) if mask >> j & 1]
+        x, *_ = np.linalg.lstsq(a[:, keep], y, rcond=None)
+        if (x < 0).any():
+            continue
+        full = np.zeros(columns)
+        full[keep] = x
+        error = float(((a @ full - y) ** 2).sum())
+        if error < best_error - 1e-15:
+            best, best_error = full, error
+    return tuple(float(v) for v in best)
 
 
 def held_ratio(counts: list[int], ratios: list[float], n: int) -> float:
@@ -452,6 +485,7 @@ class Physical:
     backward_share: float
     """The backward's share of the local step."""
     inflation: float
+    """i >= 1: the calls' time in the step over their time alone (the compute's contention for the host)."""
     repeat_spread: float
     collective_spread: float
     units_per_step: Callable[[int], float]
@@ -461,11 +495,16 @@ class Physical:
     cpu_base_ms: Optional[float] = None
     """A rank's CPU per step without the all-reduce (the 1-worker trials'); None: not measured."""
     cpu_comm: Optional[float] = None
-    """u, ms: the all-reduce's CPU per step per rank is u 2(N-1)/N (in proportion to the bytes a rank moves)."""
+    """u_b, ms: the all-reduce's CPU per step per rank is u_b 2(N-1)/N + u_h 2(N-1) (the bytes a rank moves, and
+    the messages: one a hop of each call)."""
+    cpu_hop: float = 0.0
+    """u_h, ms."""
     one_host: bool = False
     host_cores: Optional[int] = None
     measured_ranks_per_core: Optional[float] = None
     """The most ranks per core any measured trial ran (None: not measured)."""
+    credit_bytes: float = 0.0
+    """c: the bytes an idle link sends at once, ahead of its rate (a shaped link's token bucket)."""
     loo_by_count: dict = field(default_factory=dict)
     r2: float = 1.0
     rmse_relative: float = 0.0
@@ -526,9 +565,9 @@ class Physical:
         return ranks / self.host_cores
 
     def cpu_comm_ms(self, n: int) -> float:
-        if not self.cpu_comm or n <= 1:
+        if self.cpu_comm is None or n <= 1:
             return 0.0
-        return self.cpu_comm * coll.bus_factor(n)
+        return self.cpu_comm * coll.bus_factor(n) + self.cpu_hop * ring_hops(n)
 
     def call_parts(self, n: int) -> tuple[list[tuple[float, float]], list[int]]:
         """Each call's (latency, link time), seconds; a call as slow as its host's cores make it (the CPU work
@@ -576,7 +615,16 @@ class Physical:
         thread and TensorFlow's pack make one call at a time."""
         return in_flight(self.backend) if self.framework == "torch" else 1
 
-    def exposed_ms(self, n: int, inflation: Optional[float] = None) -> float:
+    def credit_s(self, n: int, credit_bytes: Optional[float] = None) -> float:
+        """The credit as link time on the link the calls cross, at this layout's rate."""
+        c = self.credit_bytes if credit_bytes is None else credit_bytes
+        if not c or n <= 1:
+            return 0.0
+        intra, inter = self.links()
+        link = inter if math.ceil(n / self.per_node(n)) > 1 else intra
+        return c / link.bus_bytes_per_s
+
+    def exposed_ms(self, n: int, inflation: Optional[float] = None, credit_bytes: Optional[float] = None) -> float:
         if n <= 1:
             return 0.0
         parts, sizes = self.call_parts(n)
@@ -584,10 +632,23 @@ class Physical:
         backward = 1e-3 * self.backward_share * self.base_ms(n)
         overlap = not self.framework.startswith("tensorflow")
         return 1e3 * exposed_s([(scale * a, scale * b) for a, b in parts], sizes, backward, overlap=overlap,
-                               in_flight=self.calls_in_flight())
+                               in_flight=self.calls_in_flight(), credit_s=self.credit_s(n, credit_bytes),
+                               idle_s=1e-3 * (self.base_ms(n) + self.wait_ms(n)) - backward)
 
-    def step_ms(self, n: int, inflation: Optional[float] = None) -> float:
-        return max(self.base_ms(n) + self.wait_ms(n) + self.exposed_ms(n, inflation), self.cpu_floor_ms(n))
+    def step_ms(self, n: int, inflation: Optional[float] = None, credit_bytes: Optional[float] = None) -> float:
+        return max(self.base_ms(n) + self.wait_ms(n) + self.exposed_ms(n, inflation, credit_bytes),
+                   self.cpu_floor_ms(n))
+
+    def step_terms(self, n: int) -> dict:
+        """What the step at n is made of, before the in-step factor and the credit (``step_from_terms``)."""
+        parts, sizes = self.call_parts(n) if n > 1 else ([], [])
+        intra, inter = self.links()
+        link = inter if math.ceil(n / self.per_node(n)) > 1 else intra
+        return {"calls": parts, "sizes": sizes, "backward_s": 1e-3 * self.backward_share * self.base_ms(n),
+                "overlap": not self.framework.startswith("tensorflow"), "in_flight": self.calls_in_flight(),
+                "bus_bytes_per_s": link.bus_bytes_per_s if link else 1.0, "base_ms": self.base_ms(n),
+                "wait_ms": self.wait_ms(n), "cpu_floor_ms": self.cpu_floor_ms(n),
+                "idle_s": 1e-3 * (self.base_ms(n) + self.wait_ms(n) - self.backward_share * self.base_ms(n))}
 
     def predict(self, workers: int) -> float:
         n = int(workers)
@@ -599,7 +660,7 @@ class Physical:
         nodes = math.ceil(n / self.per_node(n))
         link = inter if nodes > 1 else intra
         return {"local_ms": self.base_ms(n), "wait_ms": self.wait_ms(n), "comm_ms": self.comm_ms(n),
-                "inflation": self.inflation,
+                "inflation": self.inflation, "credit_kib": self.credit_bytes / 1024,
                 "exposed_comm_ms": self.exposed_ms(n), "step_ms": self.step_ms(n),
                 "cpu_floor_ms": self.cpu_floor_ms(n), "ranks_per_core": self.ranks_per_core(n),
                 "alpha_ms": self.alpha_ms(n), "cpu_per_rank_ms": self.cpu_per_rank_ms(n),
@@ -641,9 +702,10 @@ class Physical:
                            "buckets": len(buckets(self.gradient_bytes, self.framework,
                                                   list(self.bucket_bytes) if self.bucket_bytes else None)),
                            "backward_share": self.backward_share, "inflation": self.inflation,
+                           "credit_kib": self.credit_bytes / 1024,
                            "repeat_spread": self.repeat_spread, "collective_spread": self.collective_spread,
                            "cpu_base_ms": self.cpu_base_ms,
-                           "cpu_comm_ms_per_bus_factor": self.cpu_comm,
+                           "cpu_comm_ms_per_bus_factor": self.cpu_comm, "cpu_comm_ms_per_hop": self.cpu_hop,
                            "one_host": self.one_host, "host_cores": self.host_cores,
                            "measured_ranks_per_core": self.measured_ranks_per_core}}
 
@@ -777,7 +839,7 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
         assumptions.append("Horovod's gradient fused in 64 MiB buffers, each all-reduced once the backward produced "
                            "it (its cycle fuses what is ready sooner: exposure may be overestimated)")
     repeat_spread = _repeat_spread(trials)
-    cpu_base, cpu_comm, one_host, host_cores = host_cpu_terms(trials)
+    cpu_base, (cpu_comm, cpu_hop), one_host, host_cores = host_cpu_terms(trials)
     model = Physical(framework=framework, backend=multi[0].backend, c0_ms=c0, c1_ms=c1, counts=counts,
                      ratios=ratios, k1=max(k1, 1e-3), sigma_rel=sigma_rel, intra=intra, inter=inter,
                      measured_per_node=across[-1] if across else None, gradient_bytes=multi[0].gradient_bytes,
@@ -785,17 +847,18 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
                      repeat_spread=repeat_spread,
                      collective_spread=statistics.fmean(t.collective.spread for t in multi),
                      units_per_step=units_per_step, per_worker_batch=per_worker_batch, measured=counts,
-                     assumptions=assumptions, cpu_base_ms=cpu_base, cpu_comm=cpu_comm, one_host=one_host,
+                     assumptions=assumptions, cpu_base_ms=cpu_base, cpu_comm=cpu_comm, cpu_hop=cpu_hop,
+                     one_host=one_host,
                      host_cores=host_cores,
                      measured_ranks_per_core=max((t.ranks_per_core for t in trials if t.ranks_per_core),
                                                  default=None))
-    model.inflation = fit_inflation(model, multi)
-    if model.inflation < INFLATION_NOTED:
+    model.inflation, model.credit_bytes = fit_in_step(model, multi)
+    if model.credit_bytes > 0:
         model.assumptions.append(
-            f"the all-reduce calls taken in the step as {model.inflation:.2f} of their time alone"
-            + (", the fit's lower bound" if model.inflation <= INFLATION_GRID[0] else "")
-            + " (fitted to the timed steps: a call is no faster in a step than alone, so the modelled overlap "
-            "with the backward misses some of what the steps show)")
+            f"the timed steps' all-reduce ran faster than the microbenchmark's back-to-back calls allow: taken as "
+            f"{model.credit_bytes / 1024:.0f} KiB that a link idle through the compute sends at once, ahead of "
+            "its rate (a shaped link's token bucket, as the emulated cluster's tbf has; on other links, overlap "
+            "with the backward that the model misses)")
     x = np.asarray([t.throughput for t in trials])
     fitted = np.asarray([model.predict(t.workers) for t in trials])
     ss_tot = float(((x - x.mean()) ** 2).sum())
@@ -807,29 +870,50 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
 
 
 def host_cpu_terms(trials: list[Trial]) -> tuple:
-    """(CPU per step without the all-reduce, u of the all-reduce's, one host, its cores) from the trials that
-    measured their CPU: the all-reduce's CPU per step per rank, beyond the 1-worker step's, in proportion to
-    the bytes a rank moves, 2(n-1)/n S (least squares through the origin); (None, None, False, None) where
-    none did or no 1-worker trial did."""
+    """(CPU per step without the all-reduce, (u_b, u_h) of the all-reduce's, one host, its cores) from the
+    trials that measured their CPU: the all-reduce's CPU per step per rank, beyond the 1-worker step's, as
+    u_b 2(n-1)/n (the bytes a rank moves, in S) + u_h 2(n-1) (its messages: a send and a receive a hop of
+    each call), non-negative least squares; with one multi-worker count, the bytes' alone. (None, (None, 0),
+    False, None) where none measured it or no 1-worker trial did."""
     timed = [t for t in trials if t.cpu_ms is not None and t.host_cores]
     singles = [t.cpu_ms for t in timed if t.workers == 1]
     multi = [t for t in timed if t.workers > 1]
     if not singles or not multi:
-        return None, None, False, None
+        return None, (None, 0.0), False, None
     base = statistics.fmean(singles)
-    factors = [coll.bus_factor(t.workers) for t in multi]
-    u = sum(f * max(0.0, t.cpu_ms - base) for f, t in zip(factors, multi)) / sum(f * f for f in factors)
-    return base, u, all(t.one_host for t in timed), max(t.host_cores for t in timed)
+    extra = [max(0.0, t.cpu_ms - base) for t in multi]
+    if len({t.workers for t in multi}) > 1:
+        u_b, u_h = nonnegative_least_squares([[coll.bus_factor(t.workers), ring_hops(t.workers)] for t in multi],
+                                             extra)
+    else:
+        factors = [coll.bus_factor(t.workers) for t in multi]
+        u_b, u_h = sum(f * y for f, y in zip(factors, extra)) / sum(f * f for f in factors), 0.0
+    return base, (u_b, u_h), all(t.one_host for t in timed), max(t.host_cores for t in timed)
 
 
-def fit_inflation(model: Physical, multi: list[Trial]) -> float:
-    """The in-step cost of the all-reduce calls over their cost alone that best gives the timed steps (grid)."""
-    best, best_error = 1.0, math.inf
-    for i in INFLATION_GRID:
-        error = sum((model.step_ms(t.workers, i) / t.step_ms - 1) ** 2 for t in multi)
-        if error < best_error - 1e-15:
-            best, best_error = float(i), error
-    return best
+def fit_in_step(model: Physical, multi: list[Trial]) -> tuple[float, float]:
+    """(i, c): the calls' in-step factor i >= 1 and the idle link's credit c >= 0 bytes that best give the timed
+    steps (least squares of the relative error, on grids): c with i = 1 (a step faster than its calls alone
+    allow), then i with that c (one slower)."""
+    terms = [(model.step_terms(t.workers), t.step_ms) for t in multi]
+
+    def error(i: float, c: float) -> float:
+        return sum((step_from_terms(x, i, c) / step - 1) ** 2 for x, step in terms)
+
+    credit = min(CREDIT_GRID, key=lambda c: (error(1.0, float(c)), c))
+    inflation = min(INFLATION_GRID, key=lambda i: (error(float(i), float(credit)), i))
+    return float(inflation), float(credit)
+
+
+def step_from_terms(terms: dict, inflation: float, credit_bytes: float) -> float:
+    """``Physical.step_ms`` from its ``step_terms`` at an in-step factor and credit (the fit's inner loop)."""
+    if terms["calls"]:
+        exposed = 1e3 * exposed_s([(inflation * a, inflation * b) for a, b in terms["calls"]], terms["sizes"],
+                                  terms["backward_s"], overlap=terms["overlap"], in_flight=terms["in_flight"],
+                                  credit_s=credit_bytes / terms["bus_bytes_per_s"], idle_s=terms["idle_s"])
+    else:
+        exposed = 0.0
+    return max(terms["base_ms"] + terms["wait_ms"] + exposed, terms["cpu_floor_ms"])
 
 
 def _repeat_spread(trials: list[Trial]) -> float:
