@@ -98,8 +98,9 @@ HOROVOD_FUSION = 64 * MIB
 BACKWARD_SHARE = 2 / 3
 """The backward's share of the compute where the framework did not time it apart (TensorFlow's step)."""
 INFLATION_GRID = np.round(np.arange(1.0, 4.0001, 0.01), 4)
+"""The calls' in-step factor i the fit chooses from (the compute's contention can only slow a call)."""
 CREDIT_GRID = np.arange(0, 2 * MIB + 1, 4096)
-"""A fitted in-step factor below this is said in the model's assumptions (above it: within the steps' noise)."""
+"""The idle link's credit c (bytes) the fit chooses from; at its top the fit says so."""
 
 IN_FLIGHT = {"gloo": 2}
 """All-reduce calls a backend runs at once (ProcessGroupGloo's default Options.threads); others: one."""
@@ -157,14 +158,56 @@ def tree_hops(n: int) -> int:
     return 2 * math.ceil(math.log2(n)) if n > 1 else 0
 
 
-def ring_parts(nbytes: float, n: int, link: Link, pipelined: bool = False) -> tuple[float, float]:
-    """(latency, link time) of one ring all-reduce: a0 + 2(n-1) a_hop, and W = 2(n-1)/n S / B; ``pipelined``
-    (gloo's segments two in flight, ``coll.ring_parts``), a0 and only the hops' latency the other segment's
-    bytes leave uncovered, max(0, p/2 2(n-1) a_hop - W/2), p a chunk's segments (2 up to 2n MiB)."""
+@dataclass(frozen=True)
+class Call:
+    """One all-reduce call's terms, seconds: ``fixed_s`` its own cost (a0, never hidden), ``hops_s`` the hops'
+    latency, ``wire_s`` its link time W; ``pipelined`` (gloo's two segments in flight) the bytes of one
+    segment cover the other's hops, so only max(0, hops - W/2) of them is exposed; ``cpu_s`` the least time
+    its host's cores allow (k times a rank's CPU work of it, with k ranks a core; 0: a core each)."""
+
+    fixed_s: float
+    hops_s: float
+    wire_s: float
+    pipelined: bool = False
+    cpu_s: float = 0.0
+
+    def latency_s(self, wire_s: Optional[float] = None) -> float:
+        """The latency left exposed with ``wire_s`` of link time (the call's own, unless a credit cut it)."""
+        w = self.wire_s if wire_s is None else wire_s
+        return self.fixed_s + (max(0.0, self.hops_s - w / 2) if self.pipelined else self.hops_s)
+
+    def alone_s(self) -> float:
+        """The call alone: its latency and link time, or its CPU, whichever is longer."""
+        return max(self.latency_s() + self.wire_s, self.cpu_s)
+
+    def scaled(self, factor: float) -> "Call":
+        return replace(self, fixed_s=factor * self.fixed_s, hops_s=factor * self.hops_s,
+                       wire_s=factor * self.wire_s, cpu_s=factor * self.cpu_s)
+
+
+def as_call(call) -> Call:
+    """A ``Call`` from a call, a (latency, link time) pair, or a call's seconds (all link time)."""
+    if isinstance(call, Call):
+        return call
+    if isinstance(call, (tuple, list)):
+        return Call(float(call[0]), 0.0, float(call[1]))
+    return Call(0.0, 0.0, float(call))
+
+
+def ring_call(nbytes: float, n: int, link: Link, pipelined: bool = False) -> Call:
+    """One ring all-reduce: a0, 2(n-1) a_hop, and W = 2(n-1)/n S / B; ``pipelined`` (gloo), a chunk's p
+    segments (2 up to 2n MiB, ``coll.segments_per_rank``) pay their hops two at a time: p/2 2(n-1) a_hop."""
     if n <= 1:
-        return 0.0, 0.0
-    return coll.ring_parts(ring_hops(n) * link.hop_s, coll.bus_factor(n) * nbytes / link.bus_bytes_per_s, pipelined,
-                           coll.segments_per_rank(nbytes, n), fixed_s=link.a0_s)
+        return Call(0.0, 0.0, 0.0)
+    hops = ring_hops(n) * link.hop_s * (coll.segments_per_rank(nbytes, n) / 2 if pipelined else 1.0)
+    return Call(link.a0_s, hops, coll.bus_factor(n) * nbytes / link.bus_bytes_per_s, pipelined)
+
+
+def ring_parts(nbytes: float, n: int, link: Link, pipelined: bool = False) -> tuple[float, float]:
+    """(exposed latency, link time) of one ring all-reduce (``ring_call``): a0 + 2(n-1) a_hop, W; pipelined,
+    a0 + max(0, p/2 2(n-1) a_hop - W/2) (the call: a0 + max(hops + W/2, W))."""
+    call = ring_call(nbytes, n, link, pipelined)
+    return call.latency_s(), call.wire_s
 
 
 def tree_parts(nbytes: float, n: int, link: Link, per_node: int = 1, intra: Optional[Link] = None) -> tuple[float, float]:
@@ -220,13 +263,12 @@ def contended(link: Link, ranks_per_core: float) -> Link:
     return replace(link, hop_s=link.hop_s * core_queue(ranks_per_core))
 
 
-def call_parts(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, backend: Optional[str],
-               ranks_per_core: float = 0.0) -> tuple[float, float]:
-    """(latency, link time) of one all-reduce call of ``nbytes`` over ``n`` ranks, ``per_node`` to a node, by
-    the backend's fastest algorithm. Across nodes a flat ring or tree is as fast as its slowest link, the
-    inter-node one."""
+def call(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, backend: Optional[str],
+         ranks_per_core: float = 0.0) -> Call:
+    """One all-reduce call of ``nbytes`` over ``n`` ranks, ``per_node`` to a node, by the backend's fastest
+    algorithm. Across nodes a flat ring or tree is as fast as its slowest link, the inter-node one."""
     if n <= 1:
-        return 0.0, 0.0
+        return Call(0.0, 0.0, 0.0)
     per_node = max(1, min(per_node, n))
     nodes = math.ceil(n / per_node)
     intra, inter = contended(intra, ranks_per_core), contended(inter, ranks_per_core)
@@ -234,18 +276,25 @@ def call_parts(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, b
     options = []
     for algorithm in algorithms(backend):
         if algorithm == "ring":
-            options.append(ring_parts(nbytes, n, link, coll.pipelined(backend)))
+            options.append(ring_call(nbytes, n, link, coll.pipelined(backend)))
         elif algorithm == "tree":
-            options.append(tree_parts(nbytes, n, inter, per_node, intra))
+            options.append(as_call(tree_parts(nbytes, n, inter, per_node, intra)))
         elif algorithm == "hierarchical" and nodes > 1 and per_node > 1:
-            options.append(hierarchical_parts(nbytes, per_node, nodes, intra, inter))
-    return min(options, key=sum)
+            options.append(as_call(hierarchical_parts(nbytes, per_node, nodes, intra, inter)))
+    return min(options, key=Call.alone_s)
+
+
+def call_parts(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, backend: Optional[str],
+               ranks_per_core: float = 0.0) -> tuple[float, float]:
+    """(exposed latency, link time) of ``call``."""
+    c = call(nbytes, n, per_node, intra, inter, backend, ranks_per_core)
+    return c.latency_s(), c.wire_s
 
 
 def call_s(nbytes: float, n: int, per_node: int, intra: Link, inter: Link, backend: Optional[str],
            ranks_per_core: float = 0.0) -> float:
-    """One all-reduce call's time alone (``call_parts`` summed)."""
-    return sum(call_parts(nbytes, n, per_node, intra, inter, backend, ranks_per_core))
+    """One all-reduce call's time alone."""
+    return call(nbytes, n, per_node, intra, inter, backend, ranks_per_core).alone_s()
 
 
 def buckets(gradient_bytes: int, framework: str, recorded: Optional[list[int]] = None) -> list[int]:
@@ -270,35 +319,36 @@ def buckets(gradient_bytes: int, framework: str, recorded: Optional[list[int]] =
 
 def exposed_s(calls: list, sizes: list[int], backward_s: float, overlap: bool, in_flight: int = 1,
               credit_s: float = 0.0, idle_s: float = math.inf) -> float:
-    """The all-reduce time past the backward's end. ``calls[i]`` is bucket i's all-reduce (seconds), or its
-    (latency, link time); with ``overlap`` bucket i starts once the backward has produced its bytes (in
-    proportion to the bytes) and one of the backend's ``in_flight`` calls has ended; calls in flight pay their
-    latency side by side and their link time one after another (one link). Without ``overlap`` the calls
-    start after the backward. With one call in flight they run one after another: their sum.
+    """The all-reduce time past the backward's end. ``calls[i]`` is bucket i's all-reduce (a ``Call``, a
+    (latency, link time) pair or seconds, ``as_call``); with ``overlap`` bucket i starts once the backward has
+    produced its bytes (in proportion to the bytes) and one of the backend's ``in_flight`` calls has ended;
+    calls in flight pay their latency side by side and their link time one after another (one link). Without
+    ``overlap`` the calls start after the backward. With one call in flight they run one after another: their
+    sum.
 
     ``credit_s``: the link time an idle link sends at once (a token bucket that deep, refilled a second a
     second while the link idles, ``idle_s`` before the backward began: the step's other parts since the
-    previous step's calls): a call's link time less the credit it finds."""
+    previous step's calls): a call's link time less the credit it finds, its exposed latency as that shorter
+    link time leaves it (a pipelined call's hops are covered by less), and never below its CPU."""
     if not calls:
         return 0.0
-    parts = [tuple(c) if isinstance(c, (tuple, list)) else (0.0, float(c)) for c in calls]
     slots = max(1, int(in_flight))
     total, done, link_free, ends, tokens = float(sum(sizes)), 0.0, -max(0.0, idle_s), [], 0.0
-    for i, ((latency, wire), size) in enumerate(zip(parts, sizes)):
+    for i, (c, size) in enumerate(zip(map(as_call, calls), sizes)):
         done += size
         ready = backward_s * done / total if overlap else backward_s
         start = max(ready, ends[i - slots] if i >= slots else 0.0)
-        sending = max(start + latency, link_free)
+        sending = max(start + c.latency_s(), link_free)
         tokens = min(max(0.0, credit_s), tokens + sending - link_free)
-        used = min(tokens, wire)
+        used = min(tokens, c.wire_s)
         tokens -= used
-        end = sending + wire - used
+        wire = c.wire_s - used
+        end = max(max(start + c.latency_s(wire), link_free) + wire, start + c.cpu_s)
         link_free = end
         ends.append(end)
     return max(0.0, max(ends) - backward_s)
 
 
-@lru_cache(maxsize=None)
 def expected_max_normal(n: int) -> float:
     """E[max of n independent standard normal draws] (0 for one), by numerical integration."""
     if n <= 1:
@@ -569,22 +619,29 @@ class Physical:
             return 0.0
         return self.cpu_comm * coll.bus_factor(n) + self.cpu_hop * ring_hops(n)
 
-    def call_parts(self, n: int) -> tuple[list[tuple[float, float]], list[int]]:
-        """Each call's (latency, link time), seconds; a call as slow as its host's cores make it (the CPU work
-        past its latency counted as link time)."""
+    def call_list(self, n: int) -> tuple[list[Call], list[int]]:
+        """The step's calls at n and their bytes; each call at least k times a rank's CPU of it with k ranks a
+        core (the bytes' part u_b 2(n-1)/n by its share of the bytes, the messages' u_h 2(n-1) shared evenly:
+        every call makes its hops)."""
         sizes = buckets(self.gradient_bytes, self.framework, list(self.bucket_bytes) if self.bucket_bytes else None)
+        if n <= 1:
+            return [], sizes
         intra, inter = self.links()
-        k, cpu = self.ranks_per_core(n), 1e-3 * self.cpu_comm_ms(n)
+        k = self.ranks_per_core(n)
         total = float(sum(sizes))
         out = []
         for s in sizes:
-            latency, wire = call_parts(s, n, self.per_node(n), intra, inter, self.backend, k)
-            out.append((latency, cpu_bound_s(latency + wire, cpu * s / total, k) - latency))
+            c = call(s, n, self.per_node(n), intra, inter, self.backend, k)
+            if k > 1 and self.cpu_comm is not None:
+                cpu = 1e-3 * (self.cpu_comm * coll.bus_factor(n) * s / total + self.cpu_hop * ring_hops(n) / len(sizes))
+                c = replace(c, cpu_s=k * cpu)
+            out.append(c)
         return out, sizes
 
     def calls(self, n: int) -> tuple[list[float], list[int]]:
-        parts, sizes = self.call_parts(n)
-        return [latency + wire for latency, wire in parts], sizes
+        """Each call's seconds alone, and its bytes."""
+        calls, sizes = self.call_list(n)
+        return [c.alone_s() for c in calls], sizes
 
     def alpha_ms(self, n: int) -> float:
         """A call's latency at n as the all-reduce microbenchmark measures it (its fit's intercept):
@@ -625,30 +682,25 @@ class Physical:
         return c / link.bus_bytes_per_s
 
     def exposed_ms(self, n: int, inflation: Optional[float] = None, credit_bytes: Optional[float] = None) -> float:
-        if n <= 1:
-            return 0.0
-        parts, sizes = self.call_parts(n)
-        scale = self.inflation if inflation is None else inflation
-        backward = 1e-3 * self.backward_share * self.base_ms(n)
-        overlap = not self.framework.startswith("tensorflow")
-        return 1e3 * exposed_s([(scale * a, scale * b) for a, b in parts], sizes, backward, overlap=overlap,
-                               in_flight=self.calls_in_flight(), credit_s=self.credit_s(n, credit_bytes),
-                               idle_s=1e-3 * (self.base_ms(n) + self.wait_ms(n)) - backward)
+        """The step's all-reduce past its backward (``exposed_s``), ms."""
+        return step_from_terms(self.step_terms(n), self.inflation if inflation is None else inflation,
+                               self.credit_bytes if credit_bytes is None else credit_bytes, part="exposed")
 
     def step_ms(self, n: int, inflation: Optional[float] = None, credit_bytes: Optional[float] = None) -> float:
-        return max(self.base_ms(n) + self.wait_ms(n) + self.exposed_ms(n, inflation, credit_bytes),
-                   self.cpu_floor_ms(n))
+        return step_from_terms(self.step_terms(n), self.inflation if inflation is None else inflation,
+                               self.credit_bytes if credit_bytes is None else credit_bytes)
 
     def step_terms(self, n: int) -> dict:
         """What the step at n is made of, before the in-step factor and the credit (``step_from_terms``)."""
-        parts, sizes = self.call_parts(n) if n > 1 else ([], [])
+        calls, sizes = self.call_list(n)
         intra, inter = self.links()
-        link = inter if math.ceil(n / self.per_node(n)) > 1 else intra
-        return {"calls": parts, "sizes": sizes, "backward_s": 1e-3 * self.backward_share * self.base_ms(n),
+        link = (inter if math.ceil(n / self.per_node(n)) > 1 else intra) if n > 1 else None
+        base, wait = self.base_ms(n), self.wait_ms(n)
+        backward = 1e-3 * self.backward_share * base
+        return {"calls": calls, "sizes": sizes, "backward_s": backward,
                 "overlap": not self.framework.startswith("tensorflow"), "in_flight": self.calls_in_flight(),
-                "bus_bytes_per_s": link.bus_bytes_per_s if link else 1.0, "base_ms": self.base_ms(n),
-                "wait_ms": self.wait_ms(n), "cpu_floor_ms": self.cpu_floor_ms(n),
-                "idle_s": 1e-3 * (self.base_ms(n) + self.wait_ms(n) - self.backward_share * self.base_ms(n))}
+                "bus_bytes_per_s": link.bus_bytes_per_s if link else 1.0, "base_ms": base, "wait_ms": wait,
+                "cpu_floor_ms": self.cpu_floor_ms(n), "idle_s": 1e-3 * (base + wait) - backward}
 
     def predict(self, workers: int) -> float:
         n = int(workers)
@@ -859,6 +911,15 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
             f"{model.credit_bytes / 1024:.0f} KiB that a link idle through the compute sends at once, ahead of "
             "its rate (a shaped link's token bucket, as the emulated cluster's tbf has; on other links, overlap "
             "with the backward that the model misses)")
+    if model.credit_bytes >= CREDIT_GRID[-1]:
+        model.assumptions.append(f"the idle link's credit is at the most the fit allows ({CREDIT_GRID[-1] / MIB:.0f} "
+                                 "MiB): the steps' all-reduce may be faster still, for a reason the model lacks")
+    faster = statistics.fmean(model.step_ms(t.workers) / t.step_ms - 1 for t in multi)
+    if faster > model.repeat_spread:
+        model.assumptions.append(
+            f"the model's steps at the measured counts are {faster:.0%} slower than the timed ones on average, "
+            f"beyond their spread ({model.repeat_spread:.0%}), with its credit and in-step factor at their best: "
+            "the all-reduce overlaps the step more than the model's terms allow (predictions are low)")
     x = np.asarray([t.throughput for t in trials])
     fitted = np.asarray([model.predict(t.workers) for t in trials])
     ss_tot = float(((x - x.mean()) ** 2).sum())
@@ -893,26 +954,42 @@ def host_cpu_terms(trials: list[Trial]) -> tuple:
 
 def fit_in_step(model: Physical, multi: list[Trial]) -> tuple[float, float]:
     """(i, c): the calls' in-step factor i >= 1 and the idle link's credit c >= 0 bytes that best give the timed
-    steps (least squares of the relative error, on grids): c with i = 1 (a step faster than its calls alone
-    allow), then i with that c (one slower)."""
+    steps (least squares of the relative error), both at once on their grids (coarse, then fine about the
+    coarse best). A credit is kept only where it lowers the error by more than the steps' noise (n_trials s^2,
+    s the repeats' spread) would, against the best i with none: otherwise 0, the microbenchmark's calls as they
+    are. Ties go to the smallest i, then c."""
     terms = [(model.step_terms(t.workers), t.step_ms) for t in multi]
+    noise = len(terms) * max(REPEAT_FLOOR, model.repeat_spread) ** 2
 
     def error(i: float, c: float) -> float:
         return sum((step_from_terms(x, i, c) / step - 1) ** 2 for x, step in terms)
 
-    credit = min(CREDIT_GRID, key=lambda c: (error(1.0, float(c)), c))
-    inflation = min(INFLATION_GRID, key=lambda i: (error(float(i), float(credit)), i))
-    return float(inflation), float(credit)
+    def best(pairs) -> tuple[float, float, float]:
+        scored = [(error(float(i), float(c)), float(i), float(c)) for i, c in pairs]
+        low = min(e for e, _, _ in scored)
+        return min((x for x in scored if x[0] <= low * (1 + 1e-12) + 1e-15), key=lambda x: (x[1], x[2]))
+
+    coarse_i, coarse_c = INFLATION_GRID[::10], CREDIT_GRID[::16]
+    _, i0, c0 = best((i, c) for i in coarse_i for c in coarse_c)
+    near_i = [i for i in INFLATION_GRID if abs(i - i0) <= 0.1 + 1e-9]
+    near_c = [c for c in CREDIT_GRID if abs(c - c0) <= 16 * 4096]
+    both, inflation, credit = best((i, c) for i in near_i for c in near_c)
+    alone, plain, _ = best((i, 0.0) for i in INFLATION_GRID)
+    if alone - both <= noise:
+        return plain, 0.0
+    return inflation, credit
 
 
-def step_from_terms(terms: dict, inflation: float, credit_bytes: float) -> float:
-    """``Physical.step_ms`` from its ``step_terms`` at an in-step factor and credit (the fit's inner loop)."""
+def step_from_terms(terms: dict, inflation: float, credit_bytes: float, part: str = "step") -> float:
+    """``Physical.step_ms`` (``part="exposed"``: its exposed all-reduce) from its ``step_terms`` at an in-step
+    factor and credit: the one path the model and its fit take."""
+    exposed = 0.0
     if terms["calls"]:
-        exposed = 1e3 * exposed_s([(inflation * a, inflation * b) for a, b in terms["calls"]], terms["sizes"],
+        exposed = 1e3 * exposed_s([c.scaled(inflation) for c in terms["calls"]], terms["sizes"],
                                   terms["backward_s"], overlap=terms["overlap"], in_flight=terms["in_flight"],
                                   credit_s=credit_bytes / terms["bus_bytes_per_s"], idle_s=terms["idle_s"])
-    else:
-        exposed = 0.0
+    if part == "exposed":
+        return exposed
     return max(terms["base_ms"] + terms["wait_ms"] + exposed, terms["cpu_floor_ms"])
 
 

@@ -604,3 +604,46 @@ def test_the_all_reduces_cpu_is_fitted_to_the_bytes_a_rank_moves_and_the_message
     assert model.cpu_per_rank_ms(16) == pytest.approx(1.0 + 2.0 * 30 / 16 + 0.25 * 30)
     # non-negative: CPU that falls with the hops is put on the bytes alone
     assert physics.nonnegative_least_squares([[1, 2], [1.33, 4], [1.5, 6]], [3.0, 2.0, 1.0])[1] == 0.0
+
+def test_a_credit_never_cuts_a_calls_cpu_and_saves_a_pipelined_latency_bound_call_half_its_bytes():
+    # 10 ms on the link but 9 ms of CPU: 5 ms of credit leaves the CPU's 9 ms, not 5
+    cpu_bound = physics.Call(0.0, 0.0, 10e-3, cpu_s=9e-3)
+    assert physics.exposed_s([cpu_bound], [1], 30e-3, overlap=False, credit_s=5e-3) == pytest.approx(9e-3)
+    # gloo's segments: 10 ms of hops, 4 ms of bytes, half of them under the hops: 10 + 2 = 12 ms alone; 2 ms of
+    # credit leave 2 ms of bytes, 1 ms of them under the hops: 11 ms (a latency-bound call saves u/2)
+    piped = physics.Call(0.0, 10e-3, 4e-3, pipelined=True)
+    assert piped.alone_s() == pytest.approx(12e-3)
+    assert physics.exposed_s([piped], [1], 30e-3, overlap=False, credit_s=2e-3) == pytest.approx(11e-3)
+    # bandwidth-bound (2 ms of hops under 8 ms of bytes): the credit comes off whole
+    wide = physics.Call(0.0, 2e-3, 8e-3, pipelined=True)
+    assert physics.exposed_s([wide], [1], 30e-3, overlap=False, credit_s=2e-3) == pytest.approx(6e-3)
+
+
+def in_step_trials(inflation, credit, local_ms=30.0):
+    """Each call ``inflation`` times its time alone, less ``credit`` bytes at 1e8 B/s; the local step idles the
+    link long enough to fill the credit."""
+    steps = {n: local_ms + (1e3 * (inflation * physics.ring_s(MB, n, LINK) - credit / LINK.bus_bytes_per_s)
+                            if n > 1 else 0.0) for n in (1, 2, 3, 4)}
+    return [trial(n, steps[n], local_ms=local_ms, alpha_s=LINK.a0_s + 2 * (n - 1) * LINK.hop_s, bus=LINK.bus_bytes_per_s)
+            for n in steps]
+
+
+def test_the_fit_finds_both_an_in_step_factor_and_a_credit_where_the_steps_have_both():
+    # 1.5x and 1 MiB (10.5 ms at 1e8 B/s): both come back
+    model = physics.fit_curve(curve_of(in_step_trials(1.5, 1 << 20)))
+    assert model.inflation == pytest.approx(1.5, abs=0.011)
+    assert model.credit_bytes == pytest.approx(1 << 20, abs=8192)
+    # 256 KiB under 1.5x: a factor alone gives the steps within their 2% spread, so no credit is claimed
+    small = physics.fit_curve(curve_of(in_step_trials(1.5, 256 * 1024)))
+    assert small.credit_bytes == 0 and 1.2 < small.inflation < 1.5
+
+
+def test_latency_bound_steps_faster_than_the_model_get_no_credit_beyond_their_bytes_and_an_assumption():
+    # 4 KB calls (0.06 ms on the link at 4): the steps take half their calls' latency, which no credit explains:
+    # the credit goes no further than the bytes (the smallest grid step above 1.5 x 4 KB), the factor stays 1
+    small = 4000
+    steps = {n: 2.0 + (0.5e3 * physics.ring_s(small, n, LINK) if n > 1 else 0.0) for n in (1, 2, 3, 4)}
+    model = physics.fit_curve(curve_of([trial(n, steps[n], gradient=small, alpha_s=LINK.a0_s + 2 * (n - 1) * LINK.hop_s,
+                                              bus=LINK.bus_bytes_per_s) for n in steps]))
+    assert model.credit_bytes <= 8192 and model.inflation == 1.0
+    assert any("slower than the timed ones" in a for a in model.assumptions)
