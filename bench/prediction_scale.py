@@ -20,7 +20,10 @@ The predictions come from the product as a user runs it: ``orchestrator recommen
 --measured-link FIT_RATE --max-workers 16`` and its report.json (the what-if's predictions: the physical model),
 and the best curve fit (orchestrator/modelling/fit.py's fit_curve on the same records, which knows nothing of the rate).
 Nothing is told to the model that a user could not pass. Each sweep is its own directory under
-bench/runs/scale/ (rerunning resumes it). Writes bench/results/prediction-scale.json and .md; asserts nothing.
+bench/runs/scale/ (rerunning resumes it; git-ignored). Each sweep's records (results.jsonl, job.yaml) are kept
+in bench/results/prediction-scale-records/, from which ``--analyse-only`` restores a sweep directory a clean
+clone lacks, so the analysis and bench/term_ablation.py refit from the repository. Writes
+bench/results/prediction-scale.json and .md; asserts nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from orchestrator.running import emulated
 
 OUT = ROOT / "bench/results"
 RUNS = ROOT / "bench/runs/scale"
+RECORDS = OUT / "prediction-scale-records"
+KEPT = ("results.jsonl", "job.yaml")
 BIN = ROOT / ".venv/bin/orchestrator"
 FIT_RATE = "200mbit"
 RATES = ("100mbit", "200mbit", "400mbit")
@@ -122,6 +127,29 @@ def measure(cases: list[str]) -> None:
                     sweep(cluster, RUNS / name / f"held-{rate}", job(f"{name}-{rate}", params, HELD_COUNTS, True, 1))
         finally:
             cluster.down(progress=lambda *_: None)
+
+
+def archive(cases: list[str]) -> None:
+    """Each measured sweep's records into RECORDS (what the analysis reads; reports are rebuilt from them)."""
+    for name in cases:
+        for sweep_dir in sorted((RUNS / name).glob("*")):
+            for kept in KEPT:
+                if (sweep_dir / kept).exists():
+                    target = RECORDS / name / sweep_dir.name / kept
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes((sweep_dir / kept).read_bytes())
+
+
+def restore(cases: list[str]) -> None:
+    """Every sweep directory the kept records have and bench/runs/scale lacks (a clean clone), recreated."""
+    for name in cases:
+        for kept_dir in sorted((RECORDS / name).glob("*")):
+            sweep_dir = RUNS / name / kept_dir.name
+            if not (sweep_dir / "results.jsonl").exists():
+                sweep_dir.mkdir(parents=True, exist_ok=True)
+                for kept in KEPT:
+                    if (kept_dir / kept).exists():
+                        (sweep_dir / kept).write_bytes((kept_dir / kept).read_bytes())
 
 
 def recommend_what_if(fit_dir: Path, rate: str) -> dict:
@@ -303,6 +331,8 @@ def main() -> None:
         raise SystemExit(f"--only: unknown case(s) {unknown}; known: {', '.join(CASES)}")
     if not args.analyse_only:
         measure(cases)
+        archive(cases)
+    restore(list(CASES))
     data = analyse(list(CASES) if args.analyse_only and not args.only else cases)
     if args.keep:
         if not args.keep_date:

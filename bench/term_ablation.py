@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from orchestrator.job import rates  # noqa: E402
 from orchestrator.measuring import collective as coll, results  # noqa: E402
 from orchestrator.modelling import physics, scaling  # noqa: E402
-from prediction_scale import CASES, FIT_RATE, RUNS  # noqa: E402
+from prediction_scale import CASES, FIT_RATE, RUNS, restore  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -104,6 +104,7 @@ def stats(rows: list[dict]) -> dict:
 
 
 def main() -> None:
+    restore(list(CASES))
     out = {}
     for name, (context, change) in VARIANTS.items():
         rows = errors(context, change)

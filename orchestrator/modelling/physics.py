@@ -25,8 +25,10 @@ A step of N workers (times per step; S the gradient's bytes; b_N the per-worker 
                taking i >= 1 times their time alone (the compute's contention for the host) less the link
                time of c bytes that a link idle through the compute sends at once, ahead of its rate (a
                token bucket c deep, refilled while the link idles: a shaped link's, as tbf has; the
-               microbenchmark's back-to-back calls never find it). i and c are fitted to the timed steps of
-               the measured counts (c with i = 1, then i); c stays bytes under a what-if rate. A
+               microbenchmark's back-to-back calls never find it). i and c are fitted together to the
+               timed steps of the measured counts, c kept only where it beats the steps' noise; the credit
+               shortens only the link time (a pipelined call's hops are then less covered) and never a call
+               below its CPU; c stays bytes under a what-if rate. A
                backend may run more than one call at a time (``IN_FLIGHT``: ProcessGroupGloo hands its
                collectives to Options.threads worker threads, 2 with one interface, so two of DDP's buckets are
                all-reduced at once; NCCL's stream, Horovod's background thread and TensorFlow's one pack run one):
@@ -49,9 +51,10 @@ One call of n ranks, m per node over k nodes, by algorithm (``call_s``):
 
     ring          a0 + 2(n-1) a_hop + 2(n-1)/n S / B           a flat ring (TensorFlow's RING, Horovod): as
                                                                fast as its slowest link
-                  a0 + max(2(n-1) a_hop + W/2, W)              gloo's ring, W = 2(n-1)/n S / B: two segments
-                                                               a chunk, one in flight while the other is
-                                                               reduced, so the bytes run under the latency
+                  a0 + max(p/2 2(n-1) a_hop + W/2, W)          gloo's ring, W = 2(n-1)/n S / B: a chunk's p
+                                                               segments (2 up to 2n MiB) two in flight, one
+                                                               sent while the other is reduced, so the bytes
+                                                               run under the latency
     tree          a0 + 2 ceil(log2 k) a_inter                  NCCL's tree (NCCL only): a double binary
                      + 2(m-1) a_intra + 2 S / B_inter          tree over the nodes, a chain inside each
     hierarchical  a0 + 2(m-1) a_intra + 2(m-1)/m S / B_intra   reduce-scatter and all-gather in the node
@@ -329,7 +332,8 @@ def exposed_s(calls: list, sizes: list[int], backward_s: float, overlap: bool, i
     ``credit_s``: the link time an idle link sends at once (a token bucket that deep, refilled a second a
     second while the link idles, ``idle_s`` before the backward began: the step's other parts since the
     previous step's calls): a call's link time less the credit it finds, its exposed latency as that shorter
-    link time leaves it (a pipelined call's hops are covered by less), and never below its CPU."""
+    link time leaves it (a pipelined call's hops are covered by less), and never below its CPU (``cpu_s``:
+    the link idles, and refills, once the call's bytes are sent)."""
     if not calls:
         return 0.0
     slots = max(1, int(in_flight))
@@ -338,17 +342,20 @@ def exposed_s(calls: list, sizes: list[int], backward_s: float, overlap: bool, i
         done += size
         ready = backward_s * done / total if overlap else backward_s
         start = max(ready, ends[i - slots] if i >= slots else 0.0)
-        sending = max(start + c.latency_s(), link_free)
-        tokens = min(max(0.0, credit_s), tokens + sending - link_free)
-        used = min(tokens, c.wire_s)
-        tokens -= used
-        wire = c.wire_s - used
-        end = max(max(start + c.latency_s(wire), link_free) + wire, start + c.cpu_s)
-        link_free = end
-        ends.append(end)
+        bucket, used = max(0.0, credit_s), 0.0
+        for _ in range(8):  # the more credit used, the later a pipelined call sends, the more it refilled
+            sending = max(start + c.latency_s(c.wire_s - used), link_free)
+            more = min(min(bucket, tokens + sending - link_free), c.wire_s)
+            if abs(more - used) <= 1e-12:
+                break
+            used = more
+        tokens = min(bucket, tokens + sending - link_free) - used
+        link_free = sending + c.wire_s - used
+        ends.append(max(link_free, start + c.cpu_s))
     return max(0.0, max(ends) - backward_s)
 
 
+@lru_cache(maxsize=None)
 def expected_max_normal(n: int) -> float:
     """E[max of n independent standard normal draws] (0 for one), by numerical integration."""
     if n <= 1:
@@ -621,20 +628,23 @@ class Physical:
 
     def call_list(self, n: int) -> tuple[list[Call], list[int]]:
         """The step's calls at n and their bytes; each call at least k times a rank's CPU of it with k ranks a
-        core (the bytes' part u_b 2(n-1)/n by its share of the bytes, the messages' u_h 2(n-1) shared evenly:
-        every call makes its hops)."""
+        core (the bytes' part u_b 2(n-1)/n by its share of the bytes, the messages' u_h 2(n-1) by its share of
+        the messages: every call makes its hops, gloo's once a segment)."""
         sizes = buckets(self.gradient_bytes, self.framework, list(self.bucket_bytes) if self.bucket_bytes else None)
         if n <= 1:
             return [], sizes
         intra, inter = self.links()
         k = self.ranks_per_core(n)
         total = float(sum(sizes))
+        pipelined = coll.pipelined(self.backend)
+        messages = [coll.segments_per_rank(s, n) if pipelined else 1.0 for s in sizes]
         out = []
-        for s in sizes:
+        for s, m in zip(sizes, messages):
             c = call(s, n, self.per_node(n), intra, inter, self.backend, k)
-            if k > 1 and self.cpu_comm is not None:
-                cpu = 1e-3 * (self.cpu_comm * coll.bus_factor(n) * s / total + self.cpu_hop * ring_hops(n) / len(sizes))
-                c = replace(c, cpu_s=k * cpu)
+            if self.cpu_comm is not None:
+                cpu = 1e-3 * (self.cpu_comm * coll.bus_factor(n) * s / total
+                              + self.cpu_hop * ring_hops(n) * m / sum(messages))
+                c = replace(c, cpu_s=cpu_bound_s(0.0, cpu, k))
             out.append(c)
         return out, sizes
 
@@ -912,12 +922,12 @@ def fit_trials(trials: list[Trial], units_per_step: Callable[[int], float], per_
             "its rate (a shaped link's token bucket, as the emulated cluster's tbf has; on other links, overlap "
             "with the backward that the model misses)")
     if model.credit_bytes >= CREDIT_GRID[-1]:
-        model.assumptions.append(f"the idle link's credit is at the most the fit allows ({CREDIT_GRID[-1] / MIB:.0f} "
-                                 "MiB): the steps' all-reduce may be faster still, for a reason the model lacks")
-    faster = statistics.fmean(model.step_ms(t.workers) / t.step_ms - 1 for t in multi)
-    if faster > model.repeat_spread:
+        model.assumptions.append(f"the idle link's credit is at the most the fit allows ({CREDIT_GRID[-1] / 1024:.0f} "
+                                 "KiB): the steps' all-reduce may be faster still, for a reason the model lacks")
+    slower = statistics.fmean(model.step_ms(t.workers) / t.step_ms - 1 for t in multi)
+    if slower > model.repeat_spread:
         model.assumptions.append(
-            f"the model's steps at the measured counts are {faster:.0%} slower than the timed ones on average, "
+            f"the model's steps at the measured counts are {slower:.0%} slower than the timed ones on average, "
             f"beyond their spread ({model.repeat_spread:.0%}), with its credit and in-step factor at their best: "
             "the all-reduce overlaps the step more than the model's terms allow (predictions are low)")
     x = np.asarray([t.throughput for t in trials])
@@ -952,32 +962,50 @@ def host_cpu_terms(trials: list[Trial]) -> tuple:
     return base, (u_b, u_h), all(t.one_host for t in timed), max(t.host_cores for t in timed)
 
 
+F95 = {1: 161.4, 2: 18.51, 3: 10.13, 4: 7.71, 5: 6.61, 6: 5.99, 7: 5.59, 8: 5.32, 9: 5.12, 10: 4.96, 12: 4.75,
+       15: 4.54, 20: 4.35, 30: 4.17}
+"""The F distribution's 95th percentile with (1, d) degrees of freedom (beyond 30: 3.84, the chi-square's)."""
+
+
+def f95(d: int) -> float:
+    return F95[max(k for k in F95 if k <= d)] if d <= 30 else 3.84
+
+
 def fit_in_step(model: Physical, multi: list[Trial]) -> tuple[float, float]:
     """(i, c): the calls' in-step factor i >= 1 and the idle link's credit c >= 0 bytes that best give the timed
-    steps (least squares of the relative error), both at once on their grids (coarse, then fine about the
-    coarse best). A credit is kept only where it lowers the error by more than the steps' noise (n_trials s^2,
-    s the repeats' spread) would, against the best i with none: otherwise 0, the microbenchmark's calls as they
-    are. Ties go to the smallest i, then c."""
+    steps (least squares of the relative error, RSS), both at once on their grids: coarse, then fine about the
+    best, re-centred until the best is inside the window. A credit is kept only where it explains the steps
+    better than the best i with none by more than their noise (n_trials s^2, s the repeats' spread) and
+    significantly (an F test at 95%: (RSS_0 - RSS) / (RSS / (n_trials - 2)) beyond F(1, n_trials - 2), where
+    n_trials > 2): otherwise 0, the microbenchmark's calls as they are. Ties go to the smallest i, then c."""
     terms = [(model.step_terms(t.workers), t.step_ms) for t in multi]
     noise = len(terms) * max(REPEAT_FLOOR, model.repeat_spread) ** 2
+    cache: dict = {}
 
     def error(i: float, c: float) -> float:
-        return sum((step_from_terms(x, i, c) / step - 1) ** 2 for x, step in terms)
+        if (i, c) not in cache:
+            cache[i, c] = sum((step_from_terms(x, i, c) / step - 1) ** 2 for x, step in terms)
+        return cache[i, c]
 
     def best(pairs) -> tuple[float, float, float]:
         scored = [(error(float(i), float(c)), float(i), float(c)) for i, c in pairs]
         low = min(e for e, _, _ in scored)
         return min((x for x in scored if x[0] <= low * (1 + 1e-12) + 1e-15), key=lambda x: (x[1], x[2]))
 
-    coarse_i, coarse_c = INFLATION_GRID[::10], CREDIT_GRID[::16]
-    _, i0, c0 = best((i, c) for i in coarse_i for c in coarse_c)
-    near_i = [i for i in INFLATION_GRID if abs(i - i0) <= 0.1 + 1e-9]
-    near_c = [c for c in CREDIT_GRID if abs(c - c0) <= 16 * 4096]
-    both, inflation, credit = best((i, c) for i in near_i for c in near_c)
+    _, i0, c0 = best((i, c) for i in INFLATION_GRID[::10] for c in CREDIT_GRID[::16])
+    for _ in range(50):
+        near_i = [i for i in INFLATION_GRID if abs(i - i0) <= 0.1 + 1e-9]
+        near_c = [c for c in CREDIT_GRID if abs(c - c0) <= 16 * 4096]
+        both, i1, c1 = best((i, c) for i in near_i for c in near_c)
+        if (i1, c1) == (i0, c0):
+            break
+        i0, c0 = i1, c1
     alone, plain, _ = best((i, 0.0) for i in INFLATION_GRID)
-    if alone - both <= noise:
+    d = len(terms) - 2
+    significant = d < 1 or (alone - both) * d > f95(d) * both
+    if c0 == 0 or alone - both <= noise or not significant:
         return plain, 0.0
-    return inflation, credit
+    return i0, c0
 
 
 def step_from_terms(terms: dict, inflation: float, credit_bytes: float, part: str = "step") -> float:
