@@ -40,6 +40,10 @@ from orchestrator.running import emulated
 
 OUT = ROOT / "bench/results"
 RUNS = ROOT / "bench/runs/emulated"  # the sweeps themselves (git-ignored); their inputs are in the JSON
+# What the analysis reads, committed: each sweep's results.jsonl and job.yaml, and dirs.json naming which sweep is
+# which (model, workers, rate) and the layouts. --analyse-only restores bench/runs/emulated from it (a clean clone).
+RECORDS = OUT / "prediction-emulated-records"
+KEPT = ("results.jsonl", "job.yaml")
 MODELS = {"mlp-128x128": [128, 128], "mlp-512x512": [512, 512]}
 
 
@@ -93,6 +97,43 @@ def measure(args) -> dict:
         finally:
             cluster.down(progress=lambda *_: None)
         dirs[("layout", nodes)] = layout
+    return dirs
+
+
+def _encode(dirs: dict) -> dict:
+    """dirs with each sweep directory by its name under RUNS (so the file holds no machine's absolute path)."""
+    return {json.dumps(list(k)): (Path(v).name if isinstance(v, (str, Path)) else v) for k, v in dirs.items()}
+
+
+def _decode(encoded: dict) -> dict:
+    return {tuple(json.loads(k)): (RUNS / Path(v).name if isinstance(v, str) else v) for k, v in encoded.items()}
+
+
+def archive(dirs: dict) -> None:
+    """Each measured sweep's records, and which is which, into RECORDS."""
+    for key, sweep_dir in dirs.items():
+        if not isinstance(sweep_dir, Path):
+            continue
+        for kept in KEPT:
+            if (sweep_dir / kept).exists():
+                target = RECORDS / sweep_dir.name / kept
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes((sweep_dir / kept).read_bytes())
+    (RECORDS / "dirs.json").write_text(json.dumps(_encode(dirs), indent=1) + "\n")
+
+
+def restore() -> dict:
+    """The sweep directories RECORDS has and bench/runs/emulated lacks, recreated; the dirs they make up."""
+    index = RECORDS / "dirs.json"
+    if not index.exists():
+        raise SystemExit(f"--analyse-only: no kept records at {index}; run the bench without --analyse-only first")
+    dirs = _decode(json.loads(index.read_text()))
+    for sweep_dir in (v for v in dirs.values() if isinstance(v, Path)):
+        if not (sweep_dir / results.FILENAME).exists():
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            for kept in KEPT:
+                if (RECORDS / sweep_dir.name / kept).exists():
+                    (sweep_dir / kept).write_bytes((RECORDS / sweep_dir.name / kept).read_bytes())
     return dirs
 
 
@@ -206,13 +247,10 @@ def main() -> None:
     args = parser.parse_args()
     args.rates = args.rates.split(",")
     if args.analyse_only:
-        dirs = json.loads((RUNS / "dirs.json").read_text())
-        dirs = {tuple(json.loads(k)): (Path(v) if isinstance(v, str) else v) for k, v in dirs.items()}
+        dirs = restore()
     else:
         dirs = measure(args)
-        RUNS.mkdir(parents=True, exist_ok=True)
-        (RUNS / "dirs.json").write_text(json.dumps({json.dumps(list(k)): (str(v) if isinstance(v, Path) else v)
-                                                    for k, v in dirs.items()}, indent=1))
+        archive(dirs)
     write(analyse(args, dirs))
 
 

@@ -60,9 +60,15 @@ def ring_parts(latency_s: float, wire_s: float, pipelined_: bool, segments: floa
     flight): each of a chunk's ``segments`` pays its hops two at a time, so the hops take segments/2 times
     ``latency_s``, and only what the other segment's bytes leave uncovered is exposed, max(0, that - W/2)
     (the call: fixed + max(hops + W/2, W))."""
-    if pipelined_:
-        return fixed_s + max(0.0, segments / 2 * latency_s - wire_s / 2), wire_s
-    return fixed_s + latency_s, wire_s
+    hops_s = segments / 2 * latency_s if pipelined_ else latency_s
+    return exposed_latency_s(fixed_s, hops_s, wire_s, pipelined_), wire_s
+
+
+def exposed_latency_s(fixed_s: float, hops_s: float, wire_s: float, pipelined_: bool) -> float:
+    """The latency a ring call leaves exposed (the one rule, read by ``ring_parts`` and physics' ``Call``):
+    ``fixed_s`` always; its hops ``hops_s`` whole one segment at a time, or pipelined only what the other
+    segment's bytes leave uncovered, max(0, hops_s - W/2)."""
+    return fixed_s + (max(0.0, hops_s - wire_s / 2) if pipelined_ else hops_s)
 
 
 def bus_factor(n: int) -> float:

@@ -176,8 +176,8 @@ class Call:
 
     def latency_s(self, wire_s: Optional[float] = None) -> float:
         """The latency left exposed with ``wire_s`` of link time (the call's own, unless a credit cut it)."""
-        w = self.wire_s if wire_s is None else wire_s
-        return self.fixed_s + (max(0.0, self.hops_s - w / 2) if self.pipelined else self.hops_s)
+        return coll.exposed_latency_s(self.fixed_s, self.hops_s, self.wire_s if wire_s is None else wire_s,
+                                      self.pipelined)
 
     def alone_s(self) -> float:
         """The call alone: its latency and link time, or its CPU, whichever is longer."""
@@ -511,13 +511,6 @@ def host_load(per_worker: list[dict]) -> dict:
             "ranks_per_core": busiest, "one_host": len(hosts) == 1, "host_cores": cores}
 
 
-def cpu_bound_s(network_s: float, cpu_s: float, ranks_per_core: float) -> float:
-    """A call as fast as the slower of its links and its host's cores: ``cpu_s`` of one rank's CPU work, with
-    ``ranks_per_core`` ranks doing theirs at once on each core (processor sharing), takes ranks_per_core times
-    it; one core or more a rank, its own CPU is already in the call's measured time."""
-    return max(network_s, ranks_per_core * cpu_s) if ranks_per_core > 1 else network_s
-
-
 @dataclass
 class Physical:
     """The fitted model of one curve; duck-types orchestrator.modelling.fit.Fit (predict, band, measured, to_dict)."""
@@ -606,6 +599,11 @@ class Physical:
         inter = at_rate(self.inter, lay.inter_node_bps, self.intra, lay.measured_link_bps)
         return intra, inter
 
+    def crossed(self, n: int) -> Link:
+        """The link the calls at n cross: between nodes where they span several, else within the one."""
+        intra, inter = self.links()
+        return inter if math.ceil(n / self.per_node(n)) > 1 else intra
+
     def emulated_nodes(self) -> bool:
         """The measured trials ran over several nodes that were all one host (the emulated cluster): any
         layout of them stays on that host's cores."""
@@ -644,7 +642,9 @@ class Physical:
             if self.cpu_comm is not None:
                 cpu = 1e-3 * (self.cpu_comm * coll.bus_factor(n) * s / total
                               + self.cpu_hop * ring_hops(n) * m / sum(messages))
-                c = replace(c, cpu_s=cpu_bound_s(0.0, cpu, k))
+                # k ranks doing theirs at once on each core (processor sharing) take k times it; a core or
+                # more a rank, its own CPU is already in the call's measured time
+                c = replace(c, cpu_s=k * cpu if k > 1 else 0.0)
             out.append(c)
         return out, sizes
 
@@ -658,8 +658,7 @@ class Physical:
         a0 + 2(n-1) q(k) a_hop on the link the ranks cross."""
         if n <= 1:
             return 0.0
-        intra, inter = self.links()
-        link = inter if math.ceil(n / self.per_node(n)) > 1 else intra
+        link = self.crossed(n)
         return 1e3 * (link.a0_s + ring_hops(n) * core_queue(self.ranks_per_core(n)) * link.hop_s)
 
     def cpu_per_rank_ms(self, n: int) -> Optional[float]:
@@ -685,11 +684,7 @@ class Physical:
     def credit_s(self, n: int, credit_bytes: Optional[float] = None) -> float:
         """The credit as link time on the link the calls cross, at this layout's rate."""
         c = self.credit_bytes if credit_bytes is None else credit_bytes
-        if not c or n <= 1:
-            return 0.0
-        intra, inter = self.links()
-        link = inter if math.ceil(n / self.per_node(n)) > 1 else intra
-        return c / link.bus_bytes_per_s
+        return credit_link_s(c, self.crossed(n).bus_bytes_per_s) if n > 1 else 0.0
 
     def exposed_ms(self, n: int, inflation: Optional[float] = None, credit_bytes: Optional[float] = None) -> float:
         """The step's all-reduce past its backward (``exposed_s``), ms."""
@@ -703,8 +698,7 @@ class Physical:
     def step_terms(self, n: int) -> dict:
         """What the step at n is made of, before the in-step factor and the credit (``step_from_terms``)."""
         calls, sizes = self.call_list(n)
-        intra, inter = self.links()
-        link = (inter if math.ceil(n / self.per_node(n)) > 1 else intra) if n > 1 else None
+        link = self.crossed(n) if n > 1 else None
         base, wait = self.base_ms(n), self.wait_ms(n)
         backward = 1e-3 * self.backward_share * base
         return {"calls": calls, "sizes": sizes, "backward_s": backward,
@@ -718,9 +712,7 @@ class Physical:
 
     def parts(self, workers: int) -> dict:
         n = int(workers)
-        intra, inter = self.links()
-        nodes = math.ceil(n / self.per_node(n))
-        link = inter if nodes > 1 else intra
+        nodes, link = math.ceil(n / self.per_node(n)), self.crossed(n)
         return {"local_ms": self.base_ms(n), "wait_ms": self.wait_ms(n), "comm_ms": self.comm_ms(n),
                 "inflation": self.inflation, "credit_kib": self.credit_bytes / 1024,
                 "exposed_comm_ms": self.exposed_ms(n), "step_ms": self.step_ms(n),
@@ -1008,6 +1000,11 @@ def fit_in_step(model: Physical, multi: list[Trial]) -> tuple[float, float]:
     return i0, c0
 
 
+def credit_link_s(credit_bytes: float, bus_bytes_per_s: float) -> float:
+    """The credit as link time: c bytes at the bus bandwidth of the link the calls cross."""
+    return max(0.0, credit_bytes) / bus_bytes_per_s
+
+
 def step_from_terms(terms: dict, inflation: float, credit_bytes: float, part: str = "step") -> float:
     """``Physical.step_ms`` (``part="exposed"``: its exposed all-reduce) from its ``step_terms`` at an in-step
     factor and credit: the one path the model and its fit take."""
@@ -1015,7 +1012,8 @@ def step_from_terms(terms: dict, inflation: float, credit_bytes: float, part: st
     if terms["calls"]:
         exposed = 1e3 * exposed_s([c.scaled(inflation) for c in terms["calls"]], terms["sizes"],
                                   terms["backward_s"], overlap=terms["overlap"], in_flight=terms["in_flight"],
-                                  credit_s=credit_bytes / terms["bus_bytes_per_s"], idle_s=terms["idle_s"])
+                                  credit_s=credit_link_s(credit_bytes, terms["bus_bytes_per_s"]),
+                                  idle_s=terms["idle_s"])
     if part == "exposed":
         return exposed
     return max(terms["base_ms"] + terms["wait_ms"] + exposed, terms["cpu_floor_ms"])

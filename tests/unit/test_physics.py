@@ -1,6 +1,7 @@
 """The physical step-time model (orchestrator/modelling/physics.py) on breakdowns made by hand, its what-ifs through
 `orchestrator recommend`, link rates, the emulated cluster's refusals, and the lost-node diagnosis."""
 
+import dataclasses
 import json
 import math
 
@@ -468,10 +469,9 @@ def test_the_collective_takes_bandwidth_from_large_messages_and_latency_from_sma
 
 def test_a_call_is_as_fast_as_the_slower_of_its_links_and_its_hosts_cores():
     # 8 ranks a core, each with 2 ms of CPU in the call: 16 ms, slower than a 5 ms network call
-    assert physics.cpu_bound_s(5e-3, 2e-3, 8) == pytest.approx(16e-3)
-    assert physics.cpu_bound_s(5e-3, 2e-3, 2) == pytest.approx(5e-3)
-    # a core or more a rank: its CPU is already in the measured call
-    assert physics.cpu_bound_s(5e-3, 9e-3, 1) == pytest.approx(5e-3)
+    assert physics.Call(0.0, 0.0, 5e-3, cpu_s=8 * 2e-3).alone_s() == pytest.approx(16e-3)
+    # 2 ranks a core: 4 ms, under the network's 5
+    assert physics.Call(0.0, 0.0, 5e-3, cpu_s=2 * 2e-3).alone_s() == pytest.approx(5e-3)
 
 
 def test_host_load_groups_ranks_by_host_and_the_cores_they_may_use():
@@ -606,6 +606,8 @@ def test_the_all_reduces_cpu_is_fitted_to_the_bytes_a_rank_moves_and_the_message
     # 16 ranks on the 2 cores: each call at least 8 times its share of a rank's all-reduce CPU
     calls, _ = model.call_list(16)
     assert sum(c.cpu_s for c in calls) == pytest.approx(8 * 1e-3 * model.cpu_comm_ms(16))
+    # a core or more a rank: its CPU is already in the measured call, no floor
+    assert all(c.cpu_s == 0.0 for c in dataclasses.replace(model, host_cores=64).call_list(16)[0])
     # non-negative: CPU that falls with the hops is put on the bytes alone
     assert physics.nonnegative_least_squares([[1, 2], [1.33, 4], [1.5, 6]], [3.0, 2.0, 1.0])[1] == 0.0
 
