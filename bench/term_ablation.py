@@ -13,6 +13,14 @@ model's own functions, equal to `orchestrator recommend --bandwidth RATE --measu
     factor, no credit    the steps' calls faster than alone as an in-step factor down to 0.5 of their time alone,
                          latency and bytes alike (the model: c bytes an idle link sends at once, i >= 1)
 
+Two diagnoses, not predictions (they read the held-out trials' own CPU, which no user has before the run):
+    CPU as measured      the all-reduce's CPU a rank (u_b, u_h) fitted on the fit's and the held-out trials
+    CPU as measured, processor sharing   that, and each rank's CPU slowed by a processor-sharing queue of the
+                         host's load: T = T_0 + cpu rho / (1 - rho), rho = n cpu / (cores T), T_0 the step without
+                         the host-CPU terms, at least k cpu (the CPU floor)
+They name the terms that miss at 16 workers: the all-reduce's CPU extrapolated from 1-4 workers, and the
+contention of the ranks' CPU for the cores, which the fitted in-step factor sees only at the fit's low load.
+
     .venv/bin/python bench/term_ablation.py
 
 Writes bench/results/term-ablation.json; asserts nothing. Needs the sweeps of bench/prediction_scale.py.
@@ -50,8 +58,39 @@ def patched(module, name: str, value):
         setattr(module, name, saved)
 
 
-def unchanged(model):
+def unchanged(model, measured=()):
     return model
+
+
+def cpu_as_measured(model, measured):
+    """The model with its host-CPU terms fitted on every ``measured`` trial, the fit's and the held-out ones
+    (diagnosis only)."""
+    base, (u_b, u_h), _, _ = physics.host_cpu_terms(list(measured))
+    return replace(model, cpu_base_ms=base, cpu_comm=u_b, cpu_hop=u_h)
+
+
+class ProcessorSharing:
+    """A model whose ranks' CPU waits for the host's cores: T = T_0 + cpu rho/(1 - rho), rho = n cpu/(cores T)
+    (the M/G/1 processor-sharing queue's slowdown of a job of ``cpu``), T_0 the step without the host-CPU terms,
+    solved as a fixed point; never under the CPU floor k cpu."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def with_layout(self, layout):
+        return ProcessorSharing(self.model.with_layout(layout))
+
+    def predict(self, n: int) -> float:
+        m = self.model
+        t0 = replace(m, cpu_comm=None, cpu_base_ms=None).step_ms(n)
+        cpu, k = m.cpu_per_rank_ms(n), m.ranks_per_core(n)
+        t = t0
+        if cpu and k > 0:
+            cores = n / k
+            for _ in range(200):
+                rho = min(0.95, n * cpu / (cores * t))
+                t = 0.5 * t + 0.5 * max(t0 + cpu * rho / (1 - rho), k * cpu)
+        return 1e3 * m.units_per_step(n) / t
 
 
 def bytes_alone(rows, ys):
@@ -74,12 +113,16 @@ VARIANTS = {  # name: (a context the fit and prediction run in, a change to the 
     "one call in flight": (lambda: patched(physics, "IN_FLIGHT", {}), unchanged),
     "core queue k": (lambda: patched(physics, "core_queue", lambda k: max(1.0, k or 1.0)), unchanged),
     "no core queue": (lambda: patched(physics, "core_queue", lambda k: 1.0), unchanged),
-    "no host CPU terms": (contextlib.nullcontext, lambda m: replace(m, cpu_comm=None, cpu_base_ms=None)),
+    "no host CPU terms": (contextlib.nullcontext, lambda m, measured=(): replace(m, cpu_comm=None, cpu_base_ms=None)),
     "CPU of the bytes alone": (lambda: patched(physics, "nonnegative_least_squares", bytes_alone), unchanged),
     "factor, no credit": (lambda: stacked(patched(physics, "CREDIT_GRID", [0]),
                                           patched(physics, "INFLATION_GRID", np.round(np.arange(0.5, 4.0001, 0.01), 4))),
                           unchanged),
+    "CPU as measured": (contextlib.nullcontext, cpu_as_measured),
+    "CPU as measured, processor sharing": (contextlib.nullcontext,
+                                           lambda m, measured: ProcessorSharing(cpu_as_measured(m, measured))),
 }
+DIAGNOSES = ("CPU as measured", "CPU as measured, processor sharing")
 
 
 def errors(context, change) -> list[dict]:
@@ -87,7 +130,10 @@ def errors(context, change) -> list[dict]:
     with context():
         for case, (_, _, _, case_rates) in CASES.items():
             (curve,) = scaling.curves(results.load(RUNS / case / "fit").ok)
-            model = change(physics.fit_curve(curve))
+            every = list(curve.records) + [r for rate in case_rates for r in results.load(RUNS / case / f"held-{rate}").ok]
+            measured = [t for r in every
+                        if (t := physics.from_record(r, curve.metric, scaling.rate(r, curve.metric) or 0.0))]
+            model = change(physics.fit_curve(curve), measured)
             for rate in case_rates:
                 what_if = model.with_layout(physics.Layout(inter_node_bps=rates.parse(rate, "rate"),
                                                            measured_link_bps=rates.parse(FIT_RATE, "rate")))
@@ -109,7 +155,7 @@ def main() -> None:
     for name, (context, change) in VARIANTS.items():
         rows = errors(context, change)
         by_case = {case: stats([r for r in rows if r["case"] == case]) for case in CASES}
-        out[name] = {**stats(rows), "by_case": by_case, "points": rows}
+        out[name] = {**stats(rows), "by_case": by_case, "points": rows, "diagnosis_only": name in DIAGNOSES}
         print(f"{name:20s} median {out[name]['median_error']:6.1%}  max {out[name]['max_error']:6.1%}  "
               f"({len(rows)} held-out points)  "
               + "  ".join(f"{c} {e['median_error']:.1%}/{e['max_error']:.1%}" for c, e in by_case.items()))
