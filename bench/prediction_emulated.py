@@ -5,8 +5,10 @@ network namespaces, tbf-shaped links: orchestrator/running/emulated.py). Needs r
 
 For each model (the default MLP, and one with a ~12x larger gradient), torch DDP, one worker per node:
   2 nodes: 1 worker (once), 2 workers at every rate;  3 nodes (--share-cores on this 2-core machine): 3 workers
-  at every rate. Each configuration is its own sweep directory under bench/results/emulated/ (rerunning the
-  bench resumes them: done trials are kept).
+  at every rate. Each configuration is its own sweep directory under bench/runs/emulated/ (rerunning the
+  bench resumes them: done trials are kept); their records (results.jsonl, job.yaml) and which is which
+  (dirs.json) are committed in bench/results/prediction-emulated-records/, from which ``--analyse-only``
+  refits on a clean clone (the rates and the fit rate are then the records', not the flags').
 Fit on 1 and 2 workers at the fit rate; predict every other (workers, rate) point with the physical model
 through the product's own path (`orchestrator recommend FIT --bandwidth RATE --measured-link FIT_RATE`, the
 physical model's what-if in report.json) and with the best curve fit (orchestrator/modelling/fit.py), which knows nothing
@@ -129,12 +131,34 @@ def restore() -> dict:
         raise SystemExit(f"--analyse-only: no kept records at {index}; run the bench without --analyse-only first")
     dirs = _decode(json.loads(index.read_text()))
     for sweep_dir in (v for v in dirs.values() if isinstance(v, Path)):
-        if not (sweep_dir / results.FILENAME).exists():
-            sweep_dir.mkdir(parents=True, exist_ok=True)
-            for kept in KEPT:
-                if (RECORDS / sweep_dir.name / kept).exists():
-                    (sweep_dir / kept).write_bytes((RECORDS / sweep_dir.name / kept).read_bytes())
+        # always the committed records: a local sweep of an older run is not what the results quote
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        for kept in KEPT:
+            if (RECORDS / sweep_dir.name / kept).exists():
+                (sweep_dir / kept).write_bytes((RECORDS / sweep_dir.name / kept).read_bytes())
     return dirs
+
+
+def measured_rates(dirs: dict) -> tuple[list[str], str]:
+    """(the rates, the fit rate) the kept sweeps ran at: the fit rate is the one with the 1-worker sweeps."""
+    keys = [k for k in dirs if k[0] != "layout"]
+    fit_rates = {k[2] for k in keys if k[1] == 1}
+    if len(fit_rates) != 1:
+        raise SystemExit(f"{RECORDS / 'dirs.json'}: expected 1-worker sweeps at one rate, found {sorted(fit_rates)}")
+    return sorted({k[2] for k in keys}, key=lambda r: rates.parse(r, "rate")), fit_rates.pop()
+
+
+def measured_window(dirs: dict) -> dict:
+    """When the sweeps ran (their records' started_at, UTC) and the cluster's CPUs they saw."""
+    started, cpus = [], set()
+    for sweep_dir in (v for v in dirs.values() if isinstance(v, Path)):
+        for r in _records(sweep_dir):
+            if r.get("started_at"):
+                started.append(float(r["started_at"]))
+            cpus.add((r.get("environment") or {}).get("cluster_cpus"))
+    stamp = lambda t: time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))  # noqa: E731
+    return {"from": stamp(min(started)), "to": stamp(max(started)), "cluster_cpus": sorted(c for c in cpus if c)} \
+        if started else {}
 
 
 def _records(path: Path) -> list:
@@ -203,7 +227,9 @@ def analyse(args, dirs: dict) -> dict:
 
     return {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "kernel": platform.release()},
             "command": "bench/prediction_emulated.py " + " ".join(sys.argv[1:]),
-            "fit_rate": args.fit_rate, "rates": args.rates, "repeats": args.repeats,
+            "measured": measured_window(dirs),
+            "fit_rate": args.fit_rate, "rates": args.rates,
+            "repeats": max((r.get("repeats") or 0 for r in rows), default=0),
             "layouts": {str(k[1]): v for k, v in dirs.items() if k[0] == "layout"},
             "summary": {"physical": errors("physical_error"), "curve_fit": errors("curve_fit_error"),
                         "held_out_points": len(scored)},
@@ -214,8 +240,9 @@ def write(data: dict) -> None:
     (OUT / "prediction-emulated.json").write_text(json.dumps(data, indent=2) + "\n")
     s = data["summary"]
     lines = ["# Predictions on an emulated multi-node cluster (held-out worker counts and link rates)", "",
-             f"`{data['command']}` as root on {data['machine']['cpus']} CPUs (kernel {data['machine']['kernel']}): "
-             "torch DDP on digits, one worker per network namespace, every node's veth shaped with tbf at the rate. "
+             f"Measured {data['measured'].get('from', '?')}–{data['measured'].get('to', '?')} UTC (the records' "
+             f"started_at), analysed by `{data['command']}` on {data['machine']['cpus']} CPUs (kernel "
+             f"{data['machine']['kernel']}): torch DDP on digits, one worker per network namespace, every node's veth shaped with tbf at the rate. "
              f"Fitted on 1 and 2 workers at {data['fit_rate']}; {data['repeats']} repeat(s) per point; predicted by "
              "`orchestrator recommend FIT --bandwidth RATE --measured-link FIT_RATE` (nothing else told to the model). "
              "3 workers run 3 nodes on 2 cores: the model reads the workers' CPU per step and cores from the records "
@@ -248,6 +275,7 @@ def main() -> None:
     args.rates = args.rates.split(",")
     if args.analyse_only:
         dirs = restore()
+        args.rates, args.fit_rate = measured_rates(dirs)
     else:
         dirs = measure(args)
         archive(dirs)

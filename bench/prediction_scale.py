@@ -152,6 +152,15 @@ def restore(cases: list[str]) -> None:
                         (sweep_dir / kept).write_bytes((kept_dir / kept).read_bytes())
 
 
+def measured_window(cases: list[str]) -> dict:
+    """When the cases' sweeps ran: their records' started_at, UTC (an --analyse-only run's own date is not it)."""
+    started = [float(r["started_at"]) for name in cases for sweep_dir in sorted((RUNS / name).glob("*"))
+               if (sweep_dir / results.FILENAME).exists()
+               for r in results.load(sweep_dir).ok if r.get("started_at")]
+    stamp = lambda t: time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))  # noqa: E731
+    return {"from": stamp(min(started)), "to": stamp(max(started))} if started else {}
+
+
 def recommend_what_if(fit_dir: Path, rate: str) -> dict:
     """report.json's fit of the one curve after ``orchestrator recommend`` with the rate's what-if."""
     done = subprocess.run([str(BIN), "recommend", str(fit_dir), "--bandwidth", rate, "--measured-link", FIT_RATE,
@@ -241,6 +250,7 @@ def analyse(cases: list[str]) -> dict:
                 })
     return {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "kernel": platform.release()},
             "command": "bench/prediction_scale.py " + " ".join(sys.argv[1:]),
+            "measured": measured_window(cases),
             "fit_rate": FIT_RATE, "rates": list(RATES), "fit_counts": FIT_COUNTS, "held_counts": HELD_COUNTS,
             "compute": "emulated: device time (the CPU idle), real gradients all-reduced over gloo",
             "summary": summary(rows, cases), "points": rows}
@@ -266,7 +276,9 @@ def write(data: dict) -> None:
     (OUT / "prediction-scale.json").write_text(json.dumps(data, indent=2) + "\n")
     s = data["summary"]
     lines = ["# Predictions at 8-16 workers from a sweep of 1-4, on an emulated cluster of accelerator-like workers", "",
-             f"`{data['command']}` as root on {data['machine']['cpus']} CPUs (kernel {data['machine']['kernel']}). "
+             f"Measured {data.get('measured', {}).get('from', '?')}–{data.get('measured', {}).get('to', '?')} UTC "
+             f"(the records' started_at); analysed by `{data['command']}` on {data['machine']['cpus']} CPUs "
+             f"(kernel {data['machine']['kernel']}). "
              "Compute was emulated (device time: the CPU idle; real gradient buckets all-reduced by DDP over gloo "
              f"across tbf-shaped links). Fitted on {data['fit_counts']} workers at {data['fit_rate']} with the step "
              "breakdown; predicted by `orchestrator recommend FIT --bandwidth RATE --measured-link "

@@ -13,17 +13,19 @@ model's own functions, equal to `orchestrator recommend --bandwidth RATE --measu
     factor, no credit    the steps' calls faster than alone as an in-step factor down to 0.5 of their time alone,
                          latency and bytes alike (the model: c bytes an idle link sends at once, i >= 1)
 
+Processor sharing, the model's CPU   each rank's CPU (the model's, from the fit) slowed by a processor-sharing
+                         queue of the host's load: T = T_0 + cpu rho / (1 - rho), rho = k cpu / T (k ranks a core),
+                         T_0 the model's step without its host-CPU terms (the CPU floor and the calls' CPU; a hop's
+                         core queue (1 + k)/2 stays in it), solved in closed form (at least k cpu); added to the
+                         fitted model, i and c not refitted with it
+
 Two diagnoses, not predictions (they read the held-out trials' own CPU, which no user has before the run):
-    CPU as measured      the all-reduce's CPU a rank (u_b, u_h) fitted on the fit's and the held-out trials
-    CPU as measured, processor sharing   that, and each rank's CPU slowed by a processor-sharing queue of the
-                         host's load: T = T_0 + cpu rho / (1 - rho), rho = n cpu / (cores T), T_0 the step without
-                         the host-CPU terms, at least k cpu (the CPU floor)
-They name the terms that miss at 16 workers: the all-reduce's CPU extrapolated from 1-4 workers, and the
-contention of the ranks' CPU for the cores, which the fitted in-step factor sees only at the fit's low load.
-
-    .venv/bin/python bench/term_ablation.py
-
-Writes bench/results/term-ablation.json; asserts nothing. Needs the sweeps of bench/prediction_scale.py.
+    CPU as measured      the host-CPU terms (a rank's CPU a step and the all-reduce's u_b, u_h) fitted on the
+                         fit's and the held-out trials
+    CPU as measured, processor sharing   that, through the processor-sharing queue above
+They name the terms that miss at 16 workers: the all-reduce's CPU a rank extrapolated from 1-4 workers, and the
+ranks' contention for the cores beyond a hop's queue and the CPU floor (the fitted in-step factor is 1.0 in
+every case but the straggler's, so it absorbs none of it).
 """
 
 from __future__ import annotations
@@ -70,9 +72,10 @@ def cpu_as_measured(model, measured):
 
 
 class ProcessorSharing:
-    """A model whose ranks' CPU waits for the host's cores: T = T_0 + cpu rho/(1 - rho), rho = n cpu/(cores T)
-    (the M/G/1 processor-sharing queue's slowdown of a job of ``cpu``), T_0 the step without the host-CPU terms,
-    solved as a fixed point; never under the CPU floor k cpu."""
+    """A model whose ranks' CPU waits for the host's cores: T = T_0 + cpu rho/(1 - rho), rho = k cpu / T (the
+    processor-sharing queue's slowdown of a job of ``cpu`` at load rho), T_0 the step without the host-CPU terms.
+    With a = k cpu it is (T - T_0)(T - a) = cpu a, whose larger root
+    T = ((a + T_0) + sqrt((a - T_0)^2 + 4 cpu a)) / 2 is never under the CPU floor a."""
 
     def __init__(self, model):
         self.model = model
@@ -80,17 +83,17 @@ class ProcessorSharing:
     def with_layout(self, layout):
         return ProcessorSharing(self.model.with_layout(layout))
 
-    def predict(self, n: int) -> float:
+    def step_ms(self, n: int) -> float:
         m = self.model
         t0 = replace(m, cpu_comm=None, cpu_base_ms=None).step_ms(n)
         cpu, k = m.cpu_per_rank_ms(n), m.ranks_per_core(n)
-        t = t0
-        if cpu and k > 0:
-            cores = n / k
-            for _ in range(200):
-                rho = min(0.95, n * cpu / (cores * t))
-                t = 0.5 * t + 0.5 * max(t0 + cpu * rho / (1 - rho), k * cpu)
-        return 1e3 * m.units_per_step(n) / t
+        if not cpu or k <= 0 or n <= 1:
+            return t0
+        a = k * cpu
+        return ((a + t0) + ((a - t0) ** 2 + 4 * cpu * a) ** 0.5) / 2
+
+    def predict(self, n: int) -> float:
+        return 1e3 * self.model.units_per_step(n) / self.step_ms(n)
 
 
 def bytes_alone(rows, ys):
@@ -118,6 +121,7 @@ VARIANTS = {  # name: (a context the fit and prediction run in, a change to the 
     "factor, no credit": (lambda: stacked(patched(physics, "CREDIT_GRID", [0]),
                                           patched(physics, "INFLATION_GRID", np.round(np.arange(0.5, 4.0001, 0.01), 4))),
                           unchanged),
+    "processor sharing, the model's CPU": (contextlib.nullcontext, lambda m, measured=(): ProcessorSharing(m)),
     "CPU as measured": (contextlib.nullcontext, cpu_as_measured),
     "CPU as measured, processor sharing": (contextlib.nullcontext,
                                            lambda m, measured: ProcessorSharing(cpu_as_measured(m, measured))),
